@@ -1,0 +1,148 @@
+"""Inspect a training package (an sdist .tar.gz) without extracting it (pure over a byte stream).
+
+Only tar headers are read, from a stream, with caps on member count and total
+size; nothing is written to disk. The checks follow what makes a package
+installable by the training service (`pip install` of an sdist) and runnable
+as `python -m <pythonModule>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tarfile
+import zlib
+from typing import BinaryIO
+
+from .spec import Reason, Violation
+
+MAX_MEMBERS = 20_000
+MAX_UNPACKED_BYTES = 2 * 1024 ** 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageInfo:
+    """What the headers of one package say.
+
+    Attributes:
+        filename: the package object's file name (for messages).
+        top_dir: the single top-level directory, e.g. "trainer-0.1".
+        files: member file paths relative to top_dir.
+    """
+
+    filename: str
+    top_dir: str
+    files: frozenset[str]
+
+    def module_problem(self, module: str) -> Violation | None:
+        """Why `python -m <module>` would not find `module` once installed, or None if it would.
+
+        Looks in the sdist's root and in a `src/` layout. A module inside a
+        package needs an `__init__.py` in every package directory on its path.
+        """
+        parts = module.split(".")
+        rel = "/".join(parts) + ".py"
+        for root in ("", "src/"):
+            if root + rel in self.files or root + "/".join(parts) + "/__main__.py" in self.files:
+                missing = [root + "/".join(parts[:i]) for i in range(1, len(parts))
+                           if root + "/".join(parts[:i]) + "/__init__.py" not in self.files]
+                if missing:
+                    return Violation(
+                        "trainingInput.pythonModule",
+                        f"pythonModule {module!r}: {missing[0]}/ in {self.filename} has no __init__.py, so it "
+                        "is not installed as a package; add an empty __init__.py",
+                        Reason.MODULE_NOT_IN_PACKAGE, module)
+                return None
+        candidates = sorted({self._module_name(f) for f in self.files if f.endswith(".py")
+                             and not f.endswith("__init__.py") and not f.startswith(("setup.py", "tests/"))})
+        close = difflib.get_close_matches(module, candidates, n=3, cutoff=0.3)
+        close += [c for c in candidates if c.endswith("." + parts[-1]) and c not in close]
+        hint = f"; candidates: {', '.join(close[:3])}" if close else ""
+        return Violation("trainingInput.pythonModule",
+                         f"pythonModule {module!r} not found in {self.filename} (looked for {rel}){hint}",
+                         Reason.MODULE_NOT_IN_PACKAGE, module)
+
+    @staticmethod
+    def _module_name(path: str) -> str:
+        return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+class PackageRejected(Exception):
+    """The package is not a safe, installable sdist; `violation` says why."""
+
+    def __init__(self, violation: Violation):
+        self.violation = violation
+        super().__init__(violation.message)
+
+
+def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_MEMBERS,
+                    max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> PackageInfo:
+    """Read the tar headers of a gzip sdist from `stream` and check its shape.
+
+    Requires a gzip tar whose members all sit under one top-level directory that
+    holds `setup.py` or `pyproject.toml`. Refuses absolute paths, `..`
+    components, links that leave the archive, and device/FIFO members.
+
+    Args:
+        stream: readable binary stream of the .tar.gz (read once, sequentially).
+        filename: the package file name, for messages.
+        max_members / max_unpacked_bytes: caps; over them the package is refused.
+    Raises:
+        PackageRejected: with reason PACKAGE_INVALID and a message naming the file.
+    """
+    def reject(message: str) -> PackageRejected:
+        return PackageRejected(Violation(filename, message, Reason.PACKAGE_INVALID))
+
+    files: set[str] = set()
+    tops: set[str] = set()
+    total = 0
+    count = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
+            for member in archive:
+                count += 1
+                if count > max_members:
+                    raise reject(f"has more than {max_members} members")
+                total += max(member.size, 0)
+                if total > max_unpacked_bytes:
+                    raise reject(f"unpacks to more than {max_unpacked_bytes} bytes")
+                name = member.name
+                parts = [p for p in name.split("/") if p not in ("", ".")]
+                if name.startswith("/") or ".." in parts:
+                    raise reject(f"member {name!r} has an absolute path or '..'; refusing an unsafe archive")
+                if member.isdev() or member.isfifo():
+                    raise reject(f"member {name!r} is a device or FIFO; refusing an unsafe archive")
+                if member.issym() or member.islnk():
+                    target = member.linkname
+                    depth = len(parts) - 1 if member.issym() else 0
+                    resolved = _normalise(parts[:depth] + target.split("/")) if not target.startswith("/") else None
+                    if resolved is None:
+                        raise reject(f"link {name!r} -> {target!r} points outside the archive")
+                if not parts:
+                    continue
+                tops.add(parts[0])
+                if member.isfile() and len(parts) > 1:
+                    files.add("/".join(parts[1:]))
+    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+        raise reject(f"is not a gzip-compressed tar archive (an sdist): {exc}") from None
+    if count == 0:
+        raise reject("is an empty archive")
+    if len(tops) != 1:
+        raise reject(f"must hold one top-level directory (an sdist like trainer-0.1/), found {sorted(tops)[:5]}")
+    if not ({"setup.py", "pyproject.toml"} & files):
+        raise reject(f"{next(iter(tops))}/ has neither setup.py nor pyproject.toml, so pip cannot install it")
+    return PackageInfo(filename=filename, top_dir=next(iter(tops)), files=frozenset(files))
+
+
+def _normalise(parts: list[str]) -> list[str] | None:
+    out: list[str] = []
+    for p in parts:
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not out:
+                return None
+            out.pop()
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,145 @@
+"""The state store: one interface for the submitter's own records, with compare-and-set.
+
+Records are small JSON documents addressed by key. `create` is create-only and
+`replace` is conditional on the generation read, so two instances racing on
+the same record cannot both win. On GCS this is `ifGenerationMatch`
+(0 = must not exist). NOTE: gcp-storage-emulator ignores preconditions, so on
+the local stack races are not excluded by the store; `InMemoryStateStore`
+enforces them and is what the concurrency tests use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Protocol
+
+from .events import WRITTEN_BY_KEY, WRITTEN_BY_VALUE
+
+
+class StateStore(Protocol):
+    """Key → JSON document store with generation tokens."""
+
+    def get(self, key: str) -> tuple[dict[str, Any], int] | None:
+        """(document, generation token) or None when absent."""
+
+    def create(self, key: str, doc: dict[str, Any]) -> bool:
+        """Write only if absent; False when the key already exists."""
+
+    def replace(self, key: str, doc: dict[str, Any], token: int) -> bool:
+        """Write only if the stored generation is `token`; False otherwise."""
+
+    def delete(self, key: str) -> None:
+        """Remove the key if present."""
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys starting with `prefix`, sorted."""
+
+
+class InMemoryStateStore:
+    """A thread-safe StateStore in memory that enforces every precondition (tests, CLI dry runs)."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, tuple[str, int]] = {}
+        self._next = 1
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key not in self._docs:
+                return None
+            raw, gen = self._docs[key]
+            return json.loads(raw), gen
+
+    def create(self, key, doc):
+        with self._lock:
+            if key in self._docs:
+                return False
+            self._put(key, doc)
+            return True
+
+    def replace(self, key, doc, token):
+        with self._lock:
+            if key not in self._docs or self._docs[key][1] != token:
+                return False
+            self._put(key, doc)
+            return True
+
+    def delete(self, key):
+        with self._lock:
+            self._docs.pop(key, None)
+
+    def list(self, prefix):
+        with self._lock:
+            return sorted(k for k in self._docs if k.startswith(prefix))
+
+    def _put(self, key, doc):
+        self._docs[key] = (json.dumps(doc, sort_keys=True), self._next)
+        self._next += 1
+
+
+class GcsStateStore:
+    """StateStore on a GCS bucket (objects `<prefix><key>`), using generation preconditions.
+
+    Every object carries custom metadata `written-by: submitter`, so even a
+    deployment that puts the state bucket next to drops never re-triggers itself.
+
+    Args:
+        bucket: bucket name.
+        prefix: object-name prefix ending in "/".
+        client: a google.cloud.storage.Client (built lazily from `project` when None).
+    """
+
+    def __init__(self, bucket: str, prefix: str, project: str, client=None):
+        self.bucket_name, self.prefix, self.project = bucket, prefix, project
+        self._client = client
+        self._lock = threading.Lock()
+
+    def _bucket(self):
+        with self._lock:
+            if self._client is None:
+                from google.cloud import storage
+
+                self._client = storage.Client(project=self.project)
+            return self._client.bucket(self.bucket_name)
+
+    def get(self, key):
+        from google.api_core.exceptions import NotFound
+
+        blob = self._bucket().blob(self.prefix + key)
+        try:
+            raw = blob.download_as_bytes()
+        except NotFound:
+            return None
+        return json.loads(raw), int(blob.generation or 0)
+
+    def _write(self, key, doc, generation_match: int) -> bool:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._bucket().blob(self.prefix + key)
+        blob.metadata = {WRITTEN_BY_KEY: WRITTEN_BY_VALUE}
+        try:
+            blob.upload_from_string(json.dumps(doc, sort_keys=True), content_type="application/json",
+                                    if_generation_match=generation_match)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def create(self, key, doc):
+        return self._write(key, doc, 0)
+
+    def replace(self, key, doc, token):
+        return self._write(key, doc, token)
+
+    def delete(self, key):
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._bucket().blob(self.prefix + key).delete()
+        except NotFound:
+            pass
+
+    def list(self, prefix):
+        bucket = self._bucket()
+        names = (b.name for b in bucket.client.list_blobs(bucket, prefix=self.prefix + prefix))
+        return sorted(n[len(self.prefix):] for n in names)

@@ -1,0 +1,209 @@
+"""Turning a storage event into at most one training job (the upload path).
+
+`DropHandler.handle` runs for every finalize event: it decides with no I/O
+whether the object can belong to a drop, checks that the drop is complete,
+reads job.yaml and the packages pinned to their generations, completes and
+checks the spec, calls `jobs.create`, and publishes SUBMITTED, REJECTED or
+SUBMIT_FAILED. Permanent problems are published once and the invocation
+returns normally; transient faults raise (after bounded retries) so Eventarc
+redelivers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Callable
+
+from . import events as ev
+from . import logs, naming
+from .backends import AlreadyExists, BackendError, TrainingBackend
+from .envelope import DropRef, JobEvent, encode
+from .gcs import DropStorage, ObjectInfo, ObjectMissing
+from .ledger import JobRecord, Ledger
+from .package import PackageRejected, inspect_package
+from .publisher import EventPublisher
+from .retry import call_with_retries
+from .settings import Settings
+from .spec import (DropContext, Reason, SpecRejected, Violation, check_essentials, complete, normalize_training_input,
+                   parse_job_yaml)
+from .states import State
+
+log = logs.get("submission")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one invocation did: `action` is ignored | waiting | duplicate | submitted | adopted | rejected |
+    submit_failed; `detail` is the human explanation."""
+
+    action: str
+    detail: str
+    job_id: str | None = None
+
+
+def event_source(settings: Settings) -> str:
+    """CloudEvent `source` of everything this deployment publishes."""
+    return f"//drop-submitter/projects/{settings.project}/buckets/{settings.drop_bucket}"
+
+
+class DropHandler:
+    """Handles storage events for one deployment.
+
+    Args:
+        settings: deployment settings.
+        storage: GCS reads.
+        backend: the training API.
+        publisher: Pub/Sub publisher for the events topic.
+        ledger: verdicts and followed jobs.
+        now: clock (aware UTC datetimes), injectable for tests.
+    """
+
+    def __init__(self, settings: Settings, storage: DropStorage, backend: TrainingBackend, publisher: EventPublisher,
+                 ledger: Ledger, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+        self.settings, self.storage, self.backend = settings, storage, backend
+        self.publisher, self.ledger, self.now = publisher, ledger, now
+
+    # -- entry ---------------------------------------------------------------------------------
+    def handle(self, event: ev.StorageObjectEvent) -> Outcome:
+        """Process one finalize event. Raises only for transient faults (the event is then redelivered)."""
+        s = self.settings
+        reserved = (s.state_prefix,) if s.state_bucket == s.drop_bucket else ()
+        where = ev.classify(event, drop_bucket=s.drop_bucket, drop_prefix=s.drop_prefix, reserved_prefixes=reserved)
+        if isinstance(where, ev.Ignored):
+            return Outcome("ignored", where.why)
+        age = ev.event_age_seconds(event, self.now())
+        if age is not None and age > s.max_event_age_s:
+            return Outcome("ignored", f"event older than {s.max_event_age_s:.0f}s (age {age:.0f}s)")
+
+        listing = call_with_retries(lambda: self.storage.list_folder(event.bucket, where.folder))
+        by_name = {o.name.rsplit("/", 1)[-1]: o for o in listing}
+        current = by_name.get(where.filename)
+        if current is None or current.generation != event.generation:
+            return Outcome("ignored", f"stale event: generation {event.generation} of {event.name} is no longer live")
+        spec_obj = by_name.get(ev.JOB_SPEC_NAME)
+        if spec_obj is None or spec_obj.size == 0:
+            return Outcome("waiting", f"drop {where.folder}/ has no {ev.JOB_SPEC_NAME} yet")
+        packages = sorted((o for n, o in by_name.items() if n.endswith(ev.PACKAGE_SUFFIX) and o.size > 0),
+                          key=lambda o: o.name)
+        drop = DropRef(bucket=event.bucket, folder=where.folder, object=spec_obj.name, generation=spec_obj.generation)
+        job_id = naming.derive_job_id(where.drop_name, spec_obj.generation)
+        if not packages:
+            return Outcome("waiting", f"drop {where.folder}/ has no *.tar.gz package yet", job_id)
+        if self.ledger.verdict(drop) is not None:
+            return Outcome("duplicate", f"{drop.object}#{drop.generation} was already handled", job_id)
+        try:
+            return self._submit(drop, job_id, packages)
+        except ObjectMissing as exc:
+            return Outcome("ignored", f"stale event: {exc}")
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _submit(self, drop: DropRef, derived_id: str, packages: list[ObjectInfo]) -> Outcome:
+        s = self.settings
+        text = call_with_retries(lambda: self.storage.read(drop.bucket, drop.object, drop.generation,
+                                                           max_bytes=s.max_spec_bytes))
+        try:
+            parsed = parse_job_yaml(text, filename=drop.object)
+        except SpecRejected as exc:
+            return self._reject(drop, derived_id, exc.violations)
+        named = parsed.job.get("jobId")
+        job_id = named if naming.is_valid_job_id(named) else derived_id
+        ctx = DropContext(
+            package_uris=tuple(p.uri for p in packages),
+            default_job_dir=f"gs://{s.output_bucket}/{drop.folder}/{job_id}",
+            region=s.region, runtime_version=s.runtime_version, python_version=s.python_version,
+            labels={s.job_label_key: s.job_label_value},
+        )
+        job = complete(parsed.job, ctx, derived_id)
+        ti = job.get("trainingInput")
+        violations = check_essentials(job, parsed.raw_scalars)
+        violations += self._check_packages(packages, ti if isinstance(ti, dict) else {})
+        if violations:
+            return self._reject(drop, job_id, violations)
+        for warning in parsed.warnings:
+            log.warning(warning, extra={"ctx": {"jobId": job_id, "drop": drop.folder}})
+        return self._create(drop, job)
+
+    def _check_packages(self, packages: list[ObjectInfo], ti: dict[str, Any]) -> list[Violation]:
+        """Inspect the drop's packages that the job uses; check pythonModule is in one of them."""
+        used = set(ti.get("packageUris") or []) if isinstance(ti.get("packageUris"), list) else set()
+        infos, out = [], []
+        for obj in packages:
+            if obj.uri not in used:
+                continue
+            try:
+                with self.storage.open(obj.bucket, obj.name, obj.generation,
+                                       max_bytes=self.settings.max_package_bytes) as stream:
+                    infos.append(inspect_package(stream, obj.name.rsplit("/", 1)[-1]))
+            except PackageRejected as exc:
+                out.append(exc.violation)
+            except ValueError as exc:
+                out.append(Violation(obj.name, str(exc), Reason.PACKAGE_INVALID))
+        module = ti.get("pythonModule")
+        if infos and not out and isinstance(module, str):
+            problems = [info.module_problem(module) for info in infos]
+            if all(problems):
+                out.append(problems[0])
+        return out
+
+    def _create(self, drop: DropRef, job: dict[str, Any]) -> Outcome:
+        job_id = job["jobId"]
+        ctx = {"jobId": job_id, "drop": drop.folder}
+        try:
+            created = call_with_retries(lambda: self.backend.create_job(job))
+            action = "submitted"
+        except AlreadyExists:
+            existing = call_with_retries(lambda: self.backend.get_job(job_id))
+            diff = _differences(normalize_training_input(job.get("trainingInput") or {}),
+                                normalize_training_input(existing.get("trainingInput") or {}))
+            if diff:
+                return self._verdict(drop, job_id, State.SUBMIT_FAILED, job.get("labels") or {},
+                                     reason="JOB_ID_CONFLICT",
+                                     message=f"a different job named {job_id} already exists; differing fields: "
+                                             + ", ".join(diff) + ". Choose another jobId or remove it.")
+            created, action = existing, "adopted"
+        except BackendError as exc:
+            if exc.transient:
+                raise
+            return self._verdict(drop, job_id, State.SUBMIT_FAILED, job.get("labels") or {}, reason=exc.reason,
+                                 message=f"jobs.create answered {exc.code} {exc.status}: {exc.message}")
+        labels = dict(job.get("labels") or {})
+        job_dir = (job.get("trainingInput") or {}).get("jobDir")
+        if not self.ledger.is_known(job_id):
+            ids = self._publish(JobEvent(job_id=job_id, state=State.SUBMITTED, drop=drop, time=self.now(),
+                                         labels=labels, job_dir=job_dir, backend=self.backend.name,
+                                         job=created))
+            log.info("published SUBMITTED", extra={"ctx": {**ctx, "messageIds": ids}})
+            self.ledger.follow(JobRecord(job_id=job_id, state=State.SUBMITTED, drop=drop, labels=labels,
+                                         job_dir=job_dir, backend=self.backend.name))
+        self.ledger.record_verdict(drop, State.SUBMITTED, job_id)
+        return Outcome(action, f"job {job_id} {action}", job_id)
+
+    def _reject(self, drop: DropRef, job_id: str, violations: list[Violation]) -> Outcome:
+        message = f"{drop.object}: " + "; ".join(f"{v.field}: {v.message}" for v in violations)
+        return self._verdict(drop, job_id, State.REJECTED, {}, reason=violations[0].reason, message=message,
+                             violations=tuple(v.as_dict() for v in violations))
+
+    def _verdict(self, drop: DropRef, job_id: str, state: State, labels: dict, *, reason: str, message: str,
+                 violations: tuple = ()) -> Outcome:
+        ids = self._publish(JobEvent(job_id=job_id, state=state, drop=drop, time=self.now(), reason=reason,
+                                     message=message, violations=violations, labels=labels,
+                                     backend=self.backend.name))
+        self.ledger.record_verdict(drop, state, job_id)
+        log.info(f"published {state.value}: {message}",
+                 extra={"ctx": {"jobId": job_id, "drop": drop.folder, "reason": reason, "messageIds": ids}})
+        return Outcome(state.value.lower(), message, job_id)
+
+    def _publish(self, event: JobEvent) -> list[str]:
+        return self.publisher.publish([encode(event, source=event_source(self.settings))])
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], path: str = "trainingInput") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+                out += _differences(a[key], b[key], f"{path}.{key}")
+            else:
+                out.append(f"{path}.{key}")
+    return out

@@ -1,0 +1,116 @@
+"""`make demo`: the main job end to end on the local stack.
+
+Brings the stack up (or reuses the running one), builds the sample trainer's
+sdist, drops it with `samples/job.yaml` into the drop bucket, prints each state
+message as it arrives on a subscription of its own, and when the job
+SUCCEEDED reads the metrics back from the outputs bucket. Exit 0 on
+SUCCEEDED; 1 with a clear message otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .stack import REPO, Stack, StackConfig, StackError
+
+TIMEOUT_S = 300
+
+
+def build_sdist(project_dir: Path, out_dir: Path) -> Path:
+    """Build an sdist of `project_dir` into `out_dir` with `python -m build` (no network: --no-isolation)."""
+    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out_dir),
+                             str(project_dir)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"building the sdist of {project_dir} failed:\n{result.stderr[-2000:]}")
+    return next(out_dir.glob("*.tar.gz"))
+
+
+def run_drop(env: dict[str, str], package: Path, job_yaml: bytes, folder: str, timeout_s: float = TIMEOUT_S,
+             out=print) -> tuple[str | None, list[dict]]:
+    """Drop `package` + `job_yaml` into `folder` and follow its events until a final one.
+
+    Returns:
+        (final state or None on timeout, every event received for the drop).
+    """
+    os.environ["PUBSUB_EMULATOR_HOST"] = env["PUBSUB_EMULATOR_HOST"]
+    os.environ["STORAGE_EMULATOR_HOST"] = env["STORAGE_EMULATOR_HOST"]
+    from google.cloud import storage
+
+    from submitter.dropper import upload_drop
+    from submitter.follow import EventFollower, is_final
+
+    client = storage.Client(project=env["PROJECT"])
+    received: list[dict] = []
+    with EventFollower(env["TOPIC"], "demo") as follower:
+        location = upload_drop(client, env["BUCKET"], folder, [package], job_yaml)
+        out(f"dropped {package.name} and job.yaml into {location.uri} (job.yaml generation {location.spec_generation})")
+        for event in follower.events(timeout_s=timeout_s):
+            data = event["data"]
+            if data.get("drop", {}).get("folder") != folder:
+                continue
+            received.append(event)
+            line = f"{data.get('time', '')}  {data['jobId']}  {data['state']}"
+            if data.get("reason"):
+                line += f"  reason={data['reason']}"
+            out(line)
+            if data.get("errorMessage") or data.get("message"):
+                out("    " + (data.get("errorMessage") or data.get("message")).replace("\n", "\n    "))
+            if is_final(event):
+                return data["state"], received
+    return None, received
+
+
+def read_metrics(env: dict[str, str], job_dir: str) -> dict:
+    """metrics.json from the job's gs:// jobDir."""
+    from google.cloud import storage
+
+    bucket, _, prefix = job_dir.removeprefix("gs://").partition("/")
+    blob = storage.Client(project=env["PROJECT"]).bucket(bucket).blob(f"{prefix.rstrip('/')}/metrics.json")
+    return json.loads(blob.download_as_bytes())
+
+
+def main() -> int:
+    stack = Stack(StackConfig())
+    try:
+        already = stack.running()
+        print("using the running local stack" if already else "starting the local stack (make down stops it) ...")
+        env = stack.start()
+    except StackError as exc:
+        print(f"demo: the local stack did not start: {exc}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            package = build_sdist(REPO / "samples" / "trainer", Path(tmp))
+        except RuntimeError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+        folder = f"{env['DROP_PREFIX']}demo-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+        state, events = run_drop(env, package, (REPO / "samples" / "job.yaml").read_bytes(), folder)
+    if state is None:
+        print(f"demo: no final state within {TIMEOUT_S}s; see the logs in {stack.root / 'logs'}", file=sys.stderr)
+        return 1
+    if state != "SUCCEEDED":
+        print(f"demo: the job ended {state}; see the message above and `{stack.root / 'logs'}`", file=sys.stderr)
+        return 1
+    job_dir = events[-1]["data"]["jobDir"]
+    try:
+        metrics = read_metrics(env, job_dir)
+    except Exception as exc:  # any read failure is reported, not a traceback
+        print(f"demo: the job SUCCEEDED but {job_dir}/metrics.json could not be read: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nmetrics ({job_dir.rstrip('/')}/metrics.json):")
+    for key, value in metrics.items():
+        print(f"  {key}: {value}")
+    print(f"model: {job_dir.rstrip('/')}/model.joblib")
+    print("\nthe local stack is still running: `source .local/stack.env` to use it, `make down` to stop it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The local stack: every part of the product on one machine, on real components.
+
+`make up` starts, each in its own process group, with logs in `<root>/logs/`:
+  pubsub     the official Pub/Sub emulator from the installed Cloud SDK (Java)
+  storage    gcp-storage-emulator (in memory)
+  training   the local AI Platform Training service (`submitter_local.training`)
+  function   functions-framework serving `on_object_finalized` (CloudEvent)
+  reconcile  functions-framework serving `reconcile` (HTTP)
+  relay      the Eventarc stand-in: new object generations -> CloudEvents to `function`
+  scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second
+then creates the buckets, the topic and a subscription and writes shell
+`export` lines to `<root>/stack.env`. `make down` stops exactly what `make up`
+started (process groups recorded in `<root>/stack.json`) and checks that no
+emulator Java process survives. Tests start their own Stack on free ports in a
+temporary root and never touch one a user left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = REPO / ".local"
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message names the part and its log file."""
+
+
+@dataclasses.dataclass
+class StackConfig:
+    """What a stack serves. Names follow the field cases' conventions."""
+
+    root: Path = DEFAULT_ROOT
+    project: str = "demo-project"
+    region: str = "us-central1"
+    drop_bucket: str = "drop-bucket"
+    output_bucket: str = "drop-outputs"
+    state_bucket: str = "drop-state"
+    drop_prefix: str = "incoming/"
+    topic: str = "training-job-events"
+    subscription: str = "training-job-events-sub"
+    reconcile_interval_s: float = 1.0
+    min_state_seconds: float = 1.5
+    training_paused: bool = False
+    runtime_python: Path = REPO / ".local" / "runtime" / "bin" / "python"
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pubsub_emulator_command(port: int) -> list[str]:
+    """The single-process emulator script shipped in the Cloud SDK (it execs Java)."""
+    root = subprocess.run(["gcloud", "info", "--format=value(installation.sdk_root)"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    script = Path(root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+    if not script.exists():
+        raise StackError(f"Pub/Sub emulator not found at {script}; install it with "
+                         "`gcloud components install pubsub-emulator` or apt's google-cloud-cli-pubsub-emulator")
+    return [str(script), "--host=127.0.0.1", f"--port={port}"]
+
+
+class Stack:
+    """Starts and stops the local stack rooted at `config.root`."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.root = Path(config.root)
+        self.state_file = self.root / "stack.json"
+        self.env_file = self.root / "stack.env"
+
+    # -- state ---------------------------------------------------------------------------------
+    def _load(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def running(self) -> dict | None:
+        """The recorded stack when all its processes are alive, else None."""
+        state = self._load()
+        if state and all(self._alive(p["pgid"]) for p in state["processes"]):
+            return state
+        return None
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        """Start the stack unless it is already running; returns its environment (the stack.env values)."""
+        current = self.running()
+        if current:
+            return current["env"]
+        if self._load():
+            self.stop()  # a partial stack from a crash: clear it before starting anew
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        c = self.config
+        ports = {name: free_port() for name in ("pubsub", "storage", "training", "function", "reconcile")}
+        env = {
+            "PROJECT": c.project,
+            "REGION": c.region,
+            "BUCKET": c.drop_bucket,
+            "DROP_PREFIX": c.drop_prefix,
+            "OUTPUT_BUCKET": c.output_bucket,
+            "STATE_BUCKET": c.state_bucket,
+            "TOPIC": f"projects/{c.project}/topics/{c.topic}",
+            "SUBSCRIPTION": f"projects/{c.project}/subscriptions/{c.subscription}",
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{ports['pubsub']}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{ports['storage']}",
+            "TRAINING_API_ENDPOINT": f"http://127.0.0.1:{ports['training']}",
+            "FUNCTION_URL": f"http://127.0.0.1:{ports['function']}",
+            "RECONCILE_URL": f"http://127.0.0.1:{ports['reconcile']}",
+            "CLOUDSDK_CORE_PROJECT": c.project,
+        }
+        env.update(self.function_settings(env))
+        self._processes: list[dict] = []
+        try:
+            self._spawn("pubsub", pubsub_emulator_command(ports["pubsub"]), {})
+            self._spawn("storage", [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+                                    "--port", str(ports["storage"]), "--in-memory", "-q"], {})
+            self._wait_http("pubsub", f"http://{env['PUBSUB_EMULATOR_HOST']}/v1/projects/{c.project}/topics")
+            self._wait_http("storage", f"{env['STORAGE_EMULATOR_HOST']}/storage/v1/b?project={c.project}")
+            self._create_resources(env)
+            training = [sys.executable, "-m", "submitter_local.training", "--host", "127.0.0.1",
+                        "--port", str(ports["training"]), "--data-dir", str(self.root / "training"),
+                        "--runtime-python", str(c.runtime_python), "--min-state-seconds", str(c.min_state_seconds)]
+            if c.training_paused:
+                training.append("--paused")
+            self._spawn("training", training, env)
+            ff = str(Path(sys.executable).with_name("functions-framework"))
+            source = str(REPO / "functions" / "main.py")
+            self._spawn("function", [ff, "--source", source, "--target", "on_object_finalized",
+                                     "--signature-type", "cloudevent", "--host", "127.0.0.1",
+                                     "--port", str(ports["function"])], env)
+            self._spawn("reconcile", [ff, "--source", source, "--target", "reconcile", "--signature-type", "http",
+                                      "--host", "127.0.0.1", "--port", str(ports["reconcile"])], env)
+            self._wait_http("training", f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{c.project}/jobs")
+            self._wait_http("function", env["FUNCTION_URL"], any_status=True)
+            self._wait_http("reconcile", env["RECONCILE_URL"], any_status=True)
+            self._spawn("relay", [sys.executable, "-m", "submitter_local.relay", "--storage",
+                                  env["STORAGE_EMULATOR_HOST"], "--bucket", c.drop_bucket,
+                                  "--function-url", env["FUNCTION_URL"]], env)
+            self._spawn("scheduler", [sys.executable, "-m", "submitter_local.scheduler", "--url",
+                                      env["RECONCILE_URL"], "--interval", str(c.reconcile_interval_s)], env)
+        except BaseException:
+            self._save(env)
+            self.stop()
+            raise
+        self._save(env)
+        self.env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+        return env
+
+    def function_settings(self, env: dict[str, str]) -> dict[str, str]:
+        """The function's SUBMITTER_* settings for this stack."""
+        c = self.config
+        return {
+            "SUBMITTER_PROJECT": c.project,
+            "SUBMITTER_DROP_BUCKET": c.drop_bucket,
+            "SUBMITTER_DROP_PREFIX": c.drop_prefix,
+            "SUBMITTER_OUTPUT_BUCKET": c.output_bucket,
+            "SUBMITTER_STATE_BUCKET": c.state_bucket,
+            "SUBMITTER_TOPIC": env["TOPIC"],
+            "SUBMITTER_BACKEND": "ml_v1",
+            "SUBMITTER_TRAINING_API_ENDPOINT": env["TRAINING_API_ENDPOINT"],
+            "SUBMITTER_ANONYMOUS_CREDENTIALS": "true",
+            "SUBMITTER_DEFAULT_REGION": c.region,
+            "SUBMITTER_PUBLISH_TIMEOUT_SECONDS": "20",
+        }
+
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str]) -> None:
+        log = open(self.root / "logs" / f"{name}.log", "ab")
+        env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "functions"), str(REPO / "local"),
+                                                          os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                cwd=self.root, start_new_session=True)
+        log.close()
+        self._processes.append({"name": name, "pid": proc.pid, "pgid": proc.pid, "argv": argv})
+
+    def _wait_http(self, name: str, url: str, timeout_s: float = 60.0, any_status: bool = False) -> None:
+        deadline = time.monotonic() + timeout_s
+        proc = next(p for p in self._processes if p["name"] == name)
+        while time.monotonic() < deadline:
+            if not self._alive(proc["pgid"]):
+                break
+            try:
+                answer = requests.get(url, timeout=2)
+                if any_status or answer.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        tail = self._log_tail(name)
+        raise StackError(f"{name} did not become ready at {url}; see {self.root / 'logs' / (name + '.log')}:\n{tail}")
+
+    def _log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.root / "logs" / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _create_resources(self, env: dict[str, str]) -> None:
+        c = self.config
+        base = env["STORAGE_EMULATOR_HOST"]
+        for bucket in (c.drop_bucket, c.output_bucket, c.state_bucket):
+            answer = requests.post(f"{base}/storage/v1/b", params={"project": c.project}, json={"name": bucket},
+                                   timeout=10)
+            if answer.status_code not in (200, 409):
+                raise StackError(f"creating bucket {bucket} failed: {answer.status_code} {answer.text[:200]}")
+        host = f"http://{env['PUBSUB_EMULATOR_HOST']}/v1"
+        answer = requests.put(f"{host}/{env['TOPIC']}", json={}, timeout=10)
+        if answer.status_code not in (200, 409):
+            raise StackError(f"creating topic failed: {answer.status_code} {answer.text[:200]}")
+        answer = requests.put(f"{host}/{env['SUBSCRIPTION']}", json={"topic": env["TOPIC"],
+                                                                    "enableMessageOrdering": True}, timeout=10)
+        if answer.status_code not in (200, 409):
+            raise StackError(f"creating subscription failed: {answer.status_code} {answer.text[:200]}")
+
+    def _save(self, env: dict[str, str]) -> None:
+        self.state_file.write_text(json.dumps({"env": env, "processes": self._processes}, indent=1))
+
+    # -- stop ----------------------------------------------------------------------------------
+    def stop(self, grace_s: float = 5.0) -> list[str]:
+        """Stop every recorded process group (SIGTERM, then SIGKILL); returns the names stopped."""
+        state = self._load()
+        if not state:
+            return []
+        procs = state["processes"]
+        for p in reversed(procs):
+            if self._alive(p["pgid"]):
+                os.killpg(p["pgid"], signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(self._alive(p["pgid"]) for p in procs):
+            time.sleep(0.1)
+        for p in procs:
+            if self._alive(p["pgid"]):
+                os.killpg(p["pgid"], signal.SIGKILL)
+        # The emulator's Java process can outlive its wrapper in a group of its own: find it by its port.
+        port = state["env"].get("PUBSUB_EMULATOR_HOST", "").rsplit(":", 1)[-1]
+        for pid in _pids_matching("pubsub-emulator", f"--port={port}"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:  # reap our own children (when the stack was started in this process)
+                os.waitpid(p["pid"], os.WNOHANG)
+            except ChildProcessError:
+                pass
+        self.state_file.unlink(missing_ok=True)
+        self.env_file.unlink(missing_ok=True)
+        return [p["name"] for p in procs]
+
+
+def _pids_matching(*needles: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(n in cmdline for n in needles):
+            pids.append(int(entry.name))
+    return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Start or stop the local stack.")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    args = parser.parse_args(argv)
+    stack = Stack(StackConfig(root=args.root))
+    if args.command == "up":
+        already = stack.running()
+        try:
+            env = stack.start()
+        except StackError as exc:
+            print(f"make up failed: {exc}", file=sys.stderr)
+            return 1
+        print("local stack already running" if already else "local stack started")
+        for key in ("FUNCTION_URL", "TRAINING_API_ENDPOINT", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
+            print(f"  {key}={env[key]}")
+        print(f"  source {stack.env_file}   # to use it from a shell; `make down` stops it")
+        return 0
+    if args.command == "down":
+        stopped = stack.stop()
+        print(f"stopped: {', '.join(stopped)}" if stopped else "no local stack was running")
+        return 0
+    state = stack.running()
+    print(json.dumps(state["env"], indent=1) if state else "not running")
+    return 0 if state else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

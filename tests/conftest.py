@@ -1,0 +1,130 @@
+"""Shared fixtures: field-case conventions (../shared/cases/FIELD_CASES.md) and the in-memory submitter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeBackend, FakePublisher, FakeStorage
+from submitter.events import parse_event
+from submitter.ledger import Ledger
+from submitter.reconciler import Reconciler
+from submitter.settings import Settings
+from submitter.state_store import InMemoryStateStore
+from submitter.submission import DropHandler, event_source
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+NOW = dt.datetime(2024, 6, 10, 12, 0, 5, tzinfo=dt.timezone.utc)
+
+BASELINE_YAML = b"""trainingInput:
+  scaleTier: BASIC
+  pythonModule: trainer.task
+  region: us-central1
+  runtimeVersion: "2.11"
+  pythonVersion: "3.7"
+  jobDir: gs://drop-outputs/run-001
+  args: ["--epochs", "3"]
+labels:
+  team: vision
+"""
+
+BASELINE_TASK = b"""import argparse
+p = argparse.ArgumentParser(); p.add_argument("--epochs"); p.add_argument("--job-dir")
+p.parse_args(); print("ok")
+"""
+
+
+def make_tarball(files: dict[str, bytes], top: str = "trainer-0.1") -> bytes:
+    """A gzip tar with `files` under `top/` (paths relative to it)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{top}/{name}" if top else name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def baseline_files() -> dict[str, bytes]:
+    return {
+        "PKG-INFO": b"Metadata-Version: 2.1\nName: trainer\nVersion: 0.1\n",
+        "setup.py": b"from setuptools import setup, find_packages\nsetup(name='trainer', version='0.1', "
+                    b"packages=find_packages())\n",
+        "trainer/__init__.py": b"",
+        "trainer/task.py": BASELINE_TASK,
+    }
+
+
+BASELINE_TARBALL = make_tarball(baseline_files())
+
+
+def settings(**overrides) -> Settings:
+    base = dict(project="demo-project", drop_bucket="drop-bucket", output_bucket="drop-outputs",
+                state_bucket="drop-state", topic="projects/demo-project/topics/training-job-events",
+                drop_prefix="incoming/")
+    base.update(overrides)
+    return Settings(**base)
+
+
+def storage_event(name: str, generation: int, size: int, *, event_id: str = "evt-0001",
+                  time: str = "2024-06-10T12:00:00Z", bucket: str = "drop-bucket", metadata=None):
+    """A parsed finalize event in Eventarc's shape (generation and size as strings on the wire)."""
+    data = {"kind": "storage#object", "bucket": bucket, "name": name, "generation": str(generation),
+            "metageneration": "1", "size": str(size), "contentType": "application/x-yaml",
+            "timeCreated": time, "updated": time}
+    if metadata:
+        data["metadata"] = metadata
+    attrs = {"specversion": "1.0", "id": event_id, "type": "google.cloud.storage.object.v1.finalized",
+             "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}", "subject": f"objects/{name}",
+             "time": time}
+    return parse_event(attrs, json.loads(json.dumps(data)))
+
+
+class World:
+    """The submitter wired to in-memory doubles, plus helpers to drop files and deliver events."""
+
+    def __init__(self, **setting_overrides):
+        self.settings = settings(**setting_overrides)
+        self.storage = FakeStorage()
+        self.backend = FakeBackend()
+        self.publisher = FakePublisher()
+        self.store = InMemoryStateStore()
+        self.ledger = Ledger(self.store)
+        self.handler = DropHandler(self.settings, self.storage, self.backend, self.publisher, self.ledger,
+                                   now=lambda: NOW)
+        self.reconciler = Reconciler(self.backend, self.publisher, self.ledger, event_source(self.settings),
+                                     now=lambda: NOW)
+
+    def put(self, name: str, data: bytes, generation: int | None = None):
+        return self.storage.put("drop-bucket", name, data, generation)
+
+    def deliver(self, name: str, generation: int | None = None, **kw):
+        info = self.storage.info("drop-bucket", name) if generation is None else None
+        gen = generation if generation is not None else info.generation
+        size = kw.pop("size", None)
+        if size is None:
+            found = self.storage.objects.get(("drop-bucket", name))
+            size = len(found[1]) if found else 1
+        return self.handler.handle(storage_event(name, gen, size, **kw))
+
+    def drop(self, folder: str, spec: bytes = BASELINE_YAML, package: bytes = BASELINE_TARBALL,
+             spec_generation: int | None = None):
+        """Upload package then job.yaml and deliver both events; returns the job.yaml outcome."""
+        self.put(f"{folder}/package.tar.gz", package)
+        self.deliver(f"{folder}/package.tar.gz")
+        self.put(f"{folder}/job.yaml", spec, spec_generation)
+        return self.deliver(f"{folder}/job.yaml")
+
+    def messages(self):
+        return [json.loads(m.data) for m in self.publisher.messages]
+
+
+@pytest.fixture
+def world():
+    return World()

@@ -1,0 +1,77 @@
+"""The scheduled path: observed states published once, in order, never before SUBMITTED (F17, F18)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import World
+
+
+def submitted(world: World, folder="incoming/run-024") -> str:
+    out = world.drop(folder)
+    assert out.action == "submitted"
+    return out.job_id
+
+
+def states_over(world: World, job_id: str, sequence):
+    for state in sequence:
+        world.backend.set_state(job_id, state)
+        world.reconciler.tick()
+    return world.publisher.states(job_id)
+
+
+def test_failed_job_publishes_each_state_once_with_error_message(world):
+    job_id = submitted(world)
+    world.backend.jobs[job_id]["errorMessage"] = "The replica master 0 exited with a non-zero status of 1."
+    assert states_over(world, job_id, ["QUEUED", "QUEUED", "PREPARING", "RUNNING", "FAILED", "FAILED"]) == [
+        "SUBMITTED", "QUEUED", "PREPARING", "RUNNING", "FAILED"]
+    failed = json.loads(world.publisher.messages[-1].data)
+    assert failed["reason"] == "JOB_FAILED" and "non-zero status" in failed["errorMessage"]
+    assert failed["previousState"] == "RUNNING" and failed["terminal"] is True
+    assert world.publisher.messages[-1].attributes["terminal"] == "true"
+
+
+def test_cancel_path(world):
+    job_id = submitted(world)
+    assert states_over(world, job_id, ["RUNNING", "CANCELLING", "CANCELLED"])[1:] == [
+        "RUNNING", "CANCELLING", "CANCELLED"]
+
+
+def test_unspecified_or_missing_state_is_ignored_and_polling_continues(world):
+    job_id = submitted(world)
+    assert states_over(world, job_id, ["RUNNING", "STATE_UNSPECIFIED", None, "RUNNING", "SUCCEEDED"])[1:] == [
+        "RUNNING", "SUCCEEDED"]
+
+
+def test_state_never_goes_backwards_and_one_terminal_event(world):
+    job_id = submitted(world)
+    assert states_over(world, job_id, ["RUNNING", "QUEUED", "SUCCEEDED", "RUNNING", "FAILED"])[1:] == [
+        "RUNNING", "SUCCEEDED"]
+    assert world.ledger.followed() == []  # forgotten after the terminal event
+
+
+def test_empty_list_answer_and_nothing_followed_makes_no_calls(world):
+    report = world.reconciler.tick()
+    assert report.api_calls == 0 and not world.publisher.messages
+
+
+def test_paged_listing_sees_every_job_and_ignores_foreign_jobs(world):
+    ours = [submitted(world, f"incoming/run-{i:03d}") for i in range(45)]
+    for i in range(45):  # jobs this submitter did not create are never published
+        world.backend.jobs[f"foreign_{i}"] = {"jobId": f"foreign_{i}", "state": "RUNNING"}
+    for job_id in ours:
+        world.backend.set_state(job_id, "RUNNING")
+    before = len(world.backend.calls)
+    report = world.reconciler.tick()
+    assert sorted(j for j, s in report.published) == sorted(ours)
+    assert all(s == "RUNNING" for _, s in report.published)
+    # 90 active jobs at 100 per page: one list call, no per-job gets
+    assert report.api_calls == 1 and len(world.backend.calls) - before == 1
+
+
+def test_finished_jobs_are_fetched_individually(world):
+    job_id = submitted(world)
+    world.backend.set_state(job_id, "SUCCEEDED")
+    report = world.reconciler.tick()
+    assert report.published == [(job_id, "SUCCEEDED")]
+    assert report.api_calls == 2  # one list (empty: `{}`) + one get for the job that left the active list
