@@ -1,0 +1,87 @@
+"""The main job end to end on the real local stack: Pub/Sub emulator, GCS emulator, the local
+training service, functions-framework, the event relay and the scheduler.
+
+The stack is started by the test itself, on free ports, in a temporary root (never one a user left
+running). Set nothing by hand: the clients read PUBSUB_EMULATOR_HOST / STORAGE_EMULATOR_HOST when
+they are built, which here is after the stack is up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import requests
+
+from submitter_local.demo import build_sdist, read_metrics, run_drop
+from submitter_local.stack import REPO, Stack, StackConfig, _pids_matching
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stack")
+    s = Stack(StackConfig(root=root, min_state_seconds=1.0, reconcile_interval_s=0.5))
+    env = s.start()
+    yield s, env
+    port = env["PUBSUB_EMULATOR_HOST"].rsplit(":", 1)[-1]
+    s.stop()
+    assert _pids_matching("pubsub-emulator", f"--port={port}") == [], "the emulator's Java process survived"
+
+
+@pytest.fixture(scope="module")
+def sample_package(tmp_path_factory):
+    return build_sdist(REPO / "samples" / "trainer", tmp_path_factory.mktemp("sdist"))
+
+
+def test_sample_drop_runs_to_succeeded_and_states_arrive_in_order(stack, sample_package):
+    s, env = stack
+    lines: list[str] = []
+    state, events = run_drop(env, sample_package, (REPO / "samples" / "job.yaml").read_bytes(),
+                             "incoming/e2e-ok", timeout_s=120, out=lines.append)
+    states = [e["data"]["state"] for e in events]
+    assert state == "SUCCEEDED", (states, lines)
+    assert states == ["SUBMITTED", "QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"]
+    assert [e["data"]["seq"] for e in events] == sorted(e["data"]["seq"] for e in events)
+    job_id = events[0]["data"]["jobId"]
+    assert all(e["attributes"]["jobId"] == job_id and e["attributes"]["ce-specversion"] == "1.0" for e in events)
+    metrics = read_metrics(env, events[-1]["data"]["jobDir"])
+    assert metrics["accuracy"] > 0.8 and metrics["hyperparameters"]["n_estimators"] == 200
+    # the training service holds the same truth
+    job = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs/{job_id}").json()
+    assert job["state"] == "SUCCEEDED" and job["trainingInput"]["jobDir"].startswith("gs://drop-outputs/")
+
+
+def test_failing_trainer_ends_with_one_failed_event_carrying_its_error(stack, sample_package):
+    s, env = stack
+    spec = (REPO / "samples" / "job.yaml").read_text().replace('args: ["--n-estimators"', 'args: ["--fail", '
+                                                                                          '"--n-estimators"')
+    state, events = run_drop(env, sample_package, spec.encode(), "incoming/e2e-fail", timeout_s=120,
+                             out=lambda _: None)
+    assert state == "FAILED"
+    final = events[-1]["data"]
+    assert final["reason"] == "JOB_FAILED" and "failing on purpose" in final["errorMessage"]
+    assert [e["data"]["state"] for e in events].count("FAILED") == 1
+
+
+def test_invalid_job_yaml_gives_one_rejected_event_and_no_job(stack, sample_package):
+    s, env = stack
+    state, events = run_drop(env, sample_package, b"trainingInput:\n  pythonModule: [unclosed\n",
+                             "incoming/e2e-bad", timeout_s=60, out=lambda _: None)
+    assert state == "REJECTED"
+    [event] = events
+    assert event["data"]["reason"] == "YAML_INVALID" and "incoming/e2e-bad/job.yaml" in event["data"]["message"]
+    jobs = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs",
+                        params={"filter": "jobId:e2e_bad*"}).json()
+    assert jobs == {}
+
+
+def test_starting_again_reuses_the_running_stack(stack):
+    s, env = stack
+    before = json.loads(s.state_file.read_text())["processes"]
+    assert s.start() == env
+    assert json.loads(s.state_file.read_text())["processes"] == before
+    assert (s.root / "stack.env").read_text().count("export ") >= 10
