@@ -80,7 +80,7 @@ class DropStorage:
         from google.api_core.exceptions import NotFound
 
         try:
-            return blob.download_as_bytes(generation=generation)
+            return blob.download_as_bytes()  # the blob is pinned to `generation`
         except NotFound:
             raise ObjectMissing(f"gs://{bucket}/{name}#{generation}") from None
 

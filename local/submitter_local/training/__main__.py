@@ -1,0 +1,66 @@
+"""CLI: run the local training service until SIGTERM/SIGINT, then stop it cleanly.
+
+    python -m submitter_local.training --host 127.0.0.1 --port 8090 --data-dir DIR \
+        --runtime-python .local/runtime/bin/python [--max-running N] [--min-state-seconds S] [--paused]
+
+Prints one line `local training service listening on http://HOST:PORT` on stdout once it
+accepts requests (useful with --port 0). Exit status 0 after a signal, 1 if it cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .config import ServiceConfig
+from .service import TrainingService
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m submitter_local.training",
+                                description="Local AI Platform Training (ml v1 projects.jobs) service.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090, help="0 picks a free port (default 8090)")
+    p.add_argument("--data-dir", type=Path, required=True, help="job store, logs and cached environments")
+    p.add_argument("--runtime-python", type=Path, required=True, help="interpreter of the runtime venv")
+    p.add_argument("--max-running", type=int, default=None, help="jobs running at once (default: CPU count)")
+    p.add_argument("--min-state-seconds", type=float, default=0.0,
+                   help="hold each non-terminal state at least this long (default 0)")
+    p.add_argument("--paused", action="store_true", help="keep every job QUEUED")
+    p.add_argument("--kill-grace-seconds", type=float, default=5.0, help="SIGTERM -> SIGKILL delay (default 5)")
+    p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
+                   help="extra pip install argument (repeatable), e.g. --pip-arg=--no-index")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = ServiceConfig(data_dir=args.data_dir, runtime_python=args.runtime_python, max_running=args.max_running,
+                        min_state_seconds=args.min_state_seconds, paused=args.paused,
+                        kill_grace_seconds=args.kill_grace_seconds, pip_args=tuple(args.pip_arg))
+    svc = TrainingService(cfg)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        svc.start(host=args.host, port=args.port)
+    except (OSError, RuntimeError) as e:
+        print(f"cannot start the local training service: {e}", file=sys.stderr)
+        return 1
+    print(f"local training service listening on {svc.url}", flush=True)
+    try:
+        while not done.wait(0.5):  # wake up regularly: signal handlers run between waits
+            pass
+    finally:
+        svc.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

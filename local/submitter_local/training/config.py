@@ -1,0 +1,57 @@
+"""Settings of the local training service."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class ServiceConfig:
+    """How the local training service stores and runs jobs.
+
+    data_dir: root of all state: `jobs.sqlite3`, `jobs/<project>/<jobId>/` (packages, work
+        dir, logs), `envs/<hash>/` (cached trainer environments), `service.lock`.
+    runtime_python: interpreter of the shared "runtime image" venv (e.g.
+        `.local/runtime/bin/python`); its site-packages are visible to every trainer.
+    max_running: most jobs in PREPARING/RUNNING/CANCELLING at once; None = os.cpu_count().
+    min_state_seconds: each non-terminal state (QUEUED, PREPARING, RUNNING, CANCELLING) is held
+        at least this long, so a poller ticking every second sees every state (default 0).
+    paused: when true no job leaves QUEUED (toggle later with `TrainingService.set_paused`).
+    poll_interval: seconds between scheduler passes and process-exit checks.
+    kill_grace_seconds: SIGTERM -> SIGKILL delay when a trainer's process group is stopped.
+    pip_args: extra arguments for `pip install` (e.g. `("--no-build-isolation",)` when the
+        runtime has `wheel`, or `("--no-index", "--find-links", DIR)` for fully offline installs).
+    envs_dir: where cached environments live; None = `<data_dir>/envs` (tests share one).
+    storage_client_factory: `f(project) -> google.cloud.storage.Client`; None = a client that
+        honours STORAGE_EMULATOR_HOST (anonymous credentials when it is set).
+    """
+
+    data_dir: Path
+    runtime_python: Path
+    max_running: int | None = None
+    min_state_seconds: float = 0.0
+    paused: bool = False
+    poll_interval: float = 0.1
+    kill_grace_seconds: float = 5.0
+    pip_args: tuple[str, ...] = ()
+    envs_dir: Path | None = None
+    storage_client_factory: Callable[[str], Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.runtime_python = Path(self.runtime_python)
+        if self.envs_dir is not None:
+            self.envs_dir = Path(self.envs_dir)
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError("max_running must be at least 1")
+
+    @property
+    def effective_max_running(self) -> int:
+        return self.max_running or os.cpu_count() or 1
+
+    @property
+    def effective_envs_dir(self) -> Path:
+        return self.envs_dir or self.data_dir / "envs"

@@ -1,0 +1,312 @@
+"""`TrainingService`: the local stand-in for AI Platform Training's `projects.jobs` API.
+
+It owns the job store, the environment cache, the scheduler and the HTTP server, and
+implements each API method once (the Flask layer in `api.py` only translates HTTP).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import fcntl
+import hashlib
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from . import errors, filters, jobspec
+from .config import ServiceConfig
+from .envs import EnvCache
+from .errors import ApiError
+from .model import job_name
+from .runner import default_storage_client, master_log_path
+from .scheduler import Scheduler
+from .store import AlreadyExists, Change, JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 20  # jobs.list pageSize: "The default value is 20, and the maximum page size is 100."
+MAX_PAGE_SIZE = 100
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug logs every request to stderr by default; a poller makes that noise."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s -> %s", self.command, self.path, code)
+
+
+class TrainingService:
+    """The local training service (ml v1 `projects.jobs` subset + a logs endpoint).
+
+    Usage::
+
+        svc = TrainingService(ServiceConfig(data_dir=..., runtime_python=...))  # nothing started
+        svc.start(host="127.0.0.1", port=0)   # HTTP server + scheduler; port 0 = any free port
+        svc.url                               # "http://127.0.0.1:PORT"
+        svc.stop()                            # server down, trainer process groups killed
+
+    Jobs survive a stop/start on the same data_dir; jobs that were PREPARING/RUNNING/CANCELLING
+    become FAILED on the next start (their processes were killed). One service per data_dir
+    at a time (enforced with a lock file).
+    """
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self._store: JobStore | None = None
+        self._scheduler: Scheduler | None = None
+        self._envs = EnvCache(config.effective_envs_dir, config.runtime_python, config.pip_args,
+                              poll=config.poll_interval)
+        self._server: BaseWSGIServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self._lock_file: Any = None
+        self._calls: collections.Counter[str] = collections.Counter()
+        self._calls_lock = threading.Lock()
+        from .api import create_app  # late import: api imports this module's types
+
+        self.app = create_app(self)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "TrainingService":
+        """Open the store, recover jobs of a previous run, start the scheduler and the HTTP server.
+
+        Raises RuntimeError if already started or another service holds the data_dir, OSError
+        if the port is taken.
+        """
+        if self._server is not None:
+            raise RuntimeError("the training service is already started")
+        data_dir = self.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = open(data_dir / "service.lock", "w")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            raise RuntimeError(f"another local training service is using {data_dir}") from None
+        try:
+            self._store = JobStore(data_dir / "jobs.sqlite3")
+            factory = self.config.storage_client_factory or default_storage_client
+            self._scheduler = Scheduler(self._store, self.config, self._envs, factory)
+            for name in self._scheduler.recover():
+                log.warning("%s failed: the service restarted while it was active", name)
+            self._envs.clean_stale()
+            self._server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
+        except BaseException:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            lock_file.close()
+            raise
+        self._lock_file = lock_file
+        self._scheduler.start()
+        self._server_thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                               name="training-http", daemon=True)
+        self._server_thread.start()
+        log.info("local training service listening on %s (data dir %s)", self.url, data_dir)
+        return self
+
+    def stop(self) -> None:
+        """Stop the HTTP server and the scheduler, kill every trainer process group (SIGTERM,
+        then SIGKILL after kill_grace_seconds) and close the store. Idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._server_thread is not None:
+            self._server_thread.join(5)
+            self._server_thread = None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    def __enter__(self) -> "TrainingService":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the training service is not started")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """Base URL for `client_options={"api_endpoint": url}`, e.g. http://127.0.0.1:8090."""
+        if self._server is None:
+            raise RuntimeError("the training service is not started")
+        host = self._server.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._server.server_port}"
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause (no job leaves QUEUED) or resume scheduling."""
+        self.config.paused = paused
+        if self._scheduler is not None:
+            self._scheduler.set_paused(paused)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests and the stack: {"api_calls": {"jobs.create": n, ...},
+        "env_builds": n, "env_reuses": n, "active_runs": n, "paused": bool}."""
+        with self._calls_lock:
+            calls = dict(self._calls)
+        return {
+            "api_calls": calls,
+            "env_builds": self._envs.builds,
+            "env_reuses": self._envs.reuses,
+            "active_runs": self._scheduler.running_count() if self._scheduler else 0,
+            "paused": self.config.paused,
+        }
+
+    # -- API methods (called by api.py; each raises ApiError) ------------------------------------
+    def _count(self, method: str) -> None:
+        with self._calls_lock:
+            self._calls[method] += 1
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            raise errors.ApiError(503, "UNAVAILABLE", "The local training service is not started.")
+        return self._store
+
+    def create_job(self, project: str, body: Any) -> dict[str, Any]:
+        """jobs.create: validate, store as QUEUED, return the Job. 400 / 409 ALREADY_EXISTS."""
+        self._count("jobs.create")
+        req = jobspec.validate_create(body)
+        try:
+            rec = self.store.insert(project, req.job_id, req.labels, req.training_input, req.priority)
+        except AlreadyExists:
+            raise errors.already_exists(job_name(project, req.job_id)) from None
+        if self._scheduler is not None:
+            self._scheduler.wake()
+        return rec.job
+
+    def get_job(self, project: str, job_id: str) -> dict[str, Any]:
+        """jobs.get: the Job, or 404 NOT_FOUND."""
+        self._count("jobs.get")
+        return self._require(project, job_id).job
+
+    def _require(self, project: str, job_id: str) -> JobRecord:
+        rec = self.store.get(project, job_id)
+        if rec is None:
+            raise errors.not_found(job_name(project, job_id))
+        return rec
+
+    def list_jobs(self, project: str, page_size: int | None, page_token: str | None,
+                  filter_text: str | None) -> dict[str, Any]:
+        """jobs.list: newest createTime first; `{"jobs": [...], "nextPageToken": "..."}`, or `{}`
+        when nothing matches. pageSize default 20, capped at 100. 400 on a bad filter/token."""
+        self._count("jobs.list")
+        if page_size is None or page_size == 0:
+            page_size = DEFAULT_PAGE_SIZE
+        if page_size < 0:
+            raise errors.invalid_argument([("page_size", "The page size must not be negative.")])
+        page_size = min(page_size, MAX_PAGE_SIZE)
+        try:
+            node = filters.parse(filter_text)
+        except filters.FilterError as e:
+            raise errors.invalid_argument([("filter", f"Invalid filter {filter_text!r}: {e}")]) from None
+        filter_hash = hashlib.sha256((filter_text or "").encode()).hexdigest()[:12]
+        cursor = self._decode_token(page_token, project, filter_hash) if page_token else None
+        jobs: list[JobRecord] = []
+        more = False
+        for rec in self.store.list_project(project):  # already in list order
+            if cursor is not None and rec.sort_key >= cursor:
+                continue
+            if not node.matches(rec.job):
+                continue
+            if len(jobs) == page_size:
+                more = True
+                break
+            jobs.append(rec)
+        if not jobs:
+            return {}  # the real API answers an empty object, not {"jobs": []}
+        out: dict[str, Any] = {"jobs": [r.job for r in jobs]}
+        if more:
+            out["nextPageToken"] = self._encode_token(jobs[-1], project, filter_hash)
+        return out
+
+    @staticmethod
+    def _encode_token(last: JobRecord, project: str, filter_hash: str) -> str:
+        # keyset cursor: stable even when jobs are created between pages
+        raw = json.dumps({"p": project, "f": filter_hash, "t": last.create_time, "s": last.seq})
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_token(token: str, project: str, filter_hash: str) -> tuple[str, int]:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            cursor = (str(data["t"]), int(data["s"]))
+            ok = data["p"] == project and data["f"] == filter_hash
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            ok = False
+        if not ok:
+            raise errors.invalid_argument([("page_token", "The page token is not valid for this request "
+                                                          "(it must come from a list call with the same filter).")])
+        return cursor
+
+    def cancel_job(self, project: str, job_id: str) -> dict[str, Any]:
+        """jobs.cancel: `{}`; 404 NOT_FOUND; 400 FAILED_PRECONDITION when already terminal."""
+        self._count("jobs.cancel")
+        if self._scheduler is None:
+            raise errors.ApiError(503, "UNAVAILABLE", "The local training service is not started.")
+        self._scheduler.cancel(project, job_id)
+        return {}
+
+    def patch_job(self, project: str, job_id: str, body: Any, update_mask: str | None) -> dict[str, Any]:
+        """jobs.patch with updateMask `labels` (and optionally `etag`): replace the labels.
+
+        An etag in the body must match the stored one, else 409 ABORTED (AIP-154). Returns the
+        updated Job. 400 for other masks or bad labels, 404 for an unknown job.
+        """
+        self._count("jobs.patch")
+        labels, etag = jobspec.validate_patch(body, update_mask)
+        name = job_name(project, job_id)
+        mismatch = False
+
+        def decide(r: JobRecord) -> Change | None:
+            nonlocal mismatch
+            if etag is not None and etag != r.job.get("etag"):
+                mismatch = True
+                return None
+            return Change(labels=labels)
+
+        rec, _ = self.store.update(project, job_id, decide)
+        if rec is None:
+            raise errors.not_found(name)
+        if mismatch:
+            raise errors.aborted_etag(name)
+        return rec.job
+
+    def read_logs(self, project: str, job_id: str, replica: str = "master-0", offset: int = 0) -> tuple[bytes, int]:
+        """Our extension: bytes of a replica's combined stdout+stderr from `offset`, and the
+        offset to ask for next. Only replica `master-0` exists. 404 for unknown job/replica."""
+        self._count("local.logs")
+        self._require(project, job_id)
+        if replica != "master-0":
+            raise errors.ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist: only master-0 runs "
+                                                    "locally.")
+        path: Path = master_log_path(self.config.data_dir, project, job_id)
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, offset))
+                data = f.read()
+        except FileNotFoundError:
+            return b"", max(0, offset)
+        return data, max(0, offset) + len(data)
+
+
+__all__ = ["TrainingService", "ServiceConfig", "ApiError"]
