@@ -85,3 +85,20 @@ def test_starting_again_reuses_the_running_stack(stack):
     assert s.start() == env
     assert json.loads(s.state_file.read_text())["processes"] == before
     assert (s.root / "stack.env").read_text().count("export ") >= 10
+
+
+def test_cli_reads_the_stack_settings_and_shows_jobs(stack):
+    import subprocess
+
+    s, env = stack
+    cli_env = {**os.environ, **env}
+    listed = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "jobs", "list"], env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    ok_job = next(line.split()[0] for line in listed.stdout.splitlines() if line.startswith("e2e_ok_"))
+    shown = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "status", ok_job], env=cli_env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "SUCCEEDED" in shown.stdout
+    missing = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "status", "no_such_job"], env=cli_env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "404" in missing.stderr

@@ -1,8 +1,4 @@
-"""`submitter`: the project's command line (console script installed into .venv).
-
-Settings come from the same SUBMITTER_* environment variables the function
-reads (`source .local/stack.env` for the local stack).
-"""
+"""`submitter settings`, `status`, `jobs list`, `cancel`: looking at jobs in the training API."""
 
 from __future__ import annotations
 
@@ -11,37 +7,14 @@ import sys
 
 import click
 
-from .settings import Settings, SettingsError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(f"{exc}\n(for the local stack: `make up && source .local/stack.env`)")
+from .common import backend as _backend_for, call as _call, load_settings as _settings
 
 
 def _backend():
-    from .backends import build_backend
-
-    return build_backend(_settings())
+    return _backend_for(_settings())
 
 
-def _call(fn):
-    from .backends import BackendError
-
-    try:
-        return fn()
-    except BackendError as exc:
-        raise click.ClickException(f"training API: {exc}")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """Drop-triggered training submitter: inspect settings and jobs."""
-
-
-@main.command("settings")
+@click.command("settings")
 def show_settings() -> None:
     """Print the effective settings (from SUBMITTER_* variables) as JSON."""
     import dataclasses
@@ -49,7 +22,7 @@ def show_settings() -> None:
     click.echo(json.dumps(dataclasses.asdict(_settings()), indent=2))
 
 
-@main.command()
+@click.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="print the job resource as JSON")
 def status(job_id: str, as_json: bool) -> None:
@@ -64,7 +37,7 @@ def status(job_id: str, as_json: bool) -> None:
     sys.exit(0 if job.get("state") == "SUCCEEDED" else 1 if job.get("state") in ("FAILED", "CANCELLED") else 0)
 
 
-@main.group()
+@click.group()
 def jobs() -> None:
     """Jobs in the project."""
 
@@ -86,7 +59,7 @@ def list_jobs(filter_: str | None, show_all: bool) -> None:
             return
 
 
-@main.command()
+@click.command()
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
     """Ask the training API to cancel a job."""
@@ -94,5 +67,4 @@ def cancel(job_id: str) -> None:
     click.echo(f"cancel requested for {job_id}")
 
 
-if __name__ == "__main__":
-    main()
+COMMANDS = [show_settings, status, jobs, cancel]
