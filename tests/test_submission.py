@@ -153,7 +153,8 @@ def test_409_with_same_spec_adopts_and_publishes_submitted_once():
     # The first invocation created the job and died before publishing; the server echoes no args/scaleTier.
     w.backend.jobs[job_id] = {"jobId": job_id, "state": "RUNNING", "trainingInput": {
         "pythonModule": "trainer.task", "region": "us-central1", "runtimeVersion": "2.11", "pythonVersion": "3.7",
-        "jobDir": "gs://drop-outputs/run-001", "packageUris": ["gs://drop-bucket/incoming/run-014/package.tar.gz"]}}
+        "jobDir": "gs://drop-outputs/run-001", "packageUris": ["gs://drop-bucket/incoming/run-014/package.tar.gz"],
+        "scheduling": {"maxRunningTime": "172800s"}}}
     out = w.deliver("incoming/run-014/job.yaml")
     assert out.action == "adopted"
     assert w.publisher.states() == ["SUBMITTED"]

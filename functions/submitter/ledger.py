@@ -5,6 +5,8 @@ Keys:
                                                ({"state": SUBMITTED|REJECTED|SUBMIT_FAILED, "jobId"})
   jobs/<jobId>.json                           a job being followed: last published state, drop, labels
   done/<jobId>.json                           a job whose terminal state was published
+  status/<bucket>/<folder>.json               the latest verdict on a drop, for the uploader to read
+                                               (state, jobId, reason, message, violations, generation)
 
 A job gets a `jobs/` record only after its SUBMITTED message is published, so
 the reconciler can never publish a state before SUBMITTED.
@@ -61,6 +63,20 @@ class Ledger:
     def record_verdict(self, drop: DropRef, state: State, job_id: str) -> bool:
         """Record the verdict once; False if one was already recorded."""
         return self.store.create(self._drop_key(drop), {"state": state.value, "jobId": job_id})
+
+    def write_status(self, drop: DropRef, status: dict[str, Any]) -> None:
+        """Record the latest verdict on a drop where the uploader can read it (outside the drop folders)."""
+        self.store.put(self.status_key(drop.bucket, drop.folder), {**status, "drop": drop.as_dict()})
+
+    @staticmethod
+    def status_key(bucket: str, folder: str) -> str:
+        """Key of a drop's status document."""
+        return f"status/{bucket}/{folder}.json"
+
+    def status(self, bucket: str, folder: str) -> dict[str, Any] | None:
+        """The latest verdict on a drop, or None."""
+        found = self.store.get(self.status_key(bucket, folder))
+        return found[0] if found else None
 
     def follow(self, record: JobRecord) -> bool:
         """Start following a job whose SUBMITTED was published; False if already followed or done."""

@@ -45,3 +45,8 @@ def derive_job_id(drop_name: str, generation: int) -> str:
     digest = hashlib.sha256(f"{drop_name}\0{generation}".encode()).hexdigest()[:_HASH_LEN]
     tail = f"_{generation}_{digest}"
     return base[: MAX_JOB_ID - len(tail)] + tail
+
+
+def is_valid_drop_name(name: str) -> bool:
+    """True for a drop folder name the CLI creates: letters, digits, '-', '_', '.'; not '.'/'..'; <= 200 chars."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", name)) and name not in (".", "..")

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import tarfile
 import zlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .spec import Reason, Violation
 
@@ -146,3 +146,11 @@ def _normalise(parts: list[str]) -> list[str] | None:
         else:
             out.append(p)
     return out
+
+
+def module_violations(infos: list[PackageInfo], module: Any) -> list[Violation]:
+    """A violation when `module` (a valid dotted name) is in none of the packages; [] otherwise."""
+    if not infos or not isinstance(module, str):
+        return []
+    problems = [info.module_problem(module) for info in infos]
+    return [problems[0]] if all(problems) else []

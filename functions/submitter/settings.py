@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from pathlib import Path
 from typing import Mapping
+
+from .policy import Policy
 
 ENV_PREFIX = "SUBMITTER_"
 
@@ -48,6 +51,8 @@ class Settings:
         max_spec_bytes / max_package_bytes: size caps for job.yaml and each package.
         job_label_key / job_label_value: label stamped on every job this submitter
             creates, used to recognise its jobs in `jobs.list`.
+        policy: the deployment policy, from the YAML file named by `SUBMITTER_POLICY_FILE`
+            (built-in defaults when unset; see policy.py).
     """
 
     project: str
@@ -69,6 +74,7 @@ class Settings:
     max_package_bytes: int = 512 * 1024 * 1024
     job_label_key: str = "submitter"
     job_label_value: str = "drop"
+    policy: Policy = dataclasses.field(default_factory=Policy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -128,6 +134,14 @@ class Settings:
         if not re.fullmatch(r"[a-z]+-[a-z]+\d+", region):
             problems.append(f"{ENV_PREFIX}DEFAULT_REGION={region!r} is not a region name like us-central1")
 
+        policy = Policy()
+        policy_file = get("POLICY_FILE")
+        if policy_file:
+            try:
+                policy = Policy.from_yaml(Path(policy_file).read_text(), source=policy_file)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{ENV_PREFIX}POLICY_FILE: {exc}")
+
         if problems:
             raise SettingsError("Invalid submitter settings: " + "; ".join(problems))
         return cls(
@@ -148,4 +162,23 @@ class Settings:
             max_event_age_s=number("MAX_EVENT_AGE_SECONDS", 24 * 3600.0),
             max_spec_bytes=int(number("MAX_SPEC_BYTES", 1024 * 1024)),
             max_package_bytes=int(number("MAX_PACKAGE_BYTES", 512 * 1024 * 1024)),
+            policy=policy,
         )
+
+    @classmethod
+    def offline(cls, env: Mapping[str, str] | None = None) -> tuple["Settings", bool]:
+        """Settings for offline tools (`submitter validate`): the deployment's when configured, else the
+        local stack's names (project demo-project, buckets drop-bucket / drop-outputs / drop-state).
+
+        Returns:
+            (settings, True when they came from the environment).
+        Raises:
+            SettingsError: variables are set but invalid (a half-configured environment is reported).
+        """
+        env = os.environ if env is None else env
+        if any(k.startswith(ENV_PREFIX) for k in env):
+            return cls.from_env(env), True
+        local = {f"{ENV_PREFIX}PROJECT": "demo-project", f"{ENV_PREFIX}DROP_BUCKET": "drop-bucket",
+                 f"{ENV_PREFIX}OUTPUT_BUCKET": "drop-outputs", f"{ENV_PREFIX}STATE_BUCKET": "drop-state",
+                 f"{ENV_PREFIX}TOPIC": "training-job-events", f"{ENV_PREFIX}DROP_PREFIX": "incoming/"}
+        return cls.from_env(local), False

@@ -29,6 +29,9 @@ class StateStore(Protocol):
     def replace(self, key: str, doc: dict[str, Any], token: int) -> bool:
         """Write only if the stored generation is `token`; False otherwise."""
 
+    def put(self, key: str, doc: dict[str, Any]) -> None:
+        """Write unconditionally (last writer wins; for documents nobody reads-then-writes)."""
+
     def delete(self, key: str) -> None:
         """Remove the key if present."""
 
@@ -64,6 +67,10 @@ class InMemoryStateStore:
                 return False
             self._put(key, doc)
             return True
+
+    def put(self, key, doc):
+        with self._lock:
+            self._put(key, doc)
 
     def delete(self, key):
         with self._lock:
@@ -113,7 +120,10 @@ class GcsStateStore:
             return None
         return json.loads(raw), int(blob.generation or 0)
 
-    def _write(self, key, doc, generation_match: int) -> bool:
+    def put(self, key, doc):
+        self._write(key, doc, None)
+
+    def _write(self, key, doc, generation_match: int | None) -> bool:
         from google.api_core.exceptions import PreconditionFailed
 
         blob = self._bucket().blob(self.prefix + key)

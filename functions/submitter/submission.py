@@ -16,17 +16,16 @@ import datetime as dt
 from typing import Any, Callable
 
 from . import events as ev
-from . import logs, naming
+from . import logs, naming, validation
 from .backends import AlreadyExists, BackendError, TrainingBackend
 from .envelope import DropRef, JobEvent, encode
 from .gcs import DropStorage, ObjectInfo, ObjectMissing
 from .ledger import JobRecord, Ledger
-from .package import PackageRejected, inspect_package
+from .package import PackageRejected, inspect_package, module_violations
 from .publisher import EventPublisher
 from .retry import call_with_retries
 from .settings import Settings
-from .spec import (DropContext, Reason, SpecRejected, Violation, check_essentials, complete, normalize_training_input,
-                   parse_job_yaml)
+from .spec import DropContext, Reason, SpecRejected, Violation, normalize_training_input, parse_job_yaml
 from .states import State
 
 log = logs.get("submission")
@@ -45,6 +44,16 @@ class Outcome:
 def event_source(settings: Settings) -> str:
     """CloudEvent `source` of everything this deployment publishes."""
     return f"//drop-submitter/projects/{settings.project}/buckets/{settings.drop_bucket}"
+
+
+def drop_context(settings: Settings, folder: str, job_id: str, packages: list[ObjectInfo]) -> DropContext:
+    """What a drop implies for its spec under these settings (shared with `submitter validate`)."""
+    return DropContext(
+        package_uris=tuple(p.uri for p in packages),
+        default_job_dir=f"gs://{settings.output_bucket}/{folder}/{job_id}",
+        region=settings.region, runtime_version=settings.runtime_version, python_version=settings.python_version,
+        labels={settings.job_label_key: settings.job_label_value},
+    )
 
 
 class DropHandler:
@@ -108,25 +117,20 @@ class DropHandler:
             return self._reject(drop, derived_id, exc.violations)
         named = parsed.job.get("jobId")
         job_id = named if naming.is_valid_job_id(named) else derived_id
-        ctx = DropContext(
-            package_uris=tuple(p.uri for p in packages),
-            default_job_dir=f"gs://{s.output_bucket}/{drop.folder}/{job_id}",
-            region=s.region, runtime_version=s.runtime_version, python_version=s.python_version,
-            labels={s.job_label_key: s.job_label_value},
-        )
-        job = complete(parsed.job, ctx, derived_id)
-        ti = job.get("trainingInput")
-        violations = check_essentials(job, parsed.raw_scalars)
-        violations += self._check_packages(packages, ti if isinstance(ti, dict) else {})
+        checked = validation.check(parsed, drop_context(s, drop.folder, job_id, packages), derived_id, s.policy)
+        job, violations = checked.job, list(checked.violations)
+        if isinstance(job.get("trainingInput"), dict):
+            taken = {v.field for v in violations}
+            violations += [v for v in self._check_packages(packages, job["trainingInput"]) if v.field not in taken]
         if violations:
             return self._reject(drop, job_id, violations)
-        for warning in parsed.warnings:
+        for warning in checked.warnings:
             log.warning(warning, extra={"ctx": {"jobId": job_id, "drop": drop.folder}})
         return self._create(drop, job)
 
     def _check_packages(self, packages: list[ObjectInfo], ti: dict[str, Any]) -> list[Violation]:
         """Inspect the drop's packages that the job uses; check pythonModule is in one of them."""
-        used = set(ti.get("packageUris") or []) if isinstance(ti.get("packageUris"), list) else set()
+        used = set(ti.get("packageUris") or [])
         infos, out = [], []
         for obj in packages:
             if obj.uri not in used:
@@ -139,12 +143,7 @@ class DropHandler:
                 out.append(exc.violation)
             except ValueError as exc:
                 out.append(Violation(obj.name, str(exc), Reason.PACKAGE_INVALID))
-        module = ti.get("pythonModule")
-        if infos and not out and isinstance(module, str):
-            problems = [info.module_problem(module) for info in infos]
-            if all(problems):
-                out.append(problems[0])
-        return out
+        return out or module_violations(infos, ti.get("pythonModule"))
 
     def _create(self, drop: DropRef, job: dict[str, Any]) -> Outcome:
         job_id = job["jobId"]
@@ -177,6 +176,8 @@ class DropHandler:
             self.ledger.follow(JobRecord(job_id=job_id, state=State.SUBMITTED, drop=drop, labels=labels,
                                          job_dir=job_dir, backend=self.backend.name))
         self.ledger.record_verdict(drop, State.SUBMITTED, job_id)
+        self.ledger.write_status(drop, {"state": State.SUBMITTED.value, "jobId": job_id, "jobDir": job_dir,
+                                        "time": self.now().isoformat()})
         return Outcome(action, f"job {job_id} {action}", job_id)
 
     def _reject(self, drop: DropRef, job_id: str, violations: list[Violation]) -> Outcome:
@@ -190,6 +191,8 @@ class DropHandler:
                                      message=message, violations=violations, labels=labels,
                                      backend=self.backend.name))
         self.ledger.record_verdict(drop, state, job_id)
+        self.ledger.write_status(drop, {"state": state.value, "jobId": job_id, "reason": reason, "message": message,
+                                        "violations": list(violations), "time": self.now().isoformat()})
         log.info(f"published {state.value}: {message}",
                  extra={"ctx": {"jobId": job_id, "drop": drop.folder, "reason": reason, "messageIds": ids}})
         return Outcome(state.value.lower(), message, job_id)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import click
 
 from . import jobs
+from .drops import drop_status
+from .submit import submit
+from .validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +19,7 @@ def main() -> None:
     """Drop-triggered training submitter: inspect settings and jobs."""
 
 
-for command in jobs.COMMANDS:
+for command in [*jobs.COMMANDS, validate, submit, drop_status]:
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,0 +1,154 @@
+"""gcloud-style job flags shared by `validate` and `submit`, and the offline check both run."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import naming, validation
+from ..package import PackageInfo, PackageRejected, inspect_package, module_violations
+from ..settings import Settings
+from ..spec import DropContext, Reason, SpecRejected, Violation, parse_job_yaml
+from ..validation import Overrides
+
+
+def job_flags(fn):
+    """Decorate a command with the gcloud-style flags (`gcloud ai-platform jobs submit training`)."""
+    options = [
+        click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="job.yaml (the Job resource; YAML or JSON)"),
+        click.option("--packages", "packages", default=None,
+                     help="comma-separated local .tar.gz files (inspected) or gs:// URIs"),
+        click.option("--job-id", default=None, help="jobId (default: derived from the drop folder)"),
+        click.option("--module-name", default=None, help="trainingInput.pythonModule"),
+        click.option("--region", default=None, help="trainingInput.region"),
+        click.option("--runtime-version", default=None, help="trainingInput.runtimeVersion"),
+        click.option("--python-version", default=None, help="trainingInput.pythonVersion"),
+        click.option("--scale-tier", default=None, help="trainingInput.scaleTier"),
+        click.option("--job-dir", default=None, help="trainingInput.jobDir (gs://bucket/path)"),
+        click.option("--labels", default=None, help="k1=v1,k2=v2, merged over the file's labels"),
+        click.option("--json", "as_json", is_flag=True, help="machine-readable output"),
+        click.argument("user_args", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def overrides_from(kw: dict[str, Any], package_uris: list[str] | None) -> Overrides:
+    """Overrides from the parsed flags (`user_args` are the words after `--`)."""
+    labels = None
+    if kw.get("labels"):
+        labels = {}
+        for pair in kw["labels"].split(","):
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise click.UsageError(f"--labels: {pair!r} is not KEY=VALUE")
+            labels[key.strip()] = value.strip()
+    return Overrides(job_id=kw.get("job_id"), module_name=kw.get("module_name"), region=kw.get("region"),
+                     runtime_version=kw.get("runtime_version"), python_version=kw.get("python_version"),
+                     scale_tier=kw.get("scale_tier"), job_dir=kw.get("job_dir"), labels=labels,
+                     args=list(kw.get("user_args") or ()) or None, package_uris=package_uris)
+
+
+@dataclasses.dataclass
+class Offline:
+    """Result of the offline check: what the function would do with this drop."""
+
+    checked: validation.Checked
+    job_id: str
+    local_packages: list[Path]
+    spec_file: Path | None
+
+
+def split_packages(raw: str | None) -> tuple[list[Path], list[str]]:
+    """(--packages local files, --packages gs:// URIs)."""
+    local, remote = [], []
+    for item in filter(None, (p.strip() for p in (raw or "").split(","))):
+        if item.startswith("gs://"):
+            remote.append(item)
+        else:
+            path = Path(item)
+            if not path.is_file():
+                raise click.UsageError(f"--packages: {item} is not a file")
+            local.append(path)
+    return local, remote
+
+
+def check_offline(settings: Settings, spec_text: bytes, spec_name: str, drop_name: str,
+                  local_packages: list[Path], remote_packages: list[str], kw: dict[str, Any],
+                  generation: int = 0) -> Offline:
+    """Complete and check a spec exactly as the function would for a drop `<prefix><drop_name>/`.
+
+    Local packages are inspected from their tar headers; gs:// packages are taken as given.
+    """
+    folder = settings.drop_prefix + drop_name
+    drop_uris = [f"gs://{settings.drop_bucket}/{folder}/{p.name}" for p in local_packages]
+    # Packages given as gs:// URIs must be listed in packageUris; local ones ride in the drop.
+    flags = overrides_from(kw, drop_uris + remote_packages if remote_packages else None)
+    derived = naming.derive_job_id(drop_name, generation)
+    try:
+        parsed = parse_job_yaml(spec_text, spec_name)
+    except SpecRejected as exc:
+        failed = validation.Checked(job={}, violations=exc.violations, warnings=[], notes=[])
+        return Offline(checked=failed, job_id=derived, local_packages=local_packages, spec_file=None)
+    named = flags.job_id if flags.job_id is not None else parsed.job.get("jobId")
+    job_id = named if naming.is_valid_job_id(named) else derived
+    ctx = DropContext(package_uris=tuple(drop_uris), default_job_dir=f"gs://{settings.output_bucket}/{folder}/{job_id}",
+                      region=settings.region, runtime_version=settings.runtime_version,
+                      python_version=settings.python_version,
+                      labels={settings.job_label_key: settings.job_label_value})
+    checked = validation.check(parsed, ctx, derived, settings.policy, flags)
+    ti = checked.job.get("trainingInput")
+    infos: list[PackageInfo] = []
+    problems: list[Violation] = []
+    for path in local_packages:
+        try:
+            with path.open("rb") as stream:
+                infos.append(inspect_package(stream, path.name))
+        except PackageRejected as exc:
+            problems.append(exc.violation)
+        except OSError as exc:
+            problems.append(Violation(str(path), f"cannot be read: {exc}", Reason.PACKAGE_INVALID))
+    if isinstance(ti, dict):
+        taken = {v.field for v in checked.violations}
+        problems += module_violations(infos, ti.get("pythonModule"))
+        checked.violations += [v for v in problems if v.field not in taken]
+    if not local_packages and not remote_packages and isinstance(ti, dict) and not ti.get("packageUris"):
+        checked.violations.append(Violation("trainingInput.packageUris", "no package: give --packages (a local "
+                                            ".tar.gz or a gs:// URI) or a drop folder holding one"))
+    return Offline(checked=checked, job_id=job_id, local_packages=local_packages, spec_file=None)
+
+
+def render(result: Offline, as_json: bool, source: str, from_env: bool) -> None:
+    """Print the check result for humans or (--json) machines."""
+    import json
+
+    import yaml
+
+    c = result.checked
+    if as_json:
+        click.echo(json.dumps({"valid": c.valid, "jobId": result.job_id,
+                               "violations": [v.as_dict() for v in c.violations], "warnings": c.warnings,
+                               "notes": c.notes, "job": c.job}, indent=2, default=str))
+        return
+    if not from_env:
+        click.echo("note: no SUBMITTER_* settings in the environment; using the local stack's defaults")
+    if c.valid:
+        click.echo(f"{source}: valid" + (f" ({len(c.warnings)} warnings)" if c.warnings else ""))
+    else:
+        click.echo(f"{source}: {len(c.violations)} problem{'s' if len(c.violations) != 1 else ''}")
+        for v in c.violations:
+            value = f" (got {v.value!r})" if v.value is not None and repr(v.value) not in v.message else ""
+            click.echo(f"  {v.field}: {v.message}{value}  [{v.reason}]")
+    for w in c.warnings:
+        click.echo(f"  warning: {w}")
+    for n in c.notes:
+        click.echo(f"  note: {n}")
+    if c.valid:
+        click.echo(f"  jobId: {result.job_id}")
+        click.echo("  completed spec:")
+        click.echo("    " + yaml.safe_dump(c.job, sort_keys=False).rstrip().replace("\n", "\n    "))

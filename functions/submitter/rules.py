@@ -1,0 +1,376 @@
+"""Semantic rules for a completed TrainingInput (pure).
+
+Each rule names its source. "ml.v1.json" is the ml v1 discovery document bundled
+with google-api-python-client (field descriptions of GoogleCloudMlV1__TrainingInput,
+__ReplicaConfig, __Scheduling, __DiskConfig, __HyperparameterSpec, __ParameterSpec);
+"machine-types" is https://cloud.google.com/ai-platform/training/docs/machine-types;
+"runtime-list" is https://cloud.google.com/ai-platform/training/docs/runtime-version-list;
+"using-gpus" is https://cloud.google.com/ai-platform/training/docs/using-gpus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from typing import Any
+
+from .spec import Violation
+
+INVALID_MACHINE_CONFIG = "INVALID_MACHINE_CONFIG"
+UNSUPPORTED_RUNTIME = "UNSUPPORTED_RUNTIME"
+
+# Replica roles: (count field, type field, config field, TF_CONFIG name). Source: ml.v1.json TrainingInput.
+ROLES = (
+    ("workerCount", "workerType", "workerConfig", "worker"),
+    ("parameterServerCount", "parameterServerType", "parameterServerConfig", "parameterServer"),
+    ("evaluatorCount", "evaluatorType", "evaluatorConfig", "evaluator"),
+)
+
+# Legacy machine names (machine-types, "legacy machine types"); the *_gpu/_p100/_v100 ones carry GPUs.
+LEGACY_MACHINE_TYPES = frozenset({
+    "standard", "large_model", "complex_model_s", "complex_model_m", "complex_model_l",
+    "standard_gpu", "complex_model_m_gpu", "complex_model_l_gpu", "standard_p100", "complex_model_m_p100",
+    "standard_v100", "large_model_v100", "complex_model_m_v100", "complex_model_l_v100",
+})
+# Legacy GPU types meant K80 GPUs, which Compute Engine has retired (GUIDE, Vertex specifics).
+LEGACY_K80_TYPES = frozenset({"standard_gpu", "complex_model_m_gpu", "complex_model_l_gpu"})
+TPU_MACHINE = "cloud_tpu"
+# Compute Engine machine types AI Platform Training accepted (machine-types, "Compute Engine machine types").
+COMPUTE_ENGINE_TYPES = frozenset(
+    [f"n1-standard-{n}" for n in (4, 8, 16, 32, 64, 96)]
+    + [f"n1-highmem-{n}" for n in (2, 4, 8, 16, 32, 64, 96)]
+    + [f"n1-highcpu-{n}" for n in (16, 32, 64, 96)]
+    + ["a2-highgpu-1g", "a2-highgpu-2g", "a2-highgpu-4g", "a2-highgpu-8g", "a2-megagpu-16g"]
+)
+# Which accelerators attach to which machine families, and in what counts (using-gpus, "GPU-enabled machines";
+# A100 only on A2 machines with the count fixed by the shape; the others on N1 machines).
+A2_GPU_COUNT = {"a2-highgpu-1g": 1, "a2-highgpu-2g": 2, "a2-highgpu-4g": 4, "a2-highgpu-8g": 8, "a2-megagpu-16g": 16}
+N1_GPU_COUNTS = {
+    "NVIDIA_TESLA_K80": (1, 2, 4, 8), "NVIDIA_TESLA_P4": (1, 2, 4), "NVIDIA_TESLA_P100": (1, 2, 4),
+    "NVIDIA_TESLA_T4": (1, 2, 4), "NVIDIA_TESLA_V100": (1, 2, 4, 8),
+}
+TPU_ACCELERATORS = frozenset({"TPU_V2", "TPU_V3", "TPU_V2_POD", "TPU_V3_POD", "TPU_V4_POD"})
+
+# Python versions per runtime version (ml.v1.json TrainingInput.pythonVersion; runtime-list).
+RUNTIME_VERSIONS = tuple(f"1.{n}" for n in range(0, 16)) + tuple(f"2.{n}" for n in range(1, 12))
+
+
+def python_versions_for(runtime: str) -> tuple[str, ...]:
+    """Python versions a runtime version offered, newest first; () for an unknown runtime.
+
+    Source: ml.v1.json pythonVersion — 3.7 for 1.15 and later; 3.5 for 1.4–1.14; 2.7 for 1.15 and earlier.
+    """
+    if runtime not in RUNTIME_VERSIONS:
+        return ()
+    major, minor = (int(x) for x in runtime.split("."))
+    out = []
+    if (major, minor) >= (1, 15):
+        out.append("3.7")
+    if (1, 4) <= (major, minor) <= (1, 14):
+        out.append("3.5")
+    if (major, minor) <= (1, 15):
+        out.append("2.7")
+    return tuple(out)
+
+
+# Every runtime version of AI Platform Training is retired (the service shut down on 2025-01-31).
+RETIRED_NOTE = ("runtimeVersion {v} is retired: AI Platform Training was shut down on 2025-01-31 (the local "
+                "training service still runs it)")
+
+# Preset tiers as replica counts (master, workers, parameter servers). Source: ml.v1.json scaleTier /
+# machine-types "scale tiers": STANDARD_1 = 1 master, 4 workers, 3 ps; PREMIUM_1 = 1 master, 19 workers, 11 ps.
+PRESET_REPLICAS = {"BASIC": (1, 0, 0), "BASIC_GPU": (1, 0, 0), "BASIC_TPU": (1, 1, 0), "STANDARD_1": (1, 4, 3),
+                   "PREMIUM_1": (1, 19, 11)}
+PRESET_ACCELERATORS = {"BASIC_GPU": 1}
+
+DURATION_RE = re.compile(r"^(\d+(\.\d{1,9})?)s$")
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+REGION_RE = re.compile(r"^[a-z]+-[a-z]+\d+$")
+
+
+@dataclasses.dataclass
+class Findings:
+    """Violations (block submission) and warnings (reported, do not block)."""
+
+    violations: list[Violation] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def bad(self, field: str, message: str, value: Any = None, reason: str = "SPEC_INVALID") -> None:
+        self.violations.append(Violation(field, message, reason, value))
+
+
+def machine_family(machine: str) -> str:
+    """'compute_engine', 'legacy', 'tpu' or 'unknown' for a machine type name."""
+    if machine == TPU_MACHINE:
+        return "tpu"
+    if machine in LEGACY_MACHINE_TYPES:
+        return "legacy"
+    if re.fullmatch(r"[a-z]\d+[a-z]?-[a-z]+-\d+g?", machine):
+        return "compute_engine"
+    return "unknown"
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds for a google-duration string like "1800s" or "3.5s"; None when malformed."""
+    if isinstance(value, str):
+        match = DURATION_RE.match(value)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def replica_counts(ti: dict[str, Any]) -> dict[str, int]:
+    """Replicas per role {"master", "worker", "parameterServer", "evaluator"} for a TrainingInput."""
+    tier = ti.get("scaleTier") or "BASIC"
+    if tier != "CUSTOM":
+        m, w, p = PRESET_REPLICAS.get(tier, (1, 0, 0))
+        return {"master": m, "worker": w, "parameterServer": p, "evaluator": 0}
+    out = {"master": 1}
+    for count_field, _, _, role in ROLES:
+        out[role] = _int(ti.get(count_field)) or 0
+    return out
+
+
+def accelerator_total(ti: dict[str, Any]) -> int:
+    """Accelerators the job asks for across all replicas."""
+    tier = ti.get("scaleTier") or "BASIC"
+    if tier != "CUSTOM":
+        return PRESET_ACCELERATORS.get(tier, 0)
+    counts = replica_counts(ti)
+    total = 0
+    for role, config_field in (("master", "masterConfig"), ("worker", "workerConfig"),
+                               ("parameterServer", "parameterServerConfig"), ("evaluator", "evaluatorConfig")):
+        acc = (ti.get(config_field) or {}).get("acceleratorConfig") if isinstance(ti.get(config_field), dict) else None
+        if isinstance(acc, dict):
+            total += (_int(acc.get("count")) or 0) * counts.get(role, 0)
+    return total
+
+
+def check_training_input(ti: dict[str, Any]) -> Findings:
+    """All semantic rules on a completed TrainingInput; every violation is collected."""
+    f = Findings()
+    _check_tier_and_machines(ti, f)
+    _check_runtime(ti, f)
+    _check_scheduling(ti.get("scheduling"), f)
+    _check_disks(ti, f)
+    account = ti.get("serviceAccount")
+    if account is not None and (not isinstance(account, str) or not EMAIL_RE.match(account)):
+        f.bad("trainingInput.serviceAccount", f"must be a service account email, got {account!r}", account)
+    if isinstance(ti.get("hyperparameters"), dict):
+        _check_hyperparameters(ti["hyperparameters"], f)
+    return f
+
+
+def _check_tier_and_machines(ti: dict[str, Any], f: Findings) -> None:
+    tier = ti.get("scaleTier") or "BASIC"
+    custom = tier == "CUSTOM"
+    master = ti.get("masterType")
+    if custom and not master:
+        f.bad("trainingInput.masterType", "masterType is required when scaleTier is CUSTOM (e.g. n1-standard-8)")
+    if not custom:
+        for field in ("masterType",) + tuple(x for role in ROLES for x in role[:2]):
+            if ti.get(field) not in (None, 0, "0"):
+                f.bad(f"trainingInput.{field}", f"{field} can only be used when scaleTier is CUSTOM (scaleTier is "
+                      f"{tier}); set scaleTier: CUSTOM or remove {field}", ti.get(field))
+    families: dict[str, str] = {}
+    if isinstance(master, str):
+        families["masterType"] = machine_family(master)
+    for count_field, type_field, _, _ in ROLES:
+        count, machine = _int(ti.get(count_field)), ti.get(type_field)
+        if count is not None and count < 0:
+            f.bad(f"trainingInput.{count_field}", f"must not be negative, got {count}", ti.get(count_field))
+        if custom and count and not machine:
+            f.bad(f"trainingInput.{type_field}", f"{type_field} is required when {count_field} > 0")
+        if isinstance(machine, str):
+            families[type_field] = machine_family(machine)
+    for field, family in families.items():
+        value = ti[field]
+        if family == "unknown":
+            close = difflib.get_close_matches(value, sorted(COMPUTE_ENGINE_TYPES | LEGACY_MACHINE_TYPES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            f.bad(f"trainingInput.{field}", f"{value!r} is not a machine type AI Platform Training offers{hint}",
+                  value, INVALID_MACHINE_CONFIG)
+        elif family == "compute_engine" and value not in COMPUTE_ENGINE_TYPES:
+            close = difflib.get_close_matches(value, sorted(COMPUTE_ENGINE_TYPES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            f.bad(f"trainingInput.{field}", f"{value!r} is not one of the Compute Engine machine types AI Platform "
+                  f"Training accepts (n1-standard-4..96, n1-highmem-2..96, n1-highcpu-16..96, a2-highgpu-*){hint}",
+                  value, INVALID_MACHINE_CONFIG)
+        elif value in LEGACY_K80_TYPES:
+            f.warnings.append(f"trainingInput.{field}: {value} means NVIDIA K80 GPUs, which Compute Engine has "
+                              "retired; use a Compute Engine type with acceleratorConfig instead")
+    # One family per job; TPU workers may sit beside either family (machine-types, "cloud_tpu").
+    distinct = {fam for fam in families.values() if fam in ("compute_engine", "legacy")}
+    if len(distinct) > 1:
+        f.bad("trainingInput", "mixes Compute Engine machine types and legacy machine types ("
+              + ", ".join(f"{k}={ti[k]}" for k in families) + "); use one family for every replica",
+              None, INVALID_MACHINE_CONFIG)
+    for config_field, type_field in (("masterConfig", "masterType"), ("workerConfig", "workerType"),
+                                     ("parameterServerConfig", "parameterServerType"),
+                                     ("evaluatorConfig", "evaluatorType")):
+        config = ti.get(config_field)
+        acc = config.get("acceleratorConfig") if isinstance(config, dict) else None
+        if acc is not None:
+            _check_accelerator(f"trainingInput.{config_field}.acceleratorConfig", acc, ti.get(type_field), f)
+
+
+def _check_accelerator(path: str, acc: Any, machine: Any, f: Findings) -> None:
+    if not isinstance(acc, dict):
+        return  # the schema layer reports the type
+    kind, count = acc.get("type"), _int(acc.get("count"))
+    if not kind or kind == "ACCELERATOR_TYPE_UNSPECIFIED":
+        f.bad(f"{path}.type", "acceleratorConfig needs a type, e.g. NVIDIA_TESLA_T4", kind, INVALID_MACHINE_CONFIG)
+    if count is None or count <= 0:
+        f.bad(f"{path}.count", f"acceleratorConfig needs a positive count, got {acc.get('count')!r}",
+              acc.get("count"), INVALID_MACHINE_CONFIG)
+    if not isinstance(machine, str) or not kind or count is None:
+        return
+    family = machine_family(machine)
+    if kind in TPU_ACCELERATORS:
+        if machine != TPU_MACHINE:
+            f.bad(f"{path}.type", f"{kind} needs machine type cloud_tpu, not {machine}", kind, INVALID_MACHINE_CONFIG)
+        return
+    if family != "compute_engine":
+        f.bad(path, f"acceleratorConfig is only allowed on Compute Engine machine types; {machine} is a legacy "
+              "type (its GPUs, if any, are implied)", None, INVALID_MACHINE_CONFIG)
+        return
+    if machine.startswith("a2-"):
+        if kind != "NVIDIA_TESLA_A100":
+            f.bad(f"{path}.type", f"{machine} carries NVIDIA_TESLA_A100 GPUs only, got {kind}", kind,
+                  INVALID_MACHINE_CONFIG)
+        elif count != A2_GPU_COUNT.get(machine):
+            f.bad(f"{path}.count", f"{machine} has exactly {A2_GPU_COUNT.get(machine)} A100 GPUs, got {count}",
+                  count, INVALID_MACHINE_CONFIG)
+    elif kind == "NVIDIA_TESLA_A100":
+        f.bad(f"{path}.type", f"NVIDIA_TESLA_A100 is only available on a2-highgpu-*/a2-megagpu-16g machines, not "
+              f"{machine}", kind, INVALID_MACHINE_CONFIG)
+    elif kind in N1_GPU_COUNTS and count not in N1_GPU_COUNTS[kind]:
+        f.bad(f"{path}.count", f"{kind} is attached in counts of {N1_GPU_COUNTS[kind]}, got {count}", count,
+              INVALID_MACHINE_CONFIG)
+
+
+def _check_runtime(ti: dict[str, Any], f: Findings) -> None:
+    runtime, python = ti.get("runtimeVersion"), ti.get("pythonVersion")
+    image = (ti.get("masterConfig") or {}).get("imageUri") if isinstance(ti.get("masterConfig"), dict) else None
+    if not isinstance(runtime, str):
+        if runtime is None and not image:
+            f.bad("trainingInput.runtimeVersion", "set runtimeVersion (e.g. \"2.11\") or masterConfig.imageUri")
+        return
+    offered = python_versions_for(runtime)
+    if not offered:
+        f.bad("trainingInput.runtimeVersion", f"{runtime!r} is not an AI Platform Training runtime version (1.0–1.15, "
+              "2.1–2.11)", runtime, UNSUPPORTED_RUNTIME)
+        return
+    f.warnings.append(RETIRED_NOTE.format(v=runtime))
+    if isinstance(python, str) and python not in offered:
+        f.bad("trainingInput.pythonVersion", f"runtimeVersion {runtime} offers pythonVersion "
+              + " or ".join(offered) + f", not {python}", python, UNSUPPORTED_RUNTIME)
+
+
+def _check_scheduling(scheduling: Any, f: Findings) -> None:
+    if not isinstance(scheduling, dict):
+        return
+    base = "trainingInput.scheduling"
+    wait = scheduling.get("maxWaitTime")
+    if wait is not None:
+        seconds = parse_duration(wait)
+        if seconds is not None and seconds < 1800:
+            f.bad(f"{base}.maxWaitTime", f"must be at least 1800s (30 minutes), got {wait!r}", wait)
+    running = scheduling.get("maxRunningTime")
+    if running is not None:
+        seconds = parse_duration(running)
+        if seconds is not None and seconds <= 0:
+            f.bad(f"{base}.maxRunningTime", f"must be greater than 0s, got {running!r}", running)
+    priority = scheduling.get("priority")
+    if isinstance(priority, int) and not isinstance(priority, bool) and not 0 <= priority <= 1000:
+        f.bad(f"{base}.priority", f"must be between 0 and 1000, got {priority}", priority)
+
+
+def _check_disks(ti: dict[str, Any], f: Findings) -> None:
+    for config_field in ("masterConfig", "workerConfig", "parameterServerConfig", "evaluatorConfig"):
+        config = ti.get(config_field)
+        disk = config.get("diskConfig") if isinstance(config, dict) else None
+        if not isinstance(disk, dict):
+            continue
+        path = f"trainingInput.{config_field}.diskConfig"
+        kind = disk.get("bootDiskType")
+        if kind is not None and kind not in ("pd-ssd", "pd-standard"):
+            f.bad(f"{path}.bootDiskType", f"must be \"pd-ssd\" or \"pd-standard\", got {kind!r}", kind)
+        size = disk.get("bootDiskSizeGb")
+        # Compute Engine boot disks: 10 GB to 64 TB; the service defaults to 100 GB.
+        if isinstance(size, int) and not isinstance(size, bool) and not 10 <= size <= 64000:
+            f.bad(f"{path}.bootDiskSizeGb", f"must be between 10 and 64000 (GB), got {size}", size)
+
+
+def _check_hyperparameters(hp: dict[str, Any], f: Findings) -> None:
+    """HyperparameterSpec rules (ml.v1.json GoogleCloudMlV1__HyperparameterSpec / __ParameterSpec)."""
+    base = "trainingInput.hyperparameters"
+    if hp.get("goal") not in ("MAXIMIZE", "MINIMIZE"):
+        f.bad(f"{base}.goal", f"goal is required: MAXIMIZE or MINIMIZE, got {hp.get('goal')!r}", hp.get("goal"))
+    params = hp.get("params")
+    if not isinstance(params, list) or not params:
+        f.bad(f"{base}.params", "at least one parameter is required")
+        params = []
+    seen: set[str] = set()
+    grid = hp.get("algorithm") == "GRID_SEARCH"
+    for i, p in enumerate(params):
+        path = f"{base}.params[{i}]"
+        if not isinstance(p, dict):
+            continue
+        name = p.get("parameterName")
+        if not name:
+            f.bad(f"{path}.parameterName", "parameterName is required")
+        elif name in seen:
+            f.bad(f"{path}.parameterName", f"duplicate parameterName {name!r}; names must be unique", name)
+        else:
+            seen.add(name)
+        kind = p.get("type")
+        lo, hi = p.get("minValue"), p.get("maxValue")
+        if kind in ("DOUBLE", "INTEGER"):
+            if lo is None or hi is None:
+                f.bad(path, f"{kind} parameter {name!r} needs minValue and maxValue")
+            elif _num(lo) is not None and _num(hi) is not None and _num(lo) > _num(hi):
+                f.bad(f"{path}.minValue", f"minValue {lo} is greater than maxValue {hi}", lo)
+            if kind == "INTEGER" and any(v is not None and _num(v) is not None and _num(v) != int(_num(v))
+                                         for v in (lo, hi)):
+                f.bad(path, f"INTEGER parameter {name!r} needs whole-number bounds, got {lo}..{hi}")
+            if p.get("scaleType") in ("UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE") and _num(lo) is not None \
+                    and _num(lo) <= 0:
+                f.bad(f"{path}.minValue", f"{p['scaleType']} needs a positive range; minValue is {lo}", lo)
+            if grid and kind == "DOUBLE":
+                f.bad(f"{path}.type", "GRID_SEARCH works only with INTEGER, CATEGORICAL and DISCRETE parameters",
+                      kind)
+        elif kind == "CATEGORICAL":
+            values = p.get("categoricalValues")
+            if not isinstance(values, list) or not values:
+                f.bad(f"{path}.categoricalValues", f"CATEGORICAL parameter {name!r} needs categoricalValues")
+        elif kind == "DISCRETE":
+            values = p.get("discreteValues")
+            nums = [_num(v) for v in values] if isinstance(values, list) else []
+            if not nums or None in nums:
+                f.bad(f"{path}.discreteValues", f"DISCRETE parameter {name!r} needs numeric discreteValues")
+            elif any(b <= a for a, b in zip(nums, nums[1:])):
+                f.bad(f"{path}.discreteValues", f"must be strictly increasing, got {values}", values)
+    trials, parallel = _int(hp.get("maxTrials")), _int(hp.get("maxParallelTrials"))
+    if trials is not None and parallel is not None and parallel > trials:
+        f.bad(f"{base}.maxParallelTrials", f"maxParallelTrials ({parallel}) must not exceed maxTrials ({trials})",
+              parallel)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
