@@ -102,3 +102,46 @@ def test_cli_reads_the_stack_settings_and_shows_jobs(stack):
     missing = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "status", "no_such_job"], env=cli_env,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def _cli(env, *args, timeout=180):
+    import subprocess
+
+    return subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_invalid_spec_lists_every_violation_status_object_and_no_create(stack, sample_package):
+    s, env = stack
+    spec = b"trainingInput:\n  scaleTier: CUSTOM\n  workerCount: 2\n  pythonModule: trainer/task.py\n" \
+           b"  runtimeVersion: 2.10\nlabels: {team: NO}\n"
+    state, events = run_drop(env, sample_package, spec, "incoming/e2e-invalid", timeout_s=60, out=lambda _: None)
+    assert state == "REJECTED"
+    [event] = events
+    fields = {v["field"] for v in event["data"]["violations"]}
+    assert {"trainingInput.masterType", "trainingInput.workerType", "trainingInput.pythonModule",
+            "trainingInput.runtimeVersion", "labels.team"} <= fields
+    shown = _cli(env, "drop-status", "incoming/e2e-invalid")
+    assert shown.returncode == 1 and "REJECTED" in shown.stdout and "masterType is required" in shown.stdout
+    jobs = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs",
+                        params={"filter": "jobId:e2e_invalid*"}).json()
+    assert jobs == {}
+
+
+def test_submit_cli_builds_uploads_and_the_job_succeeds(stack):
+    s, env = stack
+    done = _cli(env, "submit", "--package-path", str(REPO / "samples" / "trainer"), "--config",
+                str(REPO / "samples" / "job.yaml"), "--folder", "e2e-submit", "--labels", "origin=cli", "--json",
+                "--", "--n-estimators", "20")
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["drop"] == "gs://drop-bucket/incoming/e2e-submit/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = _cli(env, "status", out["jobId"], "--json", timeout=60)
+        if status.returncode == 0 and json.loads(status.stdout).get("state") in ("SUCCEEDED", "FAILED"):
+            break
+        time.sleep(1)
+    job = json.loads(status.stdout)
+    assert job["state"] == "SUCCEEDED", job
+    assert job["trainingInput"]["args"] == ["--n-estimators", "20"] and job["labels"]["origin"] == "cli"
