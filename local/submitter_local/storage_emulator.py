@@ -1,0 +1,162 @@
+"""gcp-storage-emulator, started so that the real `gcloud` CLI can upload to it.
+
+gcloud (apitools) sends its simple uploads (`uploadType=multipart`, e.g. the staging upload of
+`gcloud ai-platform jobs submit training --package-path ... --staging-bucket ...`) with
+
+    Content-Type: multipart/related; boundary='===============6637166194564336471=='
+
+(apitools' transfer.py formats it with `'boundary=%r' % boundary`, i.e. Python's repr). The
+boundary is in single quotes, which MIME does not treat as quoting (RFC 2045 allows a
+token or a double-quoted string). The emulator hands the header to `email`, which then looks
+for the boundary *with* the quotes, finds no parts, and the handler crashes with
+`AttributeError: 'str' object has no attribute 'get_payload'` (the connection is dropped and
+gcloud reports a ConnectionError). google-cloud-storage sends a valid header and is not hit.
+
+The fix here: a request handler that rewrites such a header to the double-quoted form before
+the emulator reads it (using `email.message.Message` to parse and re-serialize it), and a
+server that uses that handler with the emulator's own storage and routing. Nothing of the
+emulator is patched in place, so other in-process emulators are unaffected.
+
+In-process:  `server = start("127.0.0.1", 0)`; `server.url`; `server.stop()`
+CLI:         `python -m submitter_local.storage_emulator --host 127.0.0.1 --port 9023`
+             (in memory; prints `storage emulator listening on http://HOST:PORT` once it accepts
+             requests; exits 0 on SIGTERM/SIGINT, 1 when it cannot start)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from email.message import Message
+from functools import partial
+from http.server import HTTPServer
+
+from gcp_storage_emulator.server import RequestHandler
+from gcp_storage_emulator.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def normalize_content_type(value: str) -> str:
+    """Return `value` with a single-quoted multipart `boundary` parameter double-quoted.
+
+    Any other header value is returned unchanged, e.g.
+    `multipart/related; boundary='=a=='` -> `multipart/related; boundary="=a=="`.
+    """
+    msg = Message()
+    msg["Content-Type"] = value
+    if msg.get_content_maintype() != "multipart":
+        return value
+    boundary = msg.get_param("boundary")
+    if not isinstance(boundary, str) or len(boundary) < 2 or boundary[0] != "'" or boundary[-1] != "'":
+        return value
+    msg.set_param("boundary", boundary[1:-1])  # set_param quotes the value with double quotes
+    return msg["Content-Type"]
+
+
+class _FixedRequestHandler(RequestHandler):
+    """The emulator's handler, with the Content-Type fixed before any handler reads it."""
+
+    def _fix_content_type(self) -> None:
+        value = self.headers.get("Content-Type")
+        if value:
+            fixed = normalize_content_type(value)
+            if fixed != value:
+                self.headers.replace_header("Content-Type", fixed)
+
+    def do_POST(self) -> None:
+        self._fix_content_type()
+        super().do_POST()
+
+    def do_PUT(self) -> None:
+        self._fix_content_type()
+        super().do_PUT()
+
+
+class StorageEmulator:
+    """A running in-memory gcp-storage-emulator (with the gcloud multipart fix).
+
+    Single-threaded like the emulator's own server (its storage is not thread-safe).
+    `url` is the value for STORAGE_EMULATOR_HOST; gcloud's `api_endpoint_overrides/storage`
+    wants `url + "/storage/v1/"`.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.storage = Storage(use_memory_fs=True)
+        self._httpd = HTTPServer((host, port), partial(_FixedRequestHandler, self.storage))
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="storage-emulator", daemon=True)
+
+    @property
+    def host(self) -> str:
+        return self._httpd.server_address[0]
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "StorageEmulator":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket. Idempotent."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(5)
+        self._httpd.server_close()
+
+    def wipe(self, keep_buckets: bool = False) -> None:
+        """Delete every object (and bucket unless `keep_buckets`)."""
+        self.storage.wipe(keep_buckets=keep_buckets)
+
+    def __enter__(self) -> "StorageEmulator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start(host: str = "127.0.0.1", port: int = 0) -> StorageEmulator:
+    """Start an in-memory emulator on host:port (0 = a free port) in a background thread.
+
+    Raises OSError when the port is taken. Returns the running server (`.url`, `.stop()`).
+    """
+    return StorageEmulator(host, port).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m submitter_local.storage_emulator",
+                                description="In-memory gcp-storage-emulator that accepts gcloud's uploads.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9023, help="0 picks a free port (default 9023)")
+    p.add_argument("--log-level", default="ERROR", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                   help="the emulator logs every request at INFO (default ERROR)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        server = start(args.host, args.port)
+    except OSError as e:
+        print(f"cannot start the storage emulator: {e}", file=sys.stderr)
+        return 1
+    print(f"storage emulator listening on {server.url}", flush=True)
+    try:
+        while not done.wait(0.5):  # wake up regularly: signal handlers run between waits
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Tests of submitter_local.storage_emulator: gcp-storage-emulator that also accepts gcloud's
+multipart uploads (single-quoted MIME boundary). gcloud's own upload is driven in
+test_gcloud_cli.py; here the same request shape is sent with requests, and the regular
+google-cloud-storage paths (multipart and resumable uploads, downloads, listing) are checked
+against the fixed server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from email.generator import BytesGenerator
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from pathlib import Path
+
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from submitter_local import storage_emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def emulator():
+    server = storage_emulator.start("127.0.0.1", 0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(emulator, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    return storage.Client(project="demo-project", credentials=AnonymousCredentials())
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("multipart/related; boundary='===============6637166194564336471=='",
+     'multipart/related; boundary="===============6637166194564336471=="'),
+    ('multipart/related; boundary="abc"', 'multipart/related; boundary="abc"'),  # already valid
+    ("multipart/related; boundary=abc", "multipart/related; boundary=abc"),
+    ("application/json; charset=UTF-8", "application/json; charset=UTF-8"),
+    ("application/octet-stream", "application/octet-stream"),
+])
+def test_normalize_content_type(value, expected):
+    assert storage_emulator.normalize_content_type(value) == expected
+
+
+class _ApitoolsGenerator(BytesGenerator):
+    """apitools' MultipartBytesGenerator (gcloud's upload code): payloads written as they are."""
+
+    def _handle_text(self, msg):
+        if msg._payload is not None:
+            self.write(msg._payload)
+
+    def _encode(self, s):
+        return s.encode("ascii", "surrogateescape")
+
+    _writeBody = _handle_text
+
+
+def _apitools_style_upload(url: str, bucket: str, name: str, data: bytes) -> requests.Response:
+    """POST a multipart upload built the way gcloud's apitools builds it (transfer.py
+    `__ConfigureMultipartRequest`): metadata part without a name (it is in the query), LF line
+    ends, and the header written with `boundary=%r`, i.e. in single quotes."""
+    root = MIMEMultipart("related")
+    root._write_headers = lambda self: None  # the top-level headers go in HTTP, not the body
+    meta = MIMENonMultipart("application", "json")
+    meta.set_payload(json.dumps({"size": str(len(data))}))
+    root.attach(meta)
+    media = MIMENonMultipart("application", "x-tar")
+    media["Content-Transfer-Encoding"] = "binary"
+    media.set_payload(data)
+    root.attach(media)
+    out = io.BytesIO()
+    _ApitoolsGenerator(out, mangle_from_=False).flatten(root, unixfrom=False)
+    return requests.post(f"{url}/upload/storage/v1/b/{bucket}/o",
+                         params={"alt": "json", "name": name, "uploadType": "multipart"}, data=out.getvalue(),
+                         headers={"Content-Type": "multipart/related; boundary=%r" % root.get_boundary()},
+                         timeout=10)
+
+
+def test_single_quoted_boundary_upload_is_stored_intact(emulator, client):
+    client.create_bucket("staging")
+    data = bytes(range(256)) * 40 + b"\n--not-a-boundary\n\r\n"  # binary, with line ends inside
+    answer = _apitools_style_upload(emulator.url, "staging", "job/pkg-0.1.tar.gz", data)
+    assert answer.status_code == 200, answer.text
+    meta = answer.json()
+    assert meta["name"] == "job/pkg-0.1.tar.gz" and meta["size"] == str(len(data))
+    assert client.bucket("staging").blob("job/pkg-0.1.tar.gz").download_as_bytes() == data
+
+
+def test_google_cloud_storage_uploads_downloads_and_lists(client):
+    bucket = client.create_bucket("drops")
+    small = b"print('hello')\n"
+    bucket.blob("a/small.py").upload_from_string(small)  # multipart upload
+    big = os.urandom(600 * 1024)
+    blob = bucket.blob("a/big.bin", chunk_size=256 * 1024)  # forces a resumable upload in 3 chunks
+    blob.upload_from_string(big)
+    assert bucket.blob("a/small.py").download_as_bytes() == small
+    assert bucket.blob("a/big.bin").download_as_bytes() == big
+    got = bucket.get_blob("a/big.bin")
+    assert got.size == len(big) and got.md5_hash  # metadata as gcloud's post-upload check reads it
+    assert sorted(b.name for b in client.list_blobs("drops", prefix="a/")) == ["a/big.bin", "a/small.py"]
+    assert bucket.get_blob("a/missing") is None
+    assert base64.b64decode(got.md5_hash) == hashlib.md5(big).digest()
+
+
+def test_cli_serves_until_sigterm():
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "local"))
+    proc = subprocess.Popen([sys.executable, "-m", "submitter_local.storage_emulator", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        assert match, line
+        url = match.group(1)
+        created = requests.post(f"{url}/storage/v1/b", params={"project": "demo-project"}, json={"name": "cli"},
+                                timeout=10)
+        assert created.status_code == 200, created.text
+        answer = _apitools_style_upload(url, "cli", "x.bin", b"abc")
+        assert answer.status_code == 200 and answer.json()["size"] == "3"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
