@@ -57,6 +57,7 @@ class JobEvent:
         drop: the drop the job came from.
         time: when the submitter observed the change (aware datetime).
         reason / message / violations: for REJECTED and SUBMIT_FAILED.
+        warnings: notes that did not block submission (retired runtime, region far from the data).
         error_message: the job's `errorMessage` (FAILED, CANCELLED).
         labels / job_dir / backend: context consumers need without another lookup.
         job: selected fields of the API's job resource (createTime, startTime,
@@ -71,6 +72,7 @@ class JobEvent:
     reason: str | None = None
     message: str | None = None
     violations: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
     error_message: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     job_dir: str | None = None
@@ -117,6 +119,7 @@ def encode(event: JobEvent, *, source: str) -> OutgoingMessage:
         "reason": event.reason,
         "message": _cap(event.message, MAX_ERROR_MESSAGE_CHARS),
         "violations": list(event.violations),
+        "warnings": list(event.warnings),
     }
     for key in ("createTime", "startTime", "endTime", "trainingOutput"):
         if event.job.get(key) is not None:

@@ -45,6 +45,7 @@ class DropStorage:
         self.project = project
         self._client = client
         self._lock = threading.Lock()
+        self._locations: dict[str, str | None] = {}
 
     @property
     def client(self):
@@ -94,6 +95,16 @@ class DropStorage:
         if (blob.size or 0) > max_bytes:
             raise ValueError(f"gs://{bucket}/{name} is {blob.size} bytes; the limit is {max_bytes}")
         return blob.open("rb", chunk_size=1024 * 1024)
+
+    def bucket_location(self, bucket: str) -> str | None:
+        """The bucket's location in lowercase ("us-central1", "us"), cached per instance; None if unreadable."""
+        if bucket not in self._locations:
+            try:
+                location = self.client.get_bucket(bucket).location
+            except Exception:  # a missing permission must not block submission: the check is advisory
+                location = None
+            self._locations[bucket] = location.lower() if location else None
+        return self._locations[bucket]
 
     def _pinned_blob(self, bucket: str, name: str, generation: int):
         from google.api_core.exceptions import NotFound

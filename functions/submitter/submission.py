@@ -72,6 +72,8 @@ class DropHandler:
                  ledger: Ledger, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self.settings, self.storage, self.backend = settings, storage, backend
         self.publisher, self.ledger, self.now = publisher, ledger, now
+        # Package inspections by (bucket, name, generation): a package is read once per generation.
+        self._inspected: dict[tuple[str, str, int], Any] = {}
 
     # -- entry ---------------------------------------------------------------------------------
     def handle(self, event: ev.StorageObjectEvent) -> Outcome:
@@ -124,9 +126,18 @@ class DropHandler:
             violations += [v for v in self._check_packages(packages, job["trainingInput"]) if v.field not in taken]
         if violations:
             return self._reject(drop, job_id, violations)
-        for warning in checked.warnings:
+        warnings = checked.warnings + self._region_warning(drop.bucket, job["trainingInput"].get("region"))
+        for warning in warnings:
             log.warning(warning, extra={"ctx": {"jobId": job_id, "drop": drop.folder}})
-        return self._create(drop, job)
+        return self._create(drop, job, warnings)
+
+    def _region_warning(self, bucket: str, region: Any) -> list[str]:
+        """Train where the data is: a job region other than the drop bucket's (regional) location is a warning."""
+        location = getattr(self.storage, "bucket_location", lambda _: None)(bucket)
+        if location and any(c.isdigit() for c in location) and isinstance(region, str) and region != location:
+            return [f"trainingInput.region {region} differs from the drop bucket's location {location}; reading the "
+                    "package and data across regions is slower and costs egress"]
+        return []
 
     def _check_packages(self, packages: list[ObjectInfo], ti: dict[str, Any]) -> list[Violation]:
         """Inspect the drop's packages that the job uses; check pythonModule is in one of them."""
@@ -135,17 +146,22 @@ class DropHandler:
         for obj in packages:
             if obj.uri not in used:
                 continue
+            key = (obj.bucket, obj.name, obj.generation)
             try:
-                with self.storage.open(obj.bucket, obj.name, obj.generation,
-                                       max_bytes=self.settings.max_package_bytes) as stream:
-                    infos.append(inspect_package(stream, obj.name.rsplit("/", 1)[-1]))
+                if key not in self._inspected:
+                    with self.storage.open(obj.bucket, obj.name, obj.generation,
+                                           max_bytes=self.settings.max_package_bytes) as stream:
+                        self._inspected[key] = inspect_package(stream, obj.name.rsplit("/", 1)[-1])
+                    while len(self._inspected) > 256:  # bounded: oldest first
+                        self._inspected.pop(next(iter(self._inspected)))
+                infos.append(self._inspected[key])
             except PackageRejected as exc:
                 out.append(exc.violation)
             except ValueError as exc:
                 out.append(Violation(obj.name, str(exc), Reason.PACKAGE_INVALID))
         return out or module_violations(infos, ti.get("pythonModule"))
 
-    def _create(self, drop: DropRef, job: dict[str, Any]) -> Outcome:
+    def _create(self, drop: DropRef, job: dict[str, Any], warnings: list[str]) -> Outcome:
         job_id = job["jobId"]
         ctx = {"jobId": job_id, "drop": drop.folder}
         try:
@@ -171,13 +187,13 @@ class DropHandler:
         if not self.ledger.is_known(job_id):
             ids = self._publish(JobEvent(job_id=job_id, state=State.SUBMITTED, drop=drop, time=self.now(),
                                          labels=labels, job_dir=job_dir, backend=self.backend.name,
-                                         job=created))
+                                         job=created, warnings=tuple(warnings)))
             log.info("published SUBMITTED", extra={"ctx": {**ctx, "messageIds": ids}})
             self.ledger.follow(JobRecord(job_id=job_id, state=State.SUBMITTED, drop=drop, labels=labels,
                                          job_dir=job_dir, backend=self.backend.name))
         self.ledger.record_verdict(drop, State.SUBMITTED, job_id)
         self.ledger.write_status(drop, {"state": State.SUBMITTED.value, "jobId": job_id, "jobDir": job_dir,
-                                        "time": self.now().isoformat()})
+                                        "warnings": warnings, "time": self.now().isoformat()})
         return Outcome(action, f"job {job_id} {action}", job_id)
 
     def _reject(self, drop: DropRef, job_id: str, violations: list[Violation]) -> Outcome:
