@@ -289,7 +289,11 @@ def test_job_runs_to_success_through_client_library(make_service, gcs):
 
     job, _ = wait_for(jobs, "census_1", TERMINAL)
     assert job["state"] == "SUCCEEDED", job
-    assert job["startTime"] and job["endTime"] and job["trainingOutput"] == {}
+    assert job["startTime"] and job["endTime"]
+    # one replica for about a second: a small positive estimate; false isHyperparameterTuningJob is
+    # a proto3 default, so it is left out
+    assert set(job["trainingOutput"]) == {"consumedMLUnits"}
+    assert 0 < job["trainingOutput"]["consumedMLUnits"] < 0.1
     assert job["etag"] != created["etag"]
 
     text = logs(svc, "census_1")
@@ -306,7 +310,7 @@ def test_job_runs_to_success_through_client_library(make_service, gcs):
     tail = requests.get(f"{svc.url}/local/v1/projects/{PROJECT}/jobs/census_1/logs",
                         params={"offset": len(text.encode())}, timeout=5)
     assert tail.text == "" and tail.headers["X-Next-Offset"] == str(len(text.encode()))
-    work = svc.config.data_dir / "jobs" / PROJECT / "census_1" / "work"
+    work = svc.config.data_dir / "jobs" / PROJECT / "census_1" / "work" / "master-0"
     assert (work / "output.txt").read_text() == "trained\n"
 
     with pytest.raises(HttpError) as e:  # a finished job cannot be cancelled
@@ -368,12 +372,51 @@ def test_pip_failure_fails_the_job(make_service, gcs):
     assert "boom: this package refuses to build" in job["errorMessage"]
 
 
-def test_missing_package_fails_the_job(make_service, gcs):
+def test_missing_package_or_job_dir_bucket_is_400_at_create(make_service, gcs):
     jobs = jobs_api(make_service())
-    jobs.create(parent=PARENT, body=job_body("nopkg", gcs, package="absent-1.0.tar.gz")).execute()
-    job, _ = wait_for(jobs, "nopkg", TERMINAL)
+    body = job_body("nopkg", gcs, jobDir="gs://no-such-bucket/out")
+    body["trainingInput"]["packageUris"] += [f"{gcs}/absent-1.0.tar.gz", "gs://no-such-bucket/pkg.tar.gz"]
+    with pytest.raises(HttpError) as e:
+        jobs.create(parent=PARENT, body=body).execute()
+    err = error_of(e.value)
+    assert (err["code"], err["status"]) == (400, "INVALID_ARGUMENT")
+    violations = {v["field"]: v["description"] for v in err["details"][0]["fieldViolations"]}
+    assert set(violations) == {"training_input.job_dir", "training_input.package_uris[1]",
+                               "training_input.package_uris[2]"}  # [0] exists
+    assert "no-such-bucket" in violations["training_input.job_dir"]
+    assert "absent-1.0.tar.gz cannot be read" in violations["training_input.package_uris[1]"]
+    assert jobs.list(parent=PARENT).execute() == {}
+
+
+def test_package_deleted_after_create_fails_the_job(make_service, gcs):
+    from google.cloud import storage
+
+    bucket = storage.Client(project=PROJECT, credentials=AnonymousCredentials()).bucket(BUCKET)
+    bucket.copy_blob(bucket.blob("packages/trainer-0.1.tar.gz"), bucket, "packages/doomed-0.1.tar.gz")
+    svc = make_service(paused=True)
+    jobs = jobs_api(svc)
+    jobs.create(parent=PARENT, body=job_body("doomed", gcs, package="doomed-0.1.tar.gz")).execute()
+    bucket.blob("packages/doomed-0.1.tar.gz").delete()
+    svc.set_paused(False)
+    job, _ = wait_for(jobs, "doomed", TERMINAL)
     assert job["state"] == "FAILED"
-    assert "absent-1.0.tar.gz could not be downloaded" in job["errorMessage"]
+    assert "doomed-0.1.tar.gz could not be downloaded" in job["errorMessage"]
+
+
+def test_storage_check_can_be_turned_off(make_service, gcs):
+    jobs = jobs_api(make_service(paused=True, check_storage=False))
+    job = jobs.create(parent=PARENT, body=job_body("unchecked", gcs, package="absent-1.0.tar.gz")).execute()
+    assert job["state"] == "QUEUED"
+
+
+def test_unreachable_storage_is_503_not_400(make_service, gcs, monkeypatch):
+    svc = make_service(paused=True)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{_free_port()}")  # nothing listens
+    with pytest.raises(HttpError) as e:
+        jobs_api(svc).create(parent=PARENT, body=job_body("no_storage", gcs)).execute()
+    err = error_of(e.value)
+    assert (err["code"], err["status"]) == (503, "UNAVAILABLE")
+    assert "Cloud Storage could not be reached" in err["message"]
 
 
 # --------------------------------------------------------------------------- API errors

@@ -2,6 +2,10 @@
 
     python -m submitter_local.training --host 127.0.0.1 --port 8090 --data-dir DIR \
         --runtime-python .local/runtime/bin/python [--max-running N] [--min-state-seconds S] [--paused]
+        [--max-replicas-per-type N] [--time-scale X] [--no-storage-check]
+
+Every flag sets the `ServiceConfig` field of the same name (see config.py and
+docs/local-training.md).
 
 Prints one line `local training service listening on http://HOST:PORT` on stdout once it
 accepts requests (useful with --port 0). Exit status 0 after a signal, 1 if it cannot start.
@@ -34,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kill-grace-seconds", type=float, default=5.0, help="SIGTERM -> SIGKILL delay (default 5)")
     p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
                    help="extra pip install argument (repeatable), e.g. --pip-arg=--no-index")
+    p.add_argument("--max-replicas-per-type", type=int, default=2,
+                   help="processes per worker/ps/evaluator type at most (default 2; 0 = master only)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="real seconds per second of maxWaitTime/maxRunningTime (default 1.0)")
+    p.add_argument("--no-storage-check", dest="check_storage", action="store_false",
+                   help="do not check jobDir's bucket and packageUris at jobs.create")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -41,9 +51,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = ServiceConfig(data_dir=args.data_dir, runtime_python=args.runtime_python, max_running=args.max_running,
-                        min_state_seconds=args.min_state_seconds, paused=args.paused,
-                        kill_grace_seconds=args.kill_grace_seconds, pip_args=tuple(args.pip_arg))
+    try:
+        cfg = ServiceConfig(data_dir=args.data_dir, runtime_python=args.runtime_python,
+                            max_running=args.max_running, min_state_seconds=args.min_state_seconds,
+                            paused=args.paused, kill_grace_seconds=args.kill_grace_seconds,
+                            pip_args=tuple(args.pip_arg), max_replicas_per_type=args.max_replicas_per_type,
+                            time_scale=args.time_scale, check_storage=args.check_storage)
+    except ValueError as e:
+        print(f"cannot start the local training service: {e}", file=sys.stderr)
+        return 1
     svc = TrainingService(cfg)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

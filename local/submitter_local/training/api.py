@@ -6,7 +6,8 @@ health endpoints. Every error, including unknown paths and bad JSON, is a Google
     GET   /v1/projects/{project}/jobs/{jobId}             jobs.get
     PATCH /v1/projects/{project}/jobs/{jobId}             jobs.patch (updateMask=labels[,etag])
     POST  /v1/projects/{project}/jobs/{jobId}:cancel      jobs.cancel
-    GET   /local/v1/projects/{project}/jobs/{jobId}/logs  text/plain, ?replica=master-0&offset=N;
+    GET   /local/v1/projects/{project}/jobs/{jobId}/logs  text/plain, ?replica=worker-1&offset=N
+                                                          (default: the primary, master-0);
                                                           header X-Next-Offset
     GET   /local/v1/health                                {"status": "ok"}
 
@@ -124,7 +125,7 @@ def create_app(svc: "TrainingService") -> Flask:
 
     @app.get("/local/v1/projects/<project>/jobs/<job>/logs")
     def logs(project: str, job: str) -> Response:
-        data, nxt = svc.read_logs(project, job, request.args.get("replica", "master-0"), _int_arg("offset") or 0)
+        data, nxt = svc.read_logs(project, job, request.args.get("replica") or None, _int_arg("offset") or 0)
         return Response(data, mimetype="text/plain", headers={"X-Next-Offset": str(nxt)})
 
     @app.get("/local/v1/health")

@@ -27,6 +27,15 @@ class ServiceConfig:
     envs_dir: where cached environments live; None = `<data_dir>/envs` (tests share one).
     storage_client_factory: `f(project) -> google.cloud.storage.Client`; None = a client that
         honours STORAGE_EMULATOR_HOST (anonymous credentials when it is set).
+    max_replicas_per_type: most processes started per non-primary replica type (worker, ps,
+        evaluator) whatever the spec or preset tier asks (default 2; 0 = the master alone).
+        TF_CONFIG lists the replicas that really run.
+    time_scale: real seconds per second of `scheduling.maxWaitTime` / `maxRunningTime`
+        (default 1.0). E.g. 0.001 turns the API's minimum maxWaitTime of 1800s into 1.8 real
+        seconds, so tests can see the limits fire; specs are still validated at face value.
+    check_storage: at jobs.create, check that jobDir's bucket exists and every packageUri can
+        be read, answering 400 otherwise, as the cloud did (default true). Turn it off when the
+        service runs without a reachable Cloud Storage (or emulator).
     """
 
     data_dir: Path
@@ -39,6 +48,9 @@ class ServiceConfig:
     pip_args: tuple[str, ...] = ()
     envs_dir: Path | None = None
     storage_client_factory: Callable[[str], Any] | None = field(default=None, repr=False)
+    max_replicas_per_type: int = 2
+    time_scale: float = 1.0
+    check_storage: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -47,6 +59,10 @@ class ServiceConfig:
             self.envs_dir = Path(self.envs_dir)
         if self.max_running is not None and self.max_running < 1:
             raise ValueError("max_running must be at least 1")
+        if self.max_replicas_per_type < 0:
+            raise ValueError("max_replicas_per_type must not be negative")
+        if not self.time_scale > 0:
+            raise ValueError("time_scale must be positive")
 
     @property
     def effective_max_running(self) -> int:

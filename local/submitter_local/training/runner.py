@@ -1,21 +1,30 @@
-"""One job's life after it leaves QUEUED: PREPARING (download + install), RUNNING (the master
-replica as a subprocess), then SUCCEEDED / FAILED / CANCELLED. One thread per job.
+"""One job's life after it leaves QUEUED: PREPARING (download + install), RUNNING (every
+replica as its own subprocess), then SUCCEEDED / FAILED / CANCELLED. One thread per job.
 
 Files of a job, under `<data_dir>/jobs/<project>/<jobId>/`:
     packages/<i>/<name>     the downloaded packageUris
-    work/                   the trainer's working directory
-    logs/master-0.log       stdout and stderr interleaved, with the service's own notes
-                            (prefixed `[local-training]`); served by the logs endpoint
-    logs/master-0.stdout.log, logs/master-0.stderr.log   each stream alone
-    logs/pip.stdout.log, logs/pip.stderr.log             the install, when this job built the env
+    work/<replica>/         each replica's working directory (on the cloud each is its own VM)
+    logs/<replica>.log      e.g. `master-0.log`, `worker-1.log`, `ps-0.log`: stdout and stderr
+                            interleaved, with the service's notes (prefixed `[local-training]`;
+                            notes about the whole job go to the primary's log); served by the
+                            logs endpoint (`?replica=worker-1`)
+    logs/<replica>.stdout.log, logs/<replica>.stderr.log   each stream alone
+    logs/pip.stdout.log, logs/pip.stderr.log               the install, when this job built the env
 
-What the trainer sees (as on the cloud, docs "TF_CONFIG and distributed training"):
+What each replica sees (as on the cloud, docs "TF_CONFIG and distributed training"):
     argv  `python -m <pythonModule> <args...> [--job-dir <jobDir>]`
-    env   TF_CONFIG = {"cluster": {"master": ["127.0.0.1:<port>"]}, "task": {"type": "master",
-          "index": 0}, "job": <trainingInput>, "environment": "cloud"}; CLOUD_ML_JOB_ID;
+    env   TF_CONFIG = {"cluster": {"master": ["127.0.0.1:<port>"], "worker": [...], "ps": [...]},
+          "task": {"type": "worker", "index": 1}, "job": <trainingInput>, "environment": "cloud"}
+          (see `cluster.py`; addresses are free local ports); CLOUD_ML_JOB_ID;
           GOOGLE_CLOUD_PROJECT; STORAGE_EMULATOR_HOST and the rest of the service's environment
           minus its Python settings (PYTHONPATH, VIRTUAL_ENV, ...); PYTHONUNBUFFERED=1 so logs
           stream.
+
+Outcome: the job ends when the primary (master) exits: status 0 -> SUCCEEDED, otherwise
+FAILED with "The replica master 0 exited with a non-zero status of N." plus its stderr tail.
+A worker, parameter server or evaluator that exits non-zero first fails the job the same way,
+naming itself. Whatever still runs when the job ends (parameter servers typically never exit)
+is stopped: SIGTERM to each replica's process group, SIGKILL after kill_grace_seconds.
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ import subprocess
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from . import envs, procs
+from . import cluster, envs, procs
 from .config import ServiceConfig
 from .model import CANCELLING, FAILED, PREPARING, RUNNING, SUCCEEDED, parse_duration
 from .store import Change, JobRecord, JobStore
@@ -64,9 +74,24 @@ def job_dir(data_dir: Path, project: str, job_id: str) -> Path:
     return Path(data_dir) / "jobs" / project / job_id
 
 
+def replica_log_path(data_dir: Path, project: str, job_id: str, replica: str = "master-0") -> Path:
+    """The combined stdout+stderr log of a replica (`master-0`, `worker-1`, ...)."""
+    return job_dir(data_dir, project, job_id) / "logs" / f"{replica}.log"
+
+
 def master_log_path(data_dir: Path, project: str, job_id: str) -> Path:
     """The combined stdout+stderr log of replica master-0."""
-    return job_dir(data_dir, project, job_id) / "logs" / "master-0.log"
+    return replica_log_path(data_dir, project, job_id, "master-0")
+
+
+def status_text(rc: int) -> str:
+    """An exit status as the cloud's messages show it: `3`, or `9(SIGKILL)` for a signal."""
+    if rc < 0:
+        try:
+            return f"{-rc}({signal.Signals(-rc).name})"
+        except ValueError:
+            return str(-rc)
+    return str(rc)
 
 
 def default_storage_client(project: str) -> Any:
@@ -113,6 +138,17 @@ class _LogSink:
             self._combined.close()
 
 
+@dataclass
+class _ReplicaProc:
+    """A started replica: its process (leader of its own process group), log sink and pumps."""
+
+    replica: cluster.Replica
+    popen: subprocess.Popen
+    sink: _LogSink
+    pumps: list[threading.Thread]
+    reaped: bool = False
+
+
 class JobRun:
     """Drives one job from PREPARING to a terminal state in its own thread.
 
@@ -138,7 +174,11 @@ class JobRun:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"job-{rec.job_id}", daemon=True)
         self._dir = job_dir(config.data_dir, rec.project, rec.job_id)
-        self._sink: _LogSink | None = None
+        self._plan = cluster.plan(rec.job["trainingInput"], config.max_replicas_per_type)
+        self._sink: _LogSink | None = None  # the primary replica's log: job-level notes go there too
+        self._running_since: float | None = None  # epoch seconds RUNNING was entered
+        self._replicas_started = 0
+        self._ended_at: float | None = None  # epoch seconds the last replica was stopped
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -184,11 +224,11 @@ class JobRun:
     # -- the life of a job ---------------------------------------------------------------------
     def _main(self) -> None:
         try:
-            self._sink = _LogSink(self._dir / "logs" / "master-0.log")
+            self._sink = _LogSink(self._dir / "logs" / f"{self._plan.primary.name}.log")
             env = self._prepare()
             self._hold()
             self._enter_running()
-            state, message = self._run_master(env)
+            state, message = self._run_cluster(env)
             self._hold()
             self._finish(state, message)
         except _Stopped:
@@ -216,10 +256,10 @@ class JobRun:
                              "service; use packageUris and pythonModule.")
         if "hyperparameters" in ti:
             raise _JobFailed("Hyperparameter tuning jobs are not supported by the local training service.")
-        if int(ti.get("workerCount", "0")) or int(ti.get("parameterServerCount", "0")) \
-                or int(ti.get("evaluatorCount", "0")):
-            note("Only the master replica runs locally; workers, parameter servers and evaluators are ignored.")
-        note(f"Preparing job projects/{self.project}/jobs/{self.job_id}.")
+        note(f"Preparing job projects/{self.project}/jobs/{self.job_id}: replicas "
+             + ", ".join(self._plan.names()) + ".")
+        for line in self._plan.notes:
+            note(line)
         pkg_root = self._dir / "packages"
         shutil.rmtree(pkg_root, ignore_errors=True)
         files: list[Path] = []
@@ -255,92 +295,158 @@ class JobRun:
                 raise _Cancelled()
             raise _Stopped()  # someone else decided the outcome; nothing left to do
         self._state_since = rec.state_since
+        self._running_since = rec.state_since
 
-    def _trainer_env(self) -> tuple[dict[str, str], str]:
-        ti = self._job["trainingInput"]
-        token = uuid.uuid4().hex
+    def _replica_env(self, replica: cluster.Replica, addresses: dict[str, str], token: str) -> dict[str, str]:
         env = envs.child_base_env()
         env.update({
-            "TF_CONFIG": json.dumps({
-                "cluster": {"master": [f"127.0.0.1:{_free_port()}"]},
-                "task": {"type": "master", "index": 0},
-                "job": ti,
-                "environment": "cloud",
-            }),
+            "TF_CONFIG": json.dumps(cluster.tf_config(self._plan, addresses, replica, self._job["trainingInput"])),
             "CLOUD_ML_JOB_ID": self.job_id,
             "GOOGLE_CLOUD_PROJECT": self.project,
             "PYTHONUNBUFFERED": "1",
             RUN_TOKEN_ENV: token,
         })
-        return env, token
+        return env
 
-    def _run_master(self, env_info: envs.Env) -> tuple[str, str | None]:
+    def _start_replica(self, replica: cluster.Replica, cmd: list[str], env: dict[str, str]) -> _ReplicaProc:
+        logs = self._dir / "logs"
+        sink = self._sink if replica == self._plan.primary else _LogSink(logs / f"{replica.name}.log")
+        work = self._dir / "work" / replica.name
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            popen = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        except BaseException:
+            if sink is not self._sink:
+                sink.close()  # type: ignore[union-attr]
+            raise
+        sink.note(f"Started replica {replica.name} (pid {popen.pid}).")  # type: ignore[union-attr]
+        pumps = []
+        for stream, kind in ((popen.stdout, "stdout"), (popen.stderr, "stderr")):
+            t = threading.Thread(target=self._pump, args=(stream, sink, logs / f"{replica.name}.{kind}.log"),
+                                 name=f"{self.job_id}-{replica.name}-{kind}", daemon=True)
+            t.start()
+            pumps.append(t)
+        return _ReplicaProc(replica, popen, sink, pumps)  # type: ignore[arg-type]
+
+    def _run_cluster(self, env_info: envs.Env) -> tuple[str, str | None]:
+        """Start every replica, watch them, stop what is left; returns (state, errorMessage).
+
+        Raises _Cancelled / _Stopped when woken by a cancel, maxRunningTime or a service stop."""
         ti = self._job["trainingInput"]
         note = self._sink.note  # type: ignore[union-attr]
         cmd = [str(env_info.python), "-m", ti["pythonModule"], *ti.get("args", [])]
         if ti.get("jobDir"):
             cmd += ["--job-dir", ti["jobDir"]]  # the service appends it, as the cloud does
-        env, token = self._trainer_env()
-        work = self._dir / "work"
-        work.mkdir(parents=True, exist_ok=True)
-        logs = self._dir / "logs"
+        # one free local port per cluster member; evaluators are not cluster members
+        addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in self._plan.replicas if r.type != "evaluator"}
+        token = uuid.uuid4().hex
+        # the token is recorded before any process exists, so a restart can always find them
+        self._store.update(self.project, self.job_id, lambda r: Change(runtime={"token": token, "groups": []}))
         note("Running command: python -m " + " ".join([ti["pythonModule"], *cmd[3:]]))
         self._check()
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        pumps: list[threading.Thread] = []
+        started: list[_ReplicaProc] = []
         try:
-            self._store.update(self.project, self.job_id,
-                               lambda r: Change(runtime={"pid": proc.pid, "pgid": proc.pid, "token": token}))
-            for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-                t = threading.Thread(target=self._pump, args=(stream, logs / f"master-0.{name}.log"),
-                                     name=f"{self.job_id}-{name}", daemon=True)
-                t.start()
-                pumps.append(t)
-            deadline = None
-            max_running = ti.get("scheduling", {}).get("maxRunningTime")
-            if max_running:
-                deadline = self._state_since + parse_duration(max_running)
-            why = procs.wait_exit(proc, self._wake, self._cfg.poll_interval, deadline)
-            if why == "exited":
-                rc = procs.reap_group(proc)
-            else:
-                if why == "deadline":
-                    self._store.transition(
-                        self.project, self.job_id, {RUNNING}, CANCELLING,
-                        error_message=f"The job ran longer than scheduling.maxRunningTime ({max_running}) "
-                                      "and was cancelled.")
-                    self._cancel.set()
-                note("Stopping the replica's processes (SIGTERM, then SIGKILL).")
-                procs.stop_group(proc, self._cfg.kill_grace_seconds)
-                self._check()
-                raise _Stopped()  # unreachable: woken means cancel or stop
+            for replica in self._plan.replicas:
+                started.append(self._start_replica(replica, cmd, self._replica_env(replica, addresses, token)))
+                self._replicas_started = len(started)
+                groups = [p.popen.pid for p in started]
+                self._store.update(self.project, self.job_id, lambda r: Change(runtime={
+                    "groups": groups, "pid": groups[0], "pgid": groups[0]}))
+            return self._watch(started)
         finally:
-            if proc.returncode is None:  # an exception before the wait: never leave a trainer behind
-                procs.stop_group(proc, 0)
-            for t in pumps:
-                t.join(timeout=5)
-        if rc == 0:
-            note("Module completed; the replica master 0 exited with status 0.")
-            return SUCCEEDED, None
-        status = f"{-rc}({signal.Signals(-rc).name})" if rc < 0 else str(rc)
-        note(f"The replica master 0 exited with a non-zero status of {status}.")
-        tail = envs.read_tail(logs / "master-0.stderr.log")
-        return FAILED, f"The replica master 0 exited with a non-zero status of {status}. {tail}".rstrip()
+            living = [p for p in started if not p.reaped]
+            for p in living:
+                if p.popen.returncode is None and not procs.has_exited(p.popen.pid):
+                    p.sink.note("Stopping the replica's processes (SIGTERM, then SIGKILL).")
+            procs.stop_groups([p.popen for p in living], self._cfg.kill_grace_seconds)
+            self._ended_at = time.time()
+            for p in started:
+                for t in p.pumps:
+                    t.join(timeout=5)
+                if p.sink is not self._sink:
+                    p.sink.close()
 
-    def _pump(self, stream: BinaryIO, own_file: Path) -> None:
+    def _watch(self, started: list[_ReplicaProc]) -> tuple[str, str | None]:
+        """Wait for the outcome: the primary's exit, another replica's failure, a cancel, a
+        stop or maxRunningTime. Reaps the replica whose exit decided it."""
+        ti = self._job["trainingInput"]
+        primary = started[0]
+        deadline = None
+        max_running = ti.get("scheduling", {}).get("maxRunningTime")
+        if max_running:
+            deadline = self._state_since + parse_duration(max_running) * self._cfg.time_scale
+        while True:
+            if procs.has_exited(primary.popen.pid):
+                return self._outcome(primary, procs.reap_group(primary.popen))
+            for p in started[1:]:
+                if not p.reaped and procs.has_exited(p.popen.pid):
+                    rc = procs.reap_group(p.popen)
+                    p.reaped = True
+                    if rc != 0:
+                        return self._outcome(p, rc)
+                    p.sink.note(f"The replica {p.replica.label} exited with status 0.")
+            if self._wake.is_set():
+                self._check()
+                raise _Stopped()  # unreachable: the wake event is only set by a cancel or a stop
+            timeout = self._cfg.poll_interval
+            if deadline is not None:
+                left = deadline - time.time()
+                if left <= 0:
+                    self._max_running_time_reached(max_running)
+                    continue  # the cancel flag is set now: the next pass raises _Cancelled
+                timeout = min(timeout, left)
+            self._wake.wait(timeout)
+
+    def _max_running_time_reached(self, max_running: str) -> None:
+        scale = self._cfg.time_scale
+        scaled = "" if scale == 1 else f" (local time_scale {scale:g}: {parse_duration(max_running) * scale:g} " \
+                                       "real seconds)"
+        self._store.transition(self.project, self.job_id, {RUNNING}, CANCELLING,
+                               error_message=f"The job ran longer than scheduling.maxRunningTime ({max_running})"
+                                             f"{scaled} and was cancelled.")
+        self.request_cancel()
+
+    def _outcome(self, p: _ReplicaProc, rc: int) -> tuple[str, str | None]:
+        p.reaped = True
+        label = p.replica.label
+        if rc == 0:
+            p.sink.note(f"Module completed; the replica {label} exited with status 0.")
+            return SUCCEEDED, None
+        status = status_text(rc)
+        p.sink.note(f"The replica {label} exited with a non-zero status of {status}.")
+        if p.replica != self._plan.primary:
+            self._sink.note(f"The replica {label} exited with a non-zero status of {status}: "  # type: ignore
+                            "the job fails.")
+        tail = envs.read_tail(self._dir / "logs" / f"{p.replica.name}.stderr.log")
+        return FAILED, f"The replica {label} exited with a non-zero status of {status}. {tail}".rstrip()
+
+    def _training_output(self) -> dict[str, Any]:
+        """trainingOutput at the end: `consumedMLUnits` when replicas ran (an estimate, see
+        `cluster.consumed_ml_units`); `isHyperparameterTuningJob` is false, which proto3 JSON
+        leaves out, like every default value."""
+        if self._running_since is None or not self._replicas_started:
+            return {}
+        ended = self._ended_at if self._ended_at is not None else time.time()
+        units = cluster.consumed_ml_units(self._replicas_started, ended - self._running_since)
+        return {"consumedMLUnits": units} if units else {}
+
+    @staticmethod
+    def _pump(stream: BinaryIO, sink: _LogSink, own_file: Path) -> None:
         with open(own_file, "ab") as own:
             for line in iter(stream.readline, b""):
-                self._sink.write(line, also=own)  # type: ignore[union-attr]
+                sink.write(line, also=own)
         stream.close()
 
     # -- endings ---------------------------------------------------------------------------------
     def _finish(self, state: str, message: str | None) -> None:
         """Record the outcome unless the job was cancelled meanwhile (then CANCELLED wins)."""
 
+        output = self._training_output()
+
         def decide(r: JobRecord) -> Change | None:
             if r.state in (PREPARING, RUNNING):
-                return Change(state=state, error_message=message)
+                return Change(state=state, error_message=message, training_output=output)
             return None
 
         rec, changed = self._store.update(self.project, self.job_id, decide)
@@ -358,4 +464,5 @@ class JobRun:
         except _Stopped:
             return
         self._store.transition(self.project, self.job_id, {CANCELLING}, "CANCELLED",
-                               error_message=rec.job.get("errorMessage") or USER_CANCEL_MESSAGE)
+                               error_message=rec.job.get("errorMessage") or USER_CANCEL_MESSAGE,
+                               training_output=self._training_output())

@@ -1,13 +1,16 @@
 """Moves QUEUED jobs into runs, within `max_running`, and routes cancels to them.
 
-Order of admission: higher `trainingInput.scheduling.priority` first, then first created.
-A QUEUED job is admitted only after `min_state_seconds` in QUEUED; a higher-priority job still
-in that hold is not overtaken. `scheduling.maxWaitTime` expiry cancels QUEUED jobs (as the
-API docs describe), even while paused.
+Order of admission (`queue_order`): higher `trainingInput.scheduling.priority` first, then
+first created; a QUEUED job's 1-based place in that order is its `jobPosition`. A QUEUED job
+is admitted only after `min_state_seconds` in QUEUED; a higher-priority job still in that
+hold is not overtaken. `scheduling.maxWaitTime` ("If the training job has not entered the
+`RUNNING` state after this duration, AI Platform Training cancels it", ml.v1.json) is
+measured from creation, scaled by `time_scale`: a QUEUED job becomes CANCELLED (even while
+paused), a PREPARING one CANCELLING and then CANCELLED once its run has stopped.
 
 Restart recovery (`recover()`, before the loop starts): a job recorded as
-PREPARING/RUNNING/CANCELLING has lost its run thread; any trainer process of it that is still
-alive (identified by its run token) is killed, and the job becomes FAILED with
+PREPARING/RUNNING/CANCELLING has lost its run thread; any process of any of its replicas
+that is still alive (identified by its run token) is killed, and the job becomes FAILED with
 "The local training service restarted while the job was <STATE>; its processes are gone.".
 QUEUED jobs simply wait for the loop.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import envs, procs
 from .config import ServiceConfig
@@ -42,6 +45,19 @@ log = logging.getLogger(__name__)
 RESTART_MESSAGE = "The local training service restarted while the job was {state}; its processes are gone."
 
 
+def queue_order(queued: Iterable[JobRecord]) -> list[JobRecord]:
+    """QUEUED jobs in admission order: higher priority first, then first created."""
+    return sorted(queued, key=lambda r: (-r.priority, r.seq))
+
+
+def max_wait_message(max_wait: str, time_scale: float) -> str:
+    """errorMessage of a job cancelled by scheduling.maxWaitTime."""
+    scaled = "" if time_scale == 1 else f" (local time_scale {time_scale:g}: " \
+                                        f"{parse_duration(max_wait) * time_scale:g} real seconds)"
+    return (f"The job did not enter RUNNING within scheduling.maxWaitTime ({max_wait}){scaled} "
+            "and was cancelled.")
+
+
 class Scheduler:
     """The scheduler thread plus the cancel entry point. Thread-safe."""
 
@@ -62,9 +78,11 @@ class Scheduler:
         """Fail jobs whose run died with a previous service process; returns their names."""
         failed = []
         for rec in self._store.in_states(ACTIVE_STATES):
-            pgid, token = rec.runtime.get("pgid"), rec.runtime.get("token")
-            if pgid and token and procs.kill_group_if_ours(pgid, RUN_TOKEN_ENV, token):
-                log.warning("killed leftover process group %s of %s", pgid, job_name(*rec.key))
+            token = rec.runtime.get("token")
+            groups = rec.runtime.get("groups") or [rec.runtime.get("pgid")]  # one group per replica
+            for pgid in groups:
+                if pgid and token and procs.kill_group_if_ours(pgid, RUN_TOKEN_ENV, token):
+                    log.warning("killed leftover process group %s of %s", pgid, job_name(*rec.key))
             msg = RESTART_MESSAGE.format(state=rec.state)
             if self._store.transition(rec.project, rec.job_id, {rec.state}, FAILED, error_message=msg):
                 failed.append(job_name(*rec.key))
@@ -157,23 +175,16 @@ class Scheduler:
     def _pass(self) -> float:
         """One scheduling pass; returns how long the loop may sleep before the next."""
         now = time.time()
-        queued = self._store.in_states({QUEUED})
         sleep = self._cfg.poll_interval * 5
-        for rec in queued:  # maxWaitTime: "If the job has not entered RUNNING after this, it is cancelled"
-            wait = rec.job["trainingInput"].get("scheduling", {}).get("maxWaitTime")
-            if wait and now - rec.created_at >= parse_duration(wait):
-                self._store.transition(rec.project, rec.job_id, {QUEUED}, CANCELLED,
-                                       error_message=f"The job was not scheduled within scheduling.maxWaitTime "
-                                                     f"({wait}) and was cancelled.")
+        for rec in self._store.in_states({QUEUED, PREPARING}):
+            self._enforce_max_wait(rec, now)
         with self._cond:
             if self._paused or self._stopping:
                 return sleep
             free = self._cfg.effective_max_running - len(self._runs)
         if free <= 0:
             return sleep
-        queued = [r for r in self._store.in_states({QUEUED})]
-        queued.sort(key=lambda r: (-r.priority, r.seq))
-        for rec in queued:
+        for rec in queue_order(self._store.in_states({QUEUED})):
             if free <= 0:
                 break
             ready_at = rec.state_since + self._cfg.min_state_seconds
@@ -194,6 +205,24 @@ class Scheduler:
             run.start()
             free -= 1
         return max(0.0, sleep)
+
+    def _enforce_max_wait(self, rec: JobRecord, now: float) -> None:
+        """Cancel a QUEUED or PREPARING job whose scheduling.maxWaitTime has passed."""
+        wait = rec.job["trainingInput"].get("scheduling", {}).get("maxWaitTime")
+        if not wait or now - rec.created_at < parse_duration(wait) * self._cfg.time_scale:
+            return
+        message = max_wait_message(wait, self._cfg.time_scale)
+        if rec.state == QUEUED:
+            self._store.transition(rec.project, rec.job_id, {QUEUED}, CANCELLED, error_message=message)
+            return
+        if self._store.transition(rec.project, rec.job_id, {PREPARING}, CANCELLING, error_message=message) is None:
+            return  # it reached RUNNING meanwhile: maxWaitTime no longer applies
+        with self._cond:
+            run = self._runs.get(rec.key)
+        if run is not None:
+            run.request_cancel()
+        else:  # no live run: nothing to stop
+            self._store.transition(rec.project, rec.job_id, {CANCELLING}, CANCELLED)
 
     def _run_done(self, run: JobRun) -> None:
         with self._cond:

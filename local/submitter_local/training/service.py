@@ -19,13 +19,13 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import errors, filters, jobspec
+from . import cluster, errors, filters, jobspec, preflight
 from .config import ServiceConfig
 from .envs import EnvCache
 from .errors import ApiError
-from .model import job_name
-from .runner import default_storage_client, master_log_path
-from .scheduler import Scheduler
+from .model import QUEUED, job_name
+from .runner import default_storage_client, replica_log_path
+from .scheduler import Scheduler, queue_order
 from .store import AlreadyExists, Change, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -183,21 +183,45 @@ class TrainingService:
         return self._store
 
     def create_job(self, project: str, body: Any) -> dict[str, Any]:
-        """jobs.create: validate, store as QUEUED, return the Job. 400 / 409 ALREADY_EXISTS."""
+        """jobs.create: validate, check Cloud Storage, store as QUEUED, return the Job.
+
+        400 INVALID_ARGUMENT for a bad body or (with `check_storage`) a missing jobDir bucket /
+        unreadable packageUri; 409 ALREADY_EXISTS; 503 UNAVAILABLE when Cloud Storage cannot
+        be reached for the check."""
         self._count("jobs.create")
         req = jobspec.validate_create(body)
+        if self.store.get(project, req.job_id) is not None:  # 409 before any storage traffic
+            raise errors.already_exists(job_name(project, req.job_id))
+        if self.config.check_storage:
+            factory = self.config.storage_client_factory or default_storage_client
+            preflight.check_storage(req.training_input, lambda: factory(project))
         try:
             rec = self.store.insert(project, req.job_id, req.labels, req.training_input, req.priority)
         except AlreadyExists:
             raise errors.already_exists(job_name(project, req.job_id)) from None
         if self._scheduler is not None:
             self._scheduler.wake()
-        return rec.job
+        return self._with_position(rec, self._queue_positions()) if rec.state == QUEUED else rec.job
 
     def get_job(self, project: str, job_id: str) -> dict[str, Any]:
         """jobs.get: the Job, or 404 NOT_FOUND."""
         self._count("jobs.get")
-        return self._require(project, job_id).job
+        rec = self._require(project, job_id)
+        return self._with_position(rec, self._queue_positions()) if rec.state == QUEUED else rec.job
+
+    def _queue_positions(self) -> dict[tuple[str, str], int]:
+        """1-based place of every QUEUED job (all projects share the local machine) in
+        admission order."""
+        return {r.key: i for i, r in enumerate(queue_order(self.store.in_states({QUEUED})), start=1)}
+
+    @staticmethod
+    def _with_position(rec: JobRecord, positions: dict[tuple[str, str], int]) -> dict[str, Any]:
+        """The Job with `jobPosition` (ml.v1.json: "It's only effect when the job is in QUEUED
+        state. If it's positive, it indicates the job's position in the job scheduler. It's 0
+        when the job is already scheduled."). int64, so a decimal string on the wire; 0 is
+        left out like every proto3 default. Computed on read: it changes without a new etag."""
+        pos = positions.get(rec.key, 0) if rec.state == QUEUED else 0
+        return {**rec.job, "jobPosition": str(pos)} if pos else rec.job
 
     def _require(self, project: str, job_id: str) -> JobRecord:
         rec = self.store.get(project, job_id)
@@ -234,7 +258,8 @@ class TrainingService:
             jobs.append(rec)
         if not jobs:
             return {}  # the real API answers an empty object, not {"jobs": []}
-        out: dict[str, Any] = {"jobs": [r.job for r in jobs]}
+        positions = self._queue_positions() if any(r.state == QUEUED for r in jobs) else {}
+        out: dict[str, Any] = {"jobs": [self._with_position(r, positions) for r in jobs]}
         if more:
             out["nextPageToken"] = self._encode_token(jobs[-1], project, filter_hash)
         return out
@@ -279,7 +304,7 @@ class TrainingService:
 
         def decide(r: JobRecord) -> Change | None:
             nonlocal mismatch
-            if etag is not None and etag != r.job.get("etag"):
+            if etag is not None and not _same_etag(etag, r.job.get("etag", "")):
                 mismatch = True
                 return None
             return Change(labels=labels)
@@ -291,15 +316,21 @@ class TrainingService:
             raise errors.aborted_etag(name)
         return rec.job
 
-    def read_logs(self, project: str, job_id: str, replica: str = "master-0", offset: int = 0) -> tuple[bytes, int]:
-        """Our extension: bytes of a replica's combined stdout+stderr from `offset`, and the
-        offset to ask for next. Only replica `master-0` exists. 404 for unknown job/replica."""
+    def read_logs(self, project: str, job_id: str, replica: str | None = None,
+                  offset: int = 0) -> tuple[bytes, int]:
+        """Our extension: bytes of a replica's combined stdout+stderr from byte `offset`, and the
+        offset to ask for next. `replica` is `<type>-<index>` as in TF_CONFIG (`master-0`,
+        `worker-1`, `ps-0`, `evaluator-0`); None = the primary. 404 NOT_FOUND for an unknown
+        job or a replica that does not run for this job (`max_replicas_per_type` counts)."""
         self._count("local.logs")
-        self._require(project, job_id)
-        if replica != "master-0":
-            raise errors.ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist: only master-0 runs "
-                                                    "locally.")
-        path: Path = master_log_path(self.config.data_dir, project, job_id)
+        rec = self._require(project, job_id)
+        plan = cluster.plan(rec.job["trainingInput"], self.config.max_replicas_per_type)
+        replica = replica or plan.primary.name
+        if replica not in plan.names():
+            raise errors.ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist in job "
+                                                    f"{job_name(project, job_id)}; its replicas are "
+                                                    f"{', '.join(plan.names())}.")
+        path: Path = replica_log_path(self.config.data_dir, project, job_id, replica)
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, offset))
@@ -307,6 +338,18 @@ class TrainingService:
         except FileNotFoundError:
             return b"", max(0, offset)
         return data, max(0, offset) + len(data)
+
+
+def _same_etag(a: str, b: str) -> bool:
+    """Etags are `bytes` fields: clients may send them in standard or URL-safe base64
+    (apitools, used by gcloud, re-encodes URL-safe), so compare the decoded bytes."""
+    def raw(text: str) -> bytes | None:
+        try:
+            return base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+        except (ValueError, binascii.Error):
+            return None
+    ra = raw(a)
+    return ra is not None and ra == raw(b)
 
 
 __all__ = ["TrainingService", "ServiceConfig", "ApiError"]
