@@ -145,3 +145,14 @@ def test_submit_cli_builds_uploads_and_the_job_succeeds(stack):
     job = json.loads(status.stdout)
     assert job["state"] == "SUCCEEDED", job
     assert job["trainingInput"]["args"] == ["--n-estimators", "20"] and job["labels"]["origin"] == "cli"
+
+
+def test_F16_missing_topic_on_the_real_emulator_is_named_and_raises(stack, monkeypatch):
+    from submitter.envelope import OutgoingMessage
+    from submitter.publisher import EventPublisher, PublishError
+
+    s, env = stack
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", env["PUBSUB_EMULATOR_HOST"])
+    pub = EventPublisher(f"projects/{env['PROJECT']}/topics/no-such-topic", timeout_s=20)
+    with pytest.raises(PublishError, match="topic projects/demo-project/topics/no-such-topic not found"):
+        pub.publish([OutgoingMessage(b"{}", {"state": "SUBMITTED"}, "j1")])

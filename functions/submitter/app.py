@@ -75,8 +75,12 @@ class App:
         return outcome
 
     def reconcile(self) -> TickReport:
-        """One reconciliation tick."""
-        return self.reconciler.tick()
+        """One scheduled tick: publish job state changes, then sweep drops that never completed."""
+        report = self.reconciler.tick()
+        for outcome in self.drop_handler.sweep_incomplete():
+            log.info(f"swept: {outcome.detail}", extra={"ctx": {"jobId": outcome.job_id, "outcome": outcome.action}})
+            report.published.append((outcome.job_id or "", "REJECTED"))
+        return report
 
 
 _app: App | None = None

@@ -195,3 +195,26 @@ def event_age_seconds(event: StorageObjectEvent, now: dt.datetime) -> float | No
     if event.time is None:
         return None
     return (now - event.time).total_seconds()
+
+
+def missing_packages(job: Mapping[str, Any], bucket: str, folder: str, present: list[str]) -> list[str]:
+    """What a drop still lacks, given its parsed job.yaml (pure; the drop protocol's completeness rule).
+
+    Complete when every package the spec names inside this drop folder
+    (`trainingInput.packageUris` entries `gs://<bucket>/<folder>/<file>`) is present, or, when it
+    names no package at all, when at least one `*.tar.gz` is present. Packages named elsewhere are
+    not waited for (the training service checks them when the job is created).
+
+    Args:
+        job: the parsed Job (trainingInput may be malformed: then nothing is waited for).
+        present: file names of the non-empty packages in the folder.
+    Returns:
+        Missing file names, or ["a *.tar.gz package"], or [] when complete.
+    """
+    ti = job.get("trainingInput")
+    uris = ti.get("packageUris") if isinstance(ti, Mapping) else None
+    if isinstance(uris, list) and uris:
+        prefix = f"gs://{bucket}/{folder}/"
+        named = [u[len(prefix):] for u in uris if isinstance(u, str) and u.startswith(prefix)]
+        return [n for n in named if n not in present]
+    return [] if present else [f"a *{PACKAGE_SUFFIX} package"]

@@ -7,6 +7,11 @@ Keys:
   done/<jobId>.json                           a job whose terminal state was published
   status/<bucket>/<folder>.json               the latest verdict on a drop, for the uploader to read
                                                (state, jobId, reason, message, violations, generation)
+  claims/<bucket>/<folder>/<generation>.json  who is deciding this job.yaml generation now ({owner, time});
+                                               create-only, taken over only after the lease expires
+  pending/<bucket>/<folder>.json              an incomplete drop ({since, missing}); swept after a while
+  specs/<bucket>/<folder>.json                the last submitted job.yaml of a folder ({generation, crc32c,
+                                               size, jobId, time}), to recognise byte-identical re-uploads
 
 A job gets a `jobs/` record only after its SUBMITTED message is published, so
 the reconciler can never publish a state before SUBMITTED.
@@ -15,6 +20,7 @@ the reconciler can never publish a state before SUBMITTED.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 from .envelope import DropRef
@@ -77,6 +83,64 @@ class Ledger:
         """The latest verdict on a drop, or None."""
         found = self.store.get(self.status_key(bucket, folder))
         return found[0] if found else None
+
+    # -- claims: one decider per job.yaml generation -----------------------------------------------
+    def claim(self, drop: DropRef, owner: str, now: dt.datetime, lease_s: float) -> bool:
+        """Become the one invocation that decides `drop`; True when claimed (or taken over after the lease).
+
+        A claim older than `lease_s` belongs to an invocation that died (the function timeout is shorter than
+        the lease), so it is taken over with a generation-match write: of two racing takers, one wins.
+        """
+        key = f"claims/{drop.bucket}/{drop.folder}/{drop.generation}.json"
+        doc = {"owner": owner, "time": now.isoformat()}
+        if self.store.create(key, doc):
+            return True
+        found = self.store.get(key)
+        if found is None:
+            return self.store.create(key, doc)
+        held, token = found
+        if held.get("owner") == owner:
+            return True
+        age = (now - dt.datetime.fromisoformat(held["time"])).total_seconds()
+        return age > lease_s and self.store.replace(key, doc, token)
+
+    def release(self, drop: DropRef, owner: str) -> None:
+        """Give up a claim this invocation holds (it failed with an error and the event will be redelivered)."""
+        key = f"claims/{drop.bucket}/{drop.folder}/{drop.generation}.json"
+        found = self.store.get(key)
+        if found and found[0].get("owner") == owner:
+            self.store.delete(key)
+
+    # -- incomplete drops ------------------------------------------------------------------------
+    def note_pending(self, bucket: str, folder: str, missing: list[str], now: dt.datetime) -> None:
+        """Remember an incomplete drop (the first sighting's time is kept)."""
+        self.store.create(f"pending/{bucket}/{folder}.json",
+                          {"bucket": bucket, "folder": folder, "missing": missing, "since": now.isoformat()})
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Every incomplete drop noted so far."""
+        out = []
+        for key in self.store.list("pending/"):
+            found = self.store.get(key)
+            if found:
+                out.append(found[0])
+        return out
+
+    def clear_pending(self, bucket: str, folder: str) -> None:
+        """Forget an incomplete drop (it completed or was swept)."""
+        self.store.delete(f"pending/{bucket}/{folder}.json")
+
+    # -- byte-identical re-uploads ---------------------------------------------------------------
+    def last_spec(self, bucket: str, folder: str) -> dict[str, Any] | None:
+        """The last submitted job.yaml of a folder, or None."""
+        found = self.store.get(f"specs/{bucket}/{folder}.json")
+        return found[0] if found else None
+
+    def remember_spec(self, drop: DropRef, crc32c: str, size: int, job_id: str, now: dt.datetime) -> None:
+        """Record the submitted job.yaml's checksum so an identical re-upload is recognised."""
+        self.store.put(f"specs/{drop.bucket}/{drop.folder}.json",
+                       {"generation": str(drop.generation), "crc32c": crc32c, "size": size, "jobId": job_id,
+                        "time": now.isoformat()})
 
     def follow(self, record: JobRecord) -> bool:
         """Start following a job whose SUBMITTED was published; False if already followed or done."""

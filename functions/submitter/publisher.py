@@ -61,7 +61,10 @@ class EventPublisher:
             try:
                 ids.append(future.result(timeout=self.timeout_s))
             except Exception as exc:  # every failure is looked at: NotFound, DeadlineExceeded, timeout, ...
-                client.resume_publish(self.topic, message.ordering_key)
+                try:
+                    client.resume_publish(self.topic, message.ordering_key)
+                except RuntimeError:
+                    pass  # the key was not paused (e.g. our wait timed out while the publish is still in flight)
                 errors.append(_describe(self.topic, exc))
         if errors:
             raise PublishError("; ".join(errors))

@@ -18,6 +18,19 @@ from .policy import Policy
 ENV_PREFIX = "SUBMITTER_"
 
 
+# (attribute, SUBMITTER_ variable, default) for the numeric settings; units are in the attribute names.
+_NUMBERS = (
+    ("publish_timeout_s", "PUBLISH_TIMEOUT_SECONDS", 30.0),
+    ("max_event_age_s", "MAX_EVENT_AGE_SECONDS", 24 * 3600.0),
+    ("max_spec_bytes", "MAX_SPEC_BYTES", 1024 * 1024),
+    ("max_package_bytes", "MAX_PACKAGE_BYTES", 512 * 1024 * 1024),
+    ("incomplete_drop_s", "INCOMPLETE_DROP_SECONDS", 1800.0),
+    ("duplicate_window_s", "DUPLICATE_WINDOW_SECONDS", 3600.0),
+    ("claim_lease_s", "CLAIM_LEASE_SECONDS", 600.0),
+    ("claim_wait_s", "CLAIM_WAIT_SECONDS", 10.0),
+)
+
+
 class SettingsError(ValueError):
     """A required setting is missing or a value is malformed; the message names the variable."""
 
@@ -51,6 +64,13 @@ class Settings:
         max_spec_bytes / max_package_bytes: size caps for job.yaml and each package.
         job_label_key / job_label_value: label stamped on every job this submitter
             creates, used to recognise its jobs in `jobs.list`.
+        incomplete_drop_s: a drop still incomplete this long after its first object is rejected once
+            with reason INCOMPLETE_DROP by the scheduled sweep (`SUBMITTER_INCOMPLETE_DROP_SECONDS`).
+        duplicate_window_s: a byte-identical job.yaml re-uploaded within this many seconds of a submitted
+            one is a duplicate, not a new submission (`SUBMITTER_DUPLICATE_WINDOW_SECONDS`).
+        claim_lease_s: an unfinished claim older than this is taken over (longer than the function timeout).
+        claim_wait_s: how long an invocation that lost the claim waits for the winner's verdict before
+            raising (the event is then redelivered).
         policy: the deployment policy, from the YAML file named by `SUBMITTER_POLICY_FILE`
             (built-in defaults when unset; see policy.py).
     """
@@ -74,6 +94,10 @@ class Settings:
     max_package_bytes: int = 512 * 1024 * 1024
     job_label_key: str = "submitter"
     job_label_value: str = "drop"
+    incomplete_drop_s: float = 1800.0
+    duplicate_window_s: float = 3600.0
+    claim_lease_s: float = 600.0
+    claim_wait_s: float = 10.0
     policy: Policy = dataclasses.field(default_factory=Policy)
 
     @classmethod
@@ -134,6 +158,9 @@ class Settings:
         if not re.fullmatch(r"[a-z]+-[a-z]+\d+", region):
             problems.append(f"{ENV_PREFIX}DEFAULT_REGION={region!r} is not a region name like us-central1")
 
+        numbers = {attr: number(name, default) for attr, name, default in _NUMBERS}
+        for attr in ("max_spec_bytes", "max_package_bytes"):
+            numbers[attr] = int(numbers[attr])
         policy = Policy()
         policy_file = get("POLICY_FILE")
         if policy_file:
@@ -158,11 +185,8 @@ class Settings:
             region=region,
             runtime_version=get("DEFAULT_RUNTIME_VERSION", "2.11") or "2.11",
             python_version=get("DEFAULT_PYTHON_VERSION", "3.7") or "3.7",
-            publish_timeout_s=number("PUBLISH_TIMEOUT_SECONDS", 30.0),
-            max_event_age_s=number("MAX_EVENT_AGE_SECONDS", 24 * 3600.0),
-            max_spec_bytes=int(number("MAX_SPEC_BYTES", 1024 * 1024)),
-            max_package_bytes=int(number("MAX_PACKAGE_BYTES", 512 * 1024 * 1024)),
             policy=policy,
+            **numbers,
         )
 
     @classmethod

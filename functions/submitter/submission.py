@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
+import uuid
 from typing import Any, Callable
 
 from . import events as ev
@@ -25,10 +27,14 @@ from .package import PackageRejected, inspect_package, module_violations
 from .publisher import EventPublisher
 from .retry import call_with_retries
 from .settings import Settings
-from .spec import DropContext, Reason, SpecRejected, Violation, normalize_training_input, parse_job_yaml
+from .spec import DropContext, ParsedSpec, Reason, SpecRejected, Violation, normalize_training_input, parse_job_yaml
 from .states import State
 
 log = logs.get("submission")
+
+
+class ClaimBusy(Exception):
+    """Another invocation is deciding the same drop and has not finished: transient, the event is redelivered."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +72,14 @@ class DropHandler:
         publisher: Pub/Sub publisher for the events topic.
         ledger: verdicts and followed jobs.
         now: clock (aware UTC datetimes), injectable for tests.
+        sleep: how to wait (seconds), injectable for tests.
     """
 
     def __init__(self, settings: Settings, storage: DropStorage, backend: TrainingBackend, publisher: EventPublisher,
-                 ledger: Ledger, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+                 ledger: Ledger, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 sleep: Callable[[float], None] = time.sleep):
         self.settings, self.storage, self.backend = settings, storage, backend
-        self.publisher, self.ledger, self.now = publisher, ledger, now
+        self.publisher, self.ledger, self.now, self.sleep = publisher, ledger, now, sleep
         # Package inspections by (bucket, name, generation): a package is read once per generation.
         self._inspected: dict[tuple[str, str, int], Any] = {}
 
@@ -86,37 +94,100 @@ class DropHandler:
         age = ev.event_age_seconds(event, self.now())
         if age is not None and age > s.max_event_age_s:
             return Outcome("ignored", f"event older than {s.max_event_age_s:.0f}s (age {age:.0f}s)")
-
         listing = call_with_retries(lambda: self.storage.list_folder(event.bucket, where.folder))
         by_name = {o.name.rsplit("/", 1)[-1]: o for o in listing}
         current = by_name.get(where.filename)
         if current is None or current.generation != event.generation:
             return Outcome("ignored", f"stale event: generation {event.generation} of {event.name} is no longer live")
-        spec_obj = by_name.get(ev.JOB_SPEC_NAME)
-        if spec_obj is None or spec_obj.size == 0:
-            return Outcome("waiting", f"drop {where.folder}/ has no {ev.JOB_SPEC_NAME} yet")
-        packages = sorted((o for n, o in by_name.items() if n.endswith(ev.PACKAGE_SUFFIX) and o.size > 0),
-                          key=lambda o: o.name)
-        drop = DropRef(bucket=event.bucket, folder=where.folder, object=spec_obj.name, generation=spec_obj.generation)
-        job_id = naming.derive_job_id(where.drop_name, spec_obj.generation)
-        if not packages:
-            return Outcome("waiting", f"drop {where.folder}/ has no *.tar.gz package yet", job_id)
-        if self.ledger.verdict(drop) is not None:
-            return Outcome("duplicate", f"{drop.object}#{drop.generation} was already handled", job_id)
         try:
-            return self._submit(drop, job_id, packages)
+            return self._handle_drop(event.bucket, where, by_name)
         except ObjectMissing as exc:
             return Outcome("ignored", f"stale event: {exc}")
 
-    # -- steps ---------------------------------------------------------------------------------
-    def _submit(self, drop: DropRef, derived_id: str, packages: list[ObjectInfo]) -> Outcome:
-        s = self.settings
+    def _handle_drop(self, bucket: str, where: ev.DropObject, by_name: dict[str, ObjectInfo]) -> Outcome:
+        spec_obj = by_name.get(ev.JOB_SPEC_NAME)
+        if spec_obj is None or spec_obj.size == 0:
+            self.ledger.note_pending(bucket, where.folder, [ev.JOB_SPEC_NAME], self.now())
+            return Outcome("waiting", f"drop {where.folder}/ has no {ev.JOB_SPEC_NAME} yet")
+        drop = DropRef(bucket=bucket, folder=where.folder, object=spec_obj.name, generation=spec_obj.generation)
+        derived_id = naming.derive_job_id(where.drop_name, spec_obj.generation)
+        if self.ledger.verdict(drop) is not None:
+            return Outcome("duplicate", f"{drop.object}#{drop.generation} was already handled", derived_id)
+        copy_of = self._identical_to_submitted(drop, spec_obj)
+        if copy_of:
+            return copy_of
         text = call_with_retries(lambda: self.storage.read(drop.bucket, drop.object, drop.generation,
-                                                           max_bytes=s.max_spec_bytes))
+                                                           max_bytes=self.settings.max_spec_bytes))
         try:
-            parsed = parse_job_yaml(text, filename=drop.object)
+            parsed: ParsedSpec | None = parse_job_yaml(text, filename=drop.object)
         except SpecRejected as exc:
-            return self._reject(drop, derived_id, exc.violations)
+            parsed, spec_errors = None, exc.violations
+        packages = sorted((o for n, o in by_name.items() if n.endswith(ev.PACKAGE_SUFFIX) and o.size > 0),
+                          key=lambda o: o.name)
+        if parsed is not None:
+            missing = ev.missing_packages(parsed.job, drop.bucket, drop.folder,
+                                          [o.name.rsplit("/", 1)[-1] for o in packages])
+            if missing:
+                self.ledger.note_pending(bucket, where.folder, missing, self.now())
+                return Outcome("waiting", f"drop {where.folder}/ is waiting for {', '.join(missing)}", derived_id)
+        owner = uuid.uuid4().hex  # this invocation
+        if not self._claim(drop, owner):
+            return Outcome("duplicate", f"{drop.object}#{drop.generation} was decided by a concurrent invocation",
+                           derived_id)
+        try:
+            if parsed is None:
+                outcome = self._reject(drop, derived_id, spec_errors)
+            else:
+                outcome = self._submit(drop, derived_id, parsed, packages)
+        except Exception:
+            # Still alive: let the redelivery decide at once instead of waiting out the lease. A killed
+            # invocation cannot do this; its claim is taken over after `claim_lease_s`.
+            self.ledger.release(drop, owner)
+            raise
+        self.ledger.clear_pending(bucket, where.folder)
+        if outcome.action in ("submitted", "adopted"):
+            self.ledger.remember_spec(drop, spec_obj.crc32c, spec_obj.size, outcome.job_id or derived_id, self.now())
+        return outcome
+
+    def _identical_to_submitted(self, drop: DropRef, spec_obj: ObjectInfo) -> Outcome | None:
+        """A byte-identical re-upload (same crc32c and size) of the folder's submitted job.yaml within the
+        duplicate window is not a new submission; it gets a status note and nothing is published."""
+        last = self.ledger.last_spec(drop.bucket, drop.folder)
+        if not last or not spec_obj.crc32c or last["generation"] == str(drop.generation):
+            return None
+        age = (self.now() - dt.datetime.fromisoformat(last["time"])).total_seconds()
+        if last["crc32c"] != spec_obj.crc32c or int(last["size"]) != spec_obj.size or age > self.settings.duplicate_window_s:
+            return None
+        note = (f"generation {drop.generation} is byte-identical to generation {last['generation']}, submitted as "
+                f"{last['jobId']} {age:.0f}s ago; not resubmitted. To rerun on purpose, change anything in "
+                "job.yaml (for example a label).")
+        if self.ledger.record_verdict(drop, State.SUBMITTED, last["jobId"]):
+            self.ledger.write_status(drop, {"state": "DUPLICATE", "jobId": last["jobId"], "message": note,
+                                            "time": self.now().isoformat()})
+        return Outcome("duplicate", note, last["jobId"])
+
+    def _claim(self, drop: DropRef, owner: str) -> bool:
+        """Claim the decision on `drop`, or wait (bounded) for the invocation that holds it.
+
+        Returns False when the other invocation recorded its verdict meanwhile.
+        Raises:
+            ClaimBusy: the holder did not finish within `claim_wait_s`; the event is redelivered and the
+                claim is taken over once its lease expires (the holder may have died).
+        """
+        s = self.settings
+        deadline = time.monotonic() + s.claim_wait_s
+        while True:
+            if self.ledger.claim(drop, owner, self.now(), s.claim_lease_s):
+                return True
+            if self.ledger.verdict(drop) is not None:
+                return False
+            if time.monotonic() >= deadline:
+                raise ClaimBusy(f"{drop.object}#{drop.generation} is being decided by another invocation")
+            self.sleep(0.25)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _submit(self, drop: DropRef, derived_id: str, parsed: ParsedSpec, packages: list[ObjectInfo]) -> Outcome:
+        s = self.settings
         named = parsed.job.get("jobId")
         job_id = named if naming.is_valid_job_id(named) else derived_id
         checked = validation.check(parsed, drop_context(s, drop.folder, job_id, packages), derived_id, s.policy)
@@ -168,7 +239,14 @@ class DropHandler:
             created = call_with_retries(lambda: self.backend.create_job(job))
             action = "submitted"
         except AlreadyExists:
-            existing = call_with_retries(lambda: self.backend.get_job(job_id))
+            try:
+                existing = call_with_retries(lambda: self.backend.get_job(job_id))
+            except BackendError as exc:
+                if exc.transient:
+                    raise
+                return self._verdict(drop, job_id, State.SUBMIT_FAILED, job.get("labels") or {}, reason=exc.reason,
+                                     message=f"jobs.create answered 409 ALREADY_EXISTS but jobs.get answered "
+                                             f"{exc.code} {exc.status}: {exc.message}")
             diff = _differences(normalize_training_input(job.get("trainingInput") or {}),
                                 normalize_training_input(existing.get("trainingInput") or {}))
             if diff:
@@ -212,6 +290,42 @@ class DropHandler:
         log.info(f"published {state.value}: {message}",
                  extra={"ctx": {"jobId": job_id, "drop": drop.folder, "reason": reason, "messageIds": ids}})
         return Outcome(state.value.lower(), message, job_id)
+
+    def sweep_incomplete(self) -> list[Outcome]:
+        """Reject, once each, drops still incomplete `incomplete_drop_s` after their first object (INCOMPLETE_DROP).
+
+        Called by the scheduled entry point. A drop that completed meanwhile is left to its events.
+        """
+        out = []
+        for pending in self.ledger.pending():
+            since = dt.datetime.fromisoformat(pending["since"])
+            if (self.now() - since).total_seconds() < self.settings.incomplete_drop_s:
+                continue
+            bucket, folder = pending["bucket"], pending["folder"]
+            by_name = {o.name.rsplit("/", 1)[-1]: o for o in self.storage.list_folder(bucket, folder)}
+            spec_obj = by_name.get(ev.JOB_SPEC_NAME)
+            generation = spec_obj.generation if spec_obj and spec_obj.size else 0
+            drop = DropRef(bucket=bucket, folder=folder, object=f"{folder}/{ev.JOB_SPEC_NAME}", generation=generation)
+            if self.ledger.verdict(drop) is not None:
+                self.ledger.clear_pending(bucket, folder)
+                continue
+            packages = [n for n, o in by_name.items() if n.endswith(ev.PACKAGE_SUFFIX) and o.size > 0]
+            missing = [ev.JOB_SPEC_NAME] if not generation else pending.get("missing") or []
+            if generation and not packages:
+                missing = missing or [f"a *{ev.PACKAGE_SUFFIX} package"]
+            if generation and packages and not pending.get("missing"):
+                self.ledger.clear_pending(bucket, folder)
+                continue
+            drop_name = folder[len(self.settings.drop_prefix):]
+            if self.ledger.claim(drop, uuid.uuid4().hex, self.now(), self.settings.claim_lease_s):
+                age = (self.now() - since).total_seconds()
+                out.append(self._verdict(drop, naming.derive_job_id(drop_name, generation), State.REJECTED, {},
+                                         reason="INCOMPLETE_DROP",
+                                         message=f"drop {folder}/ is still incomplete after {age:.0f}s: missing "
+                                                 + ", ".join(missing) + ". Upload the missing files, then job.yaml "
+                                                 "again (a new generation) to submit."))
+            self.ledger.clear_pending(bucket, folder)
+        return out
 
     def _publish(self, event: JobEvent) -> list[str]:
         return self.publisher.publish([encode(event, source=event_source(self.settings))])

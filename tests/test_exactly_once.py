@@ -1,0 +1,389 @@
+"""Issue 4: exactly one job and one verdict per drop under at-least-once, out-of-order, concurrent delivery
+and partial failures. Field cases F1–F5, F9, F10, F14, F15, F16 (../shared/cases/FIELD_CASES.md).
+
+The in-memory state store enforces create-only and generation-match writes, as GCS does."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import json
+import threading
+
+import pytest
+
+from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World
+from fakes import FakePublisher
+from submitter.backends import AlreadyExists, BackendError
+from submitter.backends.errors import classify_http_error
+from submitter.submission import ClaimBusy, DropHandler
+
+
+class Clock:
+    def __init__(self, start=NOW):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def world_with_clock(**settings):
+    w = World(**settings)
+    clock = Clock()
+    w.handler.now = clock
+    w.reconciler.now = clock
+    w.handler.sleep = lambda s: None
+    return w, clock
+
+
+def concurrently(*calls):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [f.result() for f in [pool.submit(c) for c in calls]]
+
+
+# -- F1 ------------------------------------------------------------------------------------------
+def test_F1_same_event_three_times_two_at_once_gives_one_job_one_submitted():
+    w, clock = world_with_clock()
+    w.put("incoming/run-001/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-001/job.yaml", BASELINE_YAML, generation=1718000000000001)
+    barrier = threading.Barrier(2)
+
+    def deliver(event_id):
+        barrier.wait()
+        return w.deliver("incoming/run-001/job.yaml", event_id=event_id)
+
+    a, b = concurrently(lambda: deliver("evt-A"), lambda: deliver("evt-B"))
+    clock.advance(600)
+    c = w.deliver("incoming/run-001/job.yaml", event_id="evt-C")
+    assert sorted(o.action for o in (a, b, c)) == ["duplicate", "duplicate", "submitted"]
+    assert w.backend.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    assert all(o.job_id == "run_001_1718000000000001" for o in (a, b, c))
+
+
+# -- F2 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("order", ["E1 then E2", "E2 then E1"])
+def test_F2_zero_byte_first_generation(order):
+    w, _ = world_with_clock()
+    w.put("incoming/run-002/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-002/job.yaml", BASELINE_YAML, generation=2002)
+    e1 = lambda: w.deliver("incoming/run-002/job.yaml", generation=2001, size=0)  # noqa: E731
+    e2 = lambda: w.deliver("incoming/run-002/job.yaml", generation=2002)  # noqa: E731
+    outcomes = [e1(), e2()] if order == "E1 then E2" else [e2(), e1()]
+    assert sorted(o.action for o in outcomes) == ["ignored", "submitted"]
+    assert w.publisher.states() == ["SUBMITTED"] and w.storage.reads <= 2
+
+
+def test_F2b_rejected_generation_then_corrected_one():
+    w, _ = world_with_clock()
+    w.put("incoming/run-002/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-002/job.yaml", b"trainingInput: 5\n", generation=2003)
+    assert w.deliver("incoming/run-002/job.yaml").action == "rejected"
+    w.put("incoming/run-002/job.yaml", BASELINE_YAML, generation=2004)
+    ok = w.deliver("incoming/run-002/job.yaml")
+    assert ok.action == "submitted" and ok.job_id.endswith("_2004")
+    assert w.publisher.states() == ["REJECTED", "SUBMITTED"]
+    assert w.deliver("incoming/run-002/job.yaml", generation=2003, size=20).action == "ignored"  # late, stale
+
+
+# -- F3 ------------------------------------------------------------------------------------------
+def test_F3_own_writes_and_byte_identical_rewrite_are_ignored():
+    w, clock = world_with_clock()
+    first = w.drop("incoming/run-003", spec_generation=3001)
+    assert first.action == "submitted"
+    own = w.deliver("incoming/run-003/_submitted.json", generation=5, size=10, metadata={"written-by": "submitter"})
+    assert own.action == "ignored"
+    clock.advance(60)
+    w.put("incoming/run-003/job.yaml", BASELINE_YAML, generation=3002)  # same bytes, new generation
+    again = w.deliver("incoming/run-003/job.yaml")
+    assert again.action == "duplicate" and "byte-identical" in again.detail
+    assert w.backend.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    status = w.ledger.status("drop-bucket", "incoming/run-003")
+    assert status["state"] == "DUPLICATE" and "change anything in job.yaml" in status["message"]
+
+
+def test_F3_identical_rewrite_after_the_window_is_a_new_run_and_a_changed_one_always_is():
+    w, clock = world_with_clock(duplicate_window_s=300)
+    w.drop("incoming/run-004", spec_generation=4001)
+    clock.advance(301)
+    w.put("incoming/run-004/job.yaml", BASELINE_YAML, generation=4002)
+    assert w.deliver("incoming/run-004/job.yaml").action == "submitted"
+    w.put("incoming/run-004/job.yaml", BASELINE_YAML + b"  rerun: '2'\n", generation=4003)  # a label change
+    assert w.deliver("incoming/run-004/job.yaml").action == "submitted"
+    assert len(w.backend.jobs) == 3
+
+
+def test_state_objects_in_the_drop_bucket_are_ignored_first():
+    w, _ = world_with_clock(state_bucket="drop-bucket", state_prefix="submitter/")
+    out = w.deliver("submitter/jobs/x.json", generation=1, size=10)
+    assert out.action == "ignored" and not w.backend.calls
+
+
+# -- F4 ------------------------------------------------------------------------------------------
+def test_F4a_job_yaml_first_waits_silently_then_package_submits():
+    w, clock = world_with_clock()
+    w.put("incoming/run-005/job.yaml", BASELINE_YAML)
+    assert w.deliver("incoming/run-005/job.yaml").action == "waiting"
+    clock.advance(90)
+    w.put("incoming/run-005/package.tar.gz", BASELINE_TARBALL)
+    assert w.deliver("incoming/run-005/package.tar.gz").action == "submitted"
+    assert w.publisher.states() == ["SUBMITTED"]
+    clock.advance(3600)
+    assert w.handler.sweep_incomplete() == []  # completed drops are not swept
+
+
+def test_F4b_both_halves_at_the_same_moment_give_one_create():
+    w, _ = world_with_clock()
+    w.put("incoming/run-006/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-006/job.yaml", BASELINE_YAML)
+    barrier = threading.Barrier(2)
+
+    def deliver(name):
+        barrier.wait()
+        return w.deliver(name)
+
+    outcomes = concurrently(lambda: deliver("incoming/run-006/job.yaml"),
+                            lambda: deliver("incoming/run-006/package.tar.gz"))
+    assert sorted(o.action for o in outcomes) == ["duplicate", "submitted"]
+    assert w.backend.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+
+
+def test_F4c_only_job_yaml_is_rejected_once_by_the_sweep():
+    w, clock = world_with_clock(incomplete_drop_s=1800)
+    w.put("incoming/run-007/job.yaml", BASELINE_YAML)
+    for _ in range(3):
+        assert w.deliver("incoming/run-007/job.yaml").action == "waiting"
+    clock.advance(1000)
+    assert w.handler.sweep_incomplete() == []
+    clock.advance(1000)
+    [swept] = w.handler.sweep_incomplete()
+    assert swept.action == "rejected"
+    assert w.handler.sweep_incomplete() == []
+    [msg] = w.messages()
+    assert msg["reason"] == "INCOMPLETE_DROP" and "*.tar.gz" in msg["message"]
+    assert w.deliver("incoming/run-007/job.yaml").action == "duplicate"  # final for that generation
+    assert w.backend.count("create") == 0
+
+
+def test_named_packages_are_waited_for():
+    w, _ = world_with_clock()
+    spec = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/run-008/a.tar.gz, "
+                                 b"gs://drop-bucket/incoming/run-008/b.tar.gz]\n  args:")
+    w.put("incoming/run-008/a.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-008/job.yaml", spec)
+    out = w.deliver("incoming/run-008/job.yaml")
+    assert out.action == "waiting" and "b.tar.gz" in out.detail
+    w.put("incoming/run-008/b.tar.gz", BASELINE_TARBALL)
+    assert w.deliver("incoming/run-008/b.tar.gz").action == "submitted"
+
+
+# -- F5 ------------------------------------------------------------------------------------------
+def test_F5_permanent_errors_return_normally_and_old_events_are_ignored():
+    w, _ = world_with_clock()
+    out = w.drop("incoming/run-007", spec=b"trainingInput: [this, is, a, list]\n")
+    assert out.action == "rejected" and "mapping" in w.messages()[0]["message"]
+    w.put("incoming/run-007b/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-007b/job.yaml", BASELINE_YAML)
+    old = w.deliver("incoming/run-007b/job.yaml", time=(NOW - dt.timedelta(hours=30)).isoformat())
+    assert old.action == "ignored" and "older than" in old.detail
+    assert len(w.publisher.messages) == 1
+
+
+# -- F9 ------------------------------------------------------------------------------------------
+class Killed(BaseException):
+    """The function instance dying (timeout, OOM): no except-Exception handler runs."""
+
+
+class DyingPublisher(FakePublisher):
+    def __init__(self):
+        super().__init__()
+        self.die = True
+
+    def publish(self, messages):
+        if self.die:
+            self.die = False
+            raise Killed()
+        return super().publish(messages)
+
+
+def test_F9_killed_after_create_then_redelivered_adopts_and_publishes_once():
+    w, clock = world_with_clock()
+    w.publisher = w.handler.publisher = w.reconciler.publisher = DyingPublisher()
+    w.put("incoming/run-014/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-014/job.yaml", BASELINE_YAML.replace(b'["--epochs", "3"]', b"[]"))
+    with pytest.raises(Killed):
+        w.deliver("incoming/run-014/job.yaml")
+    assert len(w.backend.jobs) == 1 and not w.publisher.messages
+    # A fresh instance gets the redelivery soon: the dead invocation's claim is still leased.
+    fresh = DropHandler(w.settings, w.storage, w.backend, w.publisher, w.ledger, now=clock, sleep=lambda s: None)
+    with pytest.raises(ClaimBusy):
+        fresh.handle(__import__("conftest").storage_event("incoming/run-014/job.yaml", w.storage.info(
+            "drop-bucket", "incoming/run-014/job.yaml").generation, 10))
+    clock.advance(w.settings.claim_lease_s + 1)
+    out = w.deliver("incoming/run-014/job.yaml", event_id="evt-redelivered")
+    assert out.action == "adopted"
+    assert len(w.backend.jobs) == 1 and w.publisher.states() == ["SUBMITTED"]
+    w.backend.set_state(out.job_id, "RUNNING")
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "RUNNING"]
+
+
+def test_F9c_adopted_job_that_already_failed_publishes_failed_without_resubmitting():
+    w, _ = world_with_clock()
+    first = w.drop("incoming/run-015")
+    w.backend.set_state(first.job_id, "FAILED", errorMessage="The replica master 0 exited with a non-zero status of 1.")
+    # The verdict was lost (e.g. the state bucket was wiped): the redelivery meets a 409 and a FAILED job.
+    w.store.delete(next(k for k in w.store.list("drops/")))
+    w.store.delete(next(k for k in w.store.list("claims/")))
+    again = w.deliver("incoming/run-015/job.yaml", event_id="evt-late")
+    assert again.action == "adopted" and w.backend.count("create") == 2 and len(w.backend.jobs) == 1
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "FAILED"]
+    assert "non-zero status" in w.messages()[-1]["errorMessage"]
+
+
+def test_409_then_404_is_reported_not_retried_forever():
+    w, _ = world_with_clock()
+    w.backend.create_errors.append(AlreadyExists(409, "ALREADY_EXISTS", "exists", transient=False))
+    out = w.drop("incoming/run-015c")
+    assert out.action == "submit_failed" and "404" in w.messages()[0]["message"]
+
+
+# -- F10 -----------------------------------------------------------------------------------------
+QUOTA_BODY = json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota failure for project "
+                                   "demo-project.", "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                                                                 "violations": [{"subject": "demo-project",
+                                                                                 "description": "The request for 2 T4 "
+                                                                                 "accelerators exceeds the allowed "
+                                                                                 "maximum of 0"}]}]}})
+
+
+def test_F10_quota_failure_is_permanent_plain_429_is_retried():
+    err = classify_http_error(429, QUOTA_BODY)
+    assert not err.transient and err.reason == "QUOTA_EXCEEDED" and "allowed maximum of 0" in err.message
+    plain = classify_http_error(429, json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                                                           "message": "rate"}}))
+    assert plain.transient
+    w, _ = world_with_clock()
+    w.backend.create_errors.append(plain)
+    out = w.drop("incoming/run-015b")
+    assert out.action == "submitted" and w.backend.count("create") == 2
+    w2, _ = world_with_clock()
+    w2.backend.create_errors.append(err)
+    assert w2.drop("incoming/run-015a").action == "submit_failed"
+    assert [m["reason"] for m in w2.messages()] == ["QUOTA_EXCEEDED"]
+
+
+def test_transient_errors_past_the_budget_raise_for_redelivery(monkeypatch):
+    import submitter.retry as retry
+
+    monkeypatch.setattr(retry, "call_with_retries", lambda fn, **kw: fn())
+    monkeypatch.setattr("submitter.submission.call_with_retries", lambda fn, **kw: fn())
+    w, _ = world_with_clock()
+    w.backend.create_errors.append(BackendError(503, "UNAVAILABLE", "down", transient=True))
+    w.put("incoming/run-016/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-016/job.yaml", BASELINE_YAML)
+    with pytest.raises(BackendError):
+        w.deliver("incoming/run-016/job.yaml")
+    assert w.deliver("incoming/run-016/job.yaml").action == "submitted"  # claim released: no lease wait
+    assert w.publisher.states() == ["SUBMITTED"]
+
+
+# -- F14 -----------------------------------------------------------------------------------------
+class SlowFuture:
+    def __init__(self, delay, fail=None, log=None):
+        self.delay, self.fail, self.log = delay, fail, log
+
+    def result(self, timeout=None):
+        import time
+
+        time.sleep(min(self.delay, timeout or self.delay))
+        if self.fail:
+            raise self.fail
+        self.log.append("resolved")
+        return "msg-1"
+
+
+class SlowClient:
+    def __init__(self, delay=0.2, fail=None):
+        self.delay, self.fail, self.resolved, self.resumed = delay, fail, [], []
+
+    def publish(self, topic, data, ordering_key="", **attrs):
+        assert all(isinstance(v, str) for v in attrs.values())
+        return SlowFuture(self.delay, self.fail, self.resolved)
+
+    def resume_publish(self, topic, key):
+        self.resumed.append(key)
+
+
+def test_F14_publish_waits_for_every_future_and_surfaces_failures():
+    from google.api_core.exceptions import DeadlineExceeded
+
+    from submitter.envelope import OutgoingMessage
+    from submitter.publisher import EventPublisher, PublishError
+
+    client = SlowClient()
+    pub = EventPublisher("projects/p/topics/t", timeout_s=5, client=client)
+    msgs = [OutgoingMessage(b"{}", {"state": "SUBMITTED"}, f"job{i}") for i in range(5)]
+    assert pub.publish(msgs) == ["msg-1"] * 5 and len(client.resolved) == 5
+    failing = SlowClient(delay=0, fail=DeadlineExceeded("deadline"))
+    with pytest.raises(PublishError, match="DeadlineExceeded"):
+        EventPublisher("projects/p/topics/t", client=failing).publish(msgs[:1])
+    assert failing.resumed == ["job0"]  # the ordering key is resumed for the redelivery
+
+
+def test_F14_one_publisher_client_per_instance(monkeypatch):
+    from submitter import app as app_module
+    from submitter.settings import Settings
+
+    built = []
+
+    class CountingClient:
+        def __init__(self, **kw):
+            built.append(kw)
+
+    monkeypatch.setattr("google.cloud.pubsub_v1.PublisherClient", CountingClient)
+    instance = app_module.App(Settings(project="p", drop_bucket="d", output_bucket="o", state_bucket="s",
+                                       topic="projects/p/topics/t"))
+    clients = {id(instance.publisher.client) for _ in range(200)}
+    assert len(built) == 1 and len(clients) == 1
+    assert built[0]["publisher_options"].enable_message_ordering
+
+
+# -- F15 -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("error", ["The replica master 0 exited with a non-zero status of 1. Traceback ... " * 45,
+                                   "ü" * 600])
+def test_F15_failed_message_survives_long_and_multibyte_errors(error):
+    w, _ = world_with_clock()
+    out = w.drop("incoming/run-022")
+    w.backend.set_state(out.job_id, "FAILED", errorMessage=error, workerCount=4, createTime=None)
+    w.reconciler.tick()
+    failed = w.publisher.messages[-1]
+    assert failed.attributes["state"] == "FAILED"  # FakePublisher asserts every attribute is str <= 1024 bytes
+    assert json.loads(failed.data)["errorMessage"] == error
+
+
+# -- F16 -----------------------------------------------------------------------------------------
+def test_F16_client_endpoint_comes_from_the_env_at_build_time(monkeypatch):
+    from submitter.publisher import EventPublisher
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
+    pub = EventPublisher("projects/demo-project/topics/t")  # nothing built yet: the module imported long ago
+    assert "127.0.0.1:1" in str(pub.client._target) or "127.0.0.1:1" in repr(pub.client.api._transport._host)
+
+
+def test_F16_emulator_not_running_fails_within_the_timeout(monkeypatch):
+    import time
+
+    from submitter.envelope import OutgoingMessage
+    from submitter.publisher import EventPublisher, PublishError
+    from submitter_local.stack import free_port
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    pub = EventPublisher("projects/demo-project/topics/t", timeout_s=3)
+    start = time.monotonic()
+    with pytest.raises(PublishError, match="did not complete in time|failed"):
+        pub.publish([OutgoingMessage(b"{}", {"state": "SUBMITTED"}, "j1")])
+    assert time.monotonic() - start < 30
