@@ -306,10 +306,10 @@ def test_service_stop_mid_job_kills_the_cluster_and_restart_fails_the_job(make_s
                                    "its processes are gone.")
 
 
-def test_crashed_service_leftover_replicas_are_all_killed_on_restart(gcs, tmp_path):
+def test_crashed_service_leftover_replicas_are_all_killed_on_restart(gcs, tmp_path, envs_dir):
     data_dir = tmp_path / "crash"
     out = tmp_path / "reports"
-    proc, url = _start_cli(data_dir, "--kill-grace-seconds", "1")
+    proc, url = _start_cli(data_dir, "--kill-grace-seconds", "1", "--envs-dir", str(envs_dir))
     try:
         body = custom_body("orphans", gcs, out, "--master", "sleep", workers=2, ps=1)
         assert requests.post(f"{url}/v1/{PARENT}/jobs", json=body, timeout=10).status_code == 200
@@ -319,7 +319,7 @@ def test_crashed_service_leftover_replicas_are_all_killed_on_restart(gcs, tmp_pa
         proc.wait()
     assert all(alive(p) for p in pids), "the replicas outlived their service"
 
-    proc, url = _start_cli(data_dir, "--paused")
+    proc, url = _start_cli(data_dir, "--paused", "--envs-dir", str(envs_dir))
     try:
         wait_gone(pids)
         job = requests.get(f"{url}/v1/{PARENT}/jobs/orphans", timeout=10).json()

@@ -306,6 +306,7 @@ def test_job_runs_to_success_through_client_library(make_service, gcs):
     assert report["tf_config"]["job"]["pythonModule"] == "trainer.task"
     assert report["sklearn_visible"], "the runtime's site-packages must be visible to trainers"
     assert report["emulator"] == os.environ["STORAGE_EMULATOR_HOST"]
+    assert re.search(r"runtimeVersion 2\.11 / pythonVersion 3\.7 run on the local runtime .*\(Python 3\.\d+\)", text)
     assert "a line on stderr" in text  # stderr is part of the combined log
     tail = requests.get(f"{svc.url}/local/v1/projects/{PROJECT}/jobs/census_1/logs",
                         params={"offset": len(text.encode())}, timeout=5)
@@ -363,11 +364,14 @@ def test_failing_trainer_reports_stderr_tail(make_service, gcs):
 
 
 def test_pip_failure_fails_the_job(make_service, gcs):
-    jobs = jobs_api(make_service())
+    svc = make_service()
+    jobs = jobs_api(svc)
     jobs.create(parent=PARENT, body=job_body("broken_pkg", gcs, package="broken-0.1.tar.gz",
                                              module="broken.task")).execute()
-    job, _ = wait_for(jobs, "broken_pkg", TERMINAL, timeout=60)
-    assert job["state"] == "FAILED"
+    job, seen = wait_for(jobs, "broken_pkg", TERMINAL, timeout=60)
+    assert job["state"] == "FAILED" and "RUNNING" not in seen  # it fails while PREPARING
+    assert "Started replica" not in logs(svc, "broken_pkg")
+    assert "startTime" in job and job["trainingOutput"] == {}  # nothing ran: no ML units
     assert job["errorMessage"].startswith("Installing packages failed: ")
     assert "boom: this package refuses to build" in job["errorMessage"]
 

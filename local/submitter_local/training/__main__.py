@@ -2,7 +2,8 @@
 
     python -m submitter_local.training --host 127.0.0.1 --port 8090 --data-dir DIR \
         --runtime-python .local/runtime/bin/python [--max-running N] [--min-state-seconds S] [--paused]
-        [--max-replicas-per-type N] [--time-scale X] [--no-storage-check]
+        [--max-replicas-per-type N] [--time-scale X] [--no-storage-check] [--kill-grace-seconds S]
+        [--pip-arg ARG]... [--envs-dir DIR] [--poll-interval S] [--log-level LEVEL]
 
 Every flag sets the `ServiceConfig` field of the same name (see config.py and
 docs/local-training.md).
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kill-grace-seconds", type=float, default=5.0, help="SIGTERM -> SIGKILL delay (default 5)")
     p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
                    help="extra pip install argument (repeatable), e.g. --pip-arg=--no-index")
+    p.add_argument("--envs-dir", type=Path, default=None,
+                   help="cached trainer environments (default DATA_DIR/envs)")
+    p.add_argument("--poll-interval", type=float, default=0.1,
+                   help="seconds between scheduler passes and process checks (default 0.1)")
     p.add_argument("--max-replicas-per-type", type=int, default=2,
                    help="processes per worker/ps/evaluator type at most (default 2; 0 = master only)")
     p.add_argument("--time-scale", type=float, default=1.0,
@@ -56,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                             max_running=args.max_running, min_state_seconds=args.min_state_seconds,
                             paused=args.paused, kill_grace_seconds=args.kill_grace_seconds,
                             pip_args=tuple(args.pip_arg), max_replicas_per_type=args.max_replicas_per_type,
-                            time_scale=args.time_scale, check_storage=args.check_storage)
+                            time_scale=args.time_scale, check_storage=args.check_storage,
+                            envs_dir=args.envs_dir, poll_interval=args.poll_interval)
     except ValueError as e:
         print(f"cannot start the local training service: {e}", file=sys.stderr)
         return 1

@@ -260,6 +260,10 @@ class JobRun:
              + ", ".join(self._plan.names()) + ".")
         for line in self._plan.notes:
             note(line)
+        # the cloud picked an image per runtimeVersion/pythonVersion; locally there is one runtime
+        note(f"runtimeVersion {ti.get('runtimeVersion', '(none)')} / pythonVersion "
+             f"{ti.get('pythonVersion', '(none)')} run on the local runtime {self._cfg.runtime_python} "
+             f"(Python {self._envs.runtime_info().version}); see docs/local-training.md.")
         pkg_root = self._dir / "packages"
         shutil.rmtree(pkg_root, ignore_errors=True)
         files: list[Path] = []

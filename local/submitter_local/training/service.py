@@ -326,11 +326,12 @@ class TrainingService:
         rec = self._require(project, job_id)
         plan = cluster.plan(rec.job["trainingInput"], self.config.max_replicas_per_type)
         replica = replica or plan.primary.name
-        if replica not in plan.names():
+        path: Path = replica_log_path(self.config.data_dir, project, job_id, replica)
+        # the file counts too: the job may have run under another max_replicas_per_type
+        if replica not in plan.names() and (replica.startswith(".") or "/" in replica or not path.is_file()):
             raise errors.ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist in job "
                                                     f"{job_name(project, job_id)}; its replicas are "
                                                     f"{', '.join(plan.names())}.")
-        path: Path = replica_log_path(self.config.data_dir, project, job_id, replica)
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, offset))
