@@ -1,0 +1,224 @@
+"""The message contract: every kind of message the code produces validates against the versioned JSON Schemas
+in schemas/ (job-event.v1.schema.json for the data, job-event.v1.attributes.schema.json for the attributes),
+ce-id is deterministic per (jobId, state), and the schemas reject what they must.
+
+Messages are built the two ways the code builds them: `envelope.encode` directly, and the in-memory World
+(conftest.py) driving the real DropHandler and Reconciler.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import BASELINE_YAML, NOW, World, make_tarball
+from submitter.backends import BackendError
+from submitter.envelope import (DropRef, JobEvent, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ERROR_MESSAGE_CHARS, TRUNCATED,
+                                ce_id, encode)
+from submitter.states import State
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
+DROP = DropRef(bucket="drop-bucket", folder="incoming/run-001", object="incoming/run-001/job.yaml",
+               generation=1718000000000001)
+
+
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMAS / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+DATA = _validator("job-event.v1.schema.json")
+ATTRIBUTES = _validator("job-event.v1.attributes.schema.json")
+
+
+def errors(validator, instance) -> list[str]:
+    """Every validation error as `path: message` (empty when valid)."""
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in validator.iter_errors(instance)]
+
+
+def validate_message(attributes: dict, data: dict) -> None:
+    """Assert one received or produced message honours the contract, including the cross-field rules
+    JSON Schema cannot express (ce-id = jobId/state, attributes mirror the data)."""
+    assert errors(DATA, data) == [], data
+    assert errors(ATTRIBUTES, attributes) == [], attributes
+    assert attributes["ce-id"] == ce_id(data["jobId"], State(data["state"]))
+    assert attributes["jobId"] == data["jobId"] and attributes["state"] == data["state"]
+    assert attributes["ce-subject"] == f"jobs/{data['jobId']}" and attributes["ce-time"] == data["time"]
+    assert attributes["terminal"] == ("true" if data["terminal"] else "false")
+    assert attributes.get("reason") == data["reason"]
+    assert all(len(v.encode("utf-8")) <= MAX_ATTRIBUTE_VALUE_BYTES for v in attributes.values())
+
+
+def _messages(world: World) -> list[tuple[dict, dict]]:
+    return [(m.attributes, json.loads(m.data)) for m in world.publisher.messages]
+
+
+LONG_MULTIBYTE = "Трассировка: ошибка в реплике master-0 — 模型训练失败 😀\n" * 3000  # ~150k chars, 1-4 bytes each
+
+
+@pytest.fixture(scope="module")
+def produced() -> list[tuple[dict, dict]]:
+    """Every kind of message the submitter publishes, produced by the real handler and reconciler."""
+    world = World(incomplete_drop_s=0)
+    # SUBMITTED, then QUEUED -> PREPARING -> RUNNING -> SUCCEEDED with trainingOutput and times
+    ok = world.drop("incoming/run-ok").job_id
+    for state in ("QUEUED", "PREPARING", "RUNNING"):
+        world.backend.set_state(ok, state, startTime="2024-06-10T12:01:00Z")
+        world.reconciler.tick()
+    world.backend.set_state(ok, "SUCCEEDED", endTime="2024-06-10T12:09:00Z",
+                            trainingOutput={"consumedMLUnits": 0.02, "isHyperparameterTuningJob": False})
+    world.reconciler.tick()
+    # RUNNING -> FAILED with a long multibyte errorMessage (skipping states between polls)
+    failed = world.drop("incoming/run-fail").job_id
+    world.backend.set_state(failed, "RUNNING")
+    world.reconciler.tick()
+    world.backend.set_state(failed, "FAILED", errorMessage=LONG_MULTIBYTE)
+    world.reconciler.tick()
+    # CANCELLING -> CANCELLED
+    cancelled = world.drop("incoming/run-cancel").job_id
+    world.backend.set_state(cancelled, "CANCELLING")
+    world.reconciler.tick()
+    world.backend.set_state(cancelled, "CANCELLED", errorMessage="Job cancelled by the user.")
+    world.reconciler.tick()
+    # REJECTED with several violations (values of several types)
+    bad = BASELINE_YAML.replace(b"scaleTier: BASIC", b"scaleTier: HUGE\n  workerCount: 3") + b"  x: [1, 2]\n"
+    world.drop("incoming/run-bad", spec=bad)
+    # REJECTED: a package without setup.py
+    world.drop("incoming/run-badpkg", package=make_tarball({"trainer/task.py": b"print(1)\n"}))
+    # REJECTED: YAML that does not parse
+    world.drop("incoming/run-yaml", spec=b"trainingInput: [unclosed\n")
+    # SUBMIT_FAILED: the API refuses (permanent error)
+    world.backend.create_errors.append(BackendError(403, "PERMISSION_DENIED", "caller lacks ml.jobs.create",
+                                                    transient=False, reason="PERMISSION_DENIED"))
+    world.drop("incoming/run-denied")
+    # REJECTED by the sweep: a drop that never got its job.yaml (generation "0")
+    world.put("incoming/run-incomplete/package.tar.gz", make_tarball({"setup.py": b""}))
+    world.deliver("incoming/run-incomplete/package.tar.gz")
+    world.handler.sweep_incomplete()
+    return _messages(world)
+
+
+def test_every_kind_of_message_the_code_produces_validates(produced):
+    for attributes, data in produced:
+        validate_message(attributes, data)
+    assert {d["state"] for _, d in produced} == {s.value for s in State}, "every state is covered"
+    reasons = {d["reason"] for _, d in produced}
+    assert {"JOB_FAILED", "PERMISSION_DENIED", "YAML_INVALID", "INCOMPLETE_DROP"} <= reasons
+    assert any(d["violations"] and any("value" in v for v in d["violations"]) for _, d in produced)
+    assert any("trainingOutput" in d and "endTime" in d for _, d in produced)
+    assert any(d["drop"]["generation"] == "0" for _, d in produced)
+
+
+def test_long_multibyte_error_message_is_capped_in_the_data_and_valid(produced):
+    [(attributes, data)] = [(a, d) for a, d in produced if d["state"] == "FAILED"]
+    assert len(data["errorMessage"]) == MAX_ERROR_MESSAGE_CHARS and data["errorMessage"].endswith(TRUNCATED)
+    assert data["errorMessage"].startswith(LONG_MULTIBYTE[:1000])
+    assert data["reason"] == "JOB_FAILED" and attributes["reason"] == "JOB_FAILED"
+    validate_message(attributes, data)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_encode_of_each_state_validates(state):
+    verdict = state in (State.REJECTED, State.SUBMIT_FAILED)
+    api_state = state not in (State.SUBMITTED, State.REJECTED, State.SUBMIT_FAILED)
+    event = JobEvent(
+        job_id="run_001_1718000000000001", state=state, drop=DROP, time=NOW,
+        previous_state=State.SUBMITTED if api_state else None,
+        reason=("SPEC_INVALID" if verdict else "JOB_FAILED" if state is State.FAILED else None),
+        message="job.yaml: trainingInput.scaleTier: unknown value" if verdict else None,
+        violations=({"field": "trainingInput.scaleTier", "message": "unknown value", "reason": "SPEC_INVALID",
+                     "value": "HUGE"},) if state is State.REJECTED else (),
+        warnings=("runtimeVersion 2.11 is retired",) if state is State.SUBMITTED else (),
+        error_message="The replica master 0 exited with a non-zero status of 1." if state is State.FAILED else None,
+        labels={"team": "vision", "submitter": "drop"} if not verdict else {},
+        job_dir=None if verdict else "gs://drop-outputs/incoming/run-001/run_001_1718000000000001",
+        job={"createTime": "2024-06-10T12:00:01Z"} if not verdict else {})
+    message = encode(event, source=SOURCE)
+    validate_message(message.attributes, json.loads(message.data))
+    assert message.ordering_key == event.job_id
+
+
+def test_ce_id_is_deterministic_per_job_and_state():
+    def encoded(state, minute, **kw):
+        time = dt.datetime(2024, 6, 10, 12, minute, tzinfo=dt.timezone.utc)
+        return encode(JobEvent(job_id="run_7", state=state, drop=DROP, time=time, **kw), source=SOURCE)
+
+    a = encoded(State.RUNNING, 1, previous_state=State.QUEUED)
+    b = encoded(State.RUNNING, 9, previous_state=State.PREPARING, labels={"x": "y"})
+    assert a.attributes["ce-id"] == b.attributes["ce-id"] == "run_7/RUNNING" == ce_id("run_7", State.RUNNING)
+    assert a.data != b.data  # the same event observed twice: different data, same id, consumers keep one
+    ids = {encoded(s, 1).attributes["ce-id"] for s in State}
+    assert len(ids) == len(State)  # distinct states, distinct ids
+    other = encode(JobEvent(job_id="run_8", state=State.RUNNING, drop=DROP, time=NOW), source=SOURCE)
+    assert other.attributes["ce-id"] != a.attributes["ce-id"]
+
+
+def test_schema_states_seq_and_terminal_match_the_code():
+    schema = json.loads((SCHEMAS / "job-event.v1.schema.json").read_text())
+    assert set(schema["properties"]["state"]["enum"]) == {s.value for s in State}
+    rules = {r["if"]["properties"]["state"]["const"]: r["then"]["properties"] for r in schema["allOf"]}
+    assert set(rules) == {s.value for s in State}
+    for state in State:
+        assert rules[state.value]["seq"] == {"const": state.rank}
+        assert rules[state.value]["terminal"] == {"const": state.is_terminal}
+    attributes = json.loads((SCHEMAS / "job-event.v1.attributes.schema.json").read_text())
+    assert set(attributes["properties"]["state"]["enum"]) == {s.value for s in State}
+
+
+@pytest.fixture
+def sample(produced):
+    """A valid (attributes, data) pair of a FAILED job event, copied for mutation."""
+    attributes, data = next((a, d) for a, d in produced if d["state"] == "FAILED")
+    return copy.deepcopy(attributes), copy.deepcopy(data)
+
+
+@pytest.mark.parametrize("field", sorted(json.loads((SCHEMAS / "job-event.v1.schema.json").read_text())["required"]))
+def test_a_message_missing_a_required_field_fails(sample, field):
+    _, data = sample
+    del data[field]
+    assert errors(DATA, data), f"the schema accepted data without {field}"
+
+
+@pytest.mark.parametrize("mutate, why", [
+    (lambda d: d.update(state="PAUSED"), "unknown state"),
+    (lambda d: d.update(seq=3), "seq does not match the state"),
+    (lambda d: d.update(terminal=False), "terminal does not match the state"),
+    (lambda d: d.update(previousState="FAILED"), "previous state is terminal"),
+    (lambda d: d.update(previousState=None), "a job state without a previous state"),
+    (lambda d: d.update(reason=None), "FAILED without JOB_FAILED"),
+    (lambda d: d.update(jobId="1-bad-id"), "jobId breaks the API's rule"),
+    (lambda d: d.update(time="2024-06-10 12:00:00"), "time is not RFC 3339 UTC"),
+    (lambda d: d["drop"].update(generation=1718000000000001), "generation must be a string"),
+    (lambda d: d["drop"].pop("object"), "drop.object missing"),
+    (lambda d: d.update(labels={"team": 3}), "label values are strings"),
+    (lambda d: d.update(violations=[{"field": "x"}]), "a violation without message and reason"),
+    (lambda d: d.update(surprise=True), "an undocumented field"),
+    (lambda d: d.update(schemaVersion=1), "schemaVersion is a string"),
+])
+def test_the_data_schema_rejects_what_it_must(sample, mutate, why):
+    _, data = sample
+    mutate(data)
+    assert errors(DATA, data), why
+
+
+@pytest.mark.parametrize("mutate, why", [
+    (lambda a: a.pop("ce-id"), "ce-id missing"),
+    (lambda a: a.pop("terminal"), "terminal missing"),
+    (lambda a: a.update(terminal="True"), "terminal is 'true'/'false'"),
+    (lambda a: a.update(terminal="false"), "FAILED is terminal"),
+    (lambda a: a.update({"ce-id": "run_9/RUNNING"}), "ce-id names another state"),
+    (lambda a: a.update({"ce-specversion": "0.3"}), "wrong spec version"),
+    (lambda a: a.update({"ce-type": "other"}), "wrong type"),
+])
+def test_the_attributes_schema_rejects_what_it_must(sample, mutate, why):
+    attributes, _ = sample
+    mutate(attributes)
+    assert errors(ATTRIBUTES, attributes), why
