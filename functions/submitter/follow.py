@@ -54,10 +54,10 @@ class EventFollower:
         self._queue.put({"attributes": dict(message.attributes), "data": data, "messageId": message.message_id})
         message.ack()
 
-    def events(self, timeout_s: float) -> Iterator[dict]:
+    def events(self, timeout_s: float, dedupe: bool = True) -> Iterator[dict]:
         """Yield {"attributes", "data", "messageId"} as they arrive; stops after `timeout_s` without one.
 
-        Duplicates (same `ce-id`, Pub/Sub is at-least-once) are yielded once.
+        With `dedupe`, duplicates (same `ce-id`; Pub/Sub is at-least-once) are yielded once.
         """
         seen: set[str] = set()
         while True:
@@ -66,7 +66,7 @@ class EventFollower:
             except queue.Empty:
                 return
             key = event["attributes"].get("ce-id", event["messageId"])
-            if key in seen:
+            if dedupe and key in seen:
                 continue
             seen.add(key)
             yield event

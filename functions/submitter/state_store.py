@@ -3,9 +3,9 @@
 Records are small JSON documents addressed by key. `create` is create-only and
 `replace` is conditional on the generation read, so two instances racing on
 the same record cannot both win. On GCS this is `ifGenerationMatch`
-(0 = must not exist). NOTE: gcp-storage-emulator ignores preconditions, so on
-the local stack races are not excluded by the store; `InMemoryStateStore`
-enforces them and is what the concurrency tests use.
+(0 = must not exist). Plain gcp-storage-emulator ignores preconditions; the
+local stack's wrapper (`submitter_local.storage_emulator`) enforces them, and
+`InMemoryStateStore` enforces them for the unit tests.
 """
 
 from __future__ import annotations
@@ -113,12 +113,19 @@ class GcsStateStore:
     def get(self, key):
         from google.api_core.exceptions import NotFound
 
-        blob = self._bucket().blob(self.prefix + key)
-        try:
-            raw = blob.download_as_bytes()
-        except NotFound:
-            return None
-        return json.loads(raw), int(blob.generation or 0)
+        bucket = self._bucket()
+        for _ in range(5):  # the document can be replaced between the two reads; then read it again
+            meta = bucket.blob(self.prefix + key)
+            try:
+                meta.reload()  # the generation comes from the metadata, not from download headers
+            except NotFound:
+                return None
+            try:
+                pinned = bucket.blob(self.prefix + key, generation=meta.generation)
+                return json.loads(pinned.download_as_bytes()), int(meta.generation)
+            except NotFound:
+                continue
+        return None
 
     def put(self, key, doc):
         self._write(key, doc, None)

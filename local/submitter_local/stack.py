@@ -2,7 +2,8 @@
 
 `make up` starts, each in its own process group, with logs in `<root>/logs/`:
   pubsub     the official Pub/Sub emulator from the installed Cloud SDK (Java)
-  storage    gcp-storage-emulator (in memory)
+  storage    gcp-storage-emulator (in memory) behind our handler (storage_emulator.py): accepts gcloud's
+             uploads, enforces ifGenerationMatch and 404s reads of overwritten generations
   training   the local AI Platform Training service (`submitter_local.training`)
   function   functions-framework serving `on_object_finalized` (CloudEvent)
   reconcile  functions-framework serving `reconcile` (HTTP)
@@ -139,8 +140,8 @@ class Stack:
         self._processes: list[dict] = []
         try:
             self._spawn("pubsub", pubsub_emulator_command(ports["pubsub"]), {})
-            self._spawn("storage", [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-                                    "--port", str(ports["storage"]), "--in-memory", "-q"], {})
+            self._spawn("storage", [sys.executable, "-m", "submitter_local.storage_emulator", "--host", "127.0.0.1",
+                                    "--port", str(ports["storage"])], {})
             self._wait_http("pubsub", f"http://{env['PUBSUB_EMULATOR_HOST']}/v1/projects/{c.project}/topics")
             self._wait_http("storage", f"{env['STORAGE_EMULATOR_HOST']}/storage/v1/b?project={c.project}")
             self._create_resources(env)

@@ -17,6 +17,14 @@ the emulator reads it (using `email.message.Message` to parse and re-serialize i
 server that uses that handler with the emulator's own storage and routing. Nothing of the
 emulator is patched in place, so other in-process emulators are unaffected.
 
+The same handler closes two gaps that matter to the submitter's exactly-once logic:
+  - `ifGenerationMatch` on uploads (0 = must not exist) is enforced: a mismatch answers 412
+    conditionNotMet, as GCS does, so create-only claims work on the local stack too;
+  - a read pinned to `generation=N` of an object whose live generation differs answers 404, as GCS
+    does for an overwritten generation without object versioning.
+Requests are served one at a time (the emulator's storage is not thread-safe), so the check and
+the write that follows it cannot interleave with another request.
+
 In-process:  `server = start("127.0.0.1", 0)`; `server.url`; `server.stop()`
 CLI:         `python -m submitter_local.storage_emulator --host 127.0.0.1 --port 9023`
              (in memory; prints `storage emulator listening on http://HOST:PORT` once it accepts
@@ -26,13 +34,18 @@ CLI:         `python -m submitter_local.storage_emulator --host 127.0.0.1 --port
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import logging
+import re
 import signal
 import sys
 import threading
 from email.message import Message
+from email.parser import BytesParser
 from functools import partial
 from http.server import HTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from gcp_storage_emulator.server import RequestHandler
 from gcp_storage_emulator.storage import Storage
@@ -69,7 +82,79 @@ class _FixedRequestHandler(RequestHandler):
 
     def do_POST(self) -> None:
         self._fix_content_type()
+        if self._precondition_failed():
+            return
         super().do_POST()
+
+    def do_GET(self) -> None:
+        if self._stale_generation():
+            return
+        super().do_GET()
+
+    # -- generation semantics ----------------------------------------------------------------
+    _UPLOAD_RE = re.compile(r"^/upload/storage/v1/b/([^/]+)/o$")
+    _OBJECT_RE = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
+
+    def _live_generation(self, bucket: str, name: str) -> int:
+        obj = self.storage.objects.get(bucket, {}).get(name)
+        return int(obj.get("generation") or 0) if obj else 0
+
+    def _error(self, code: int, reason: str, message: str) -> None:
+        body = json.dumps({"error": {"code": code, "message": message,
+                                     "errors": [{"reason": reason, "message": message}]}}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _precondition_failed(self) -> bool:
+        """Enforce ifGenerationMatch on uploads; True when a 412 was sent."""
+        url = urlsplit(self.path)
+        match = self._UPLOAD_RE.match(url.path)
+        query = parse_qs(url.query)
+        if not match or "ifGenerationMatch" not in query or "upload_id" in query:
+            return False
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return False  # chunked bodies are passed through unchecked
+        body = self.rfile.read(int(length))
+        self.rfile = io.BytesIO(body)  # hand the same bytes on to the emulator
+        name = query.get("name", [None])[0] or self._name_from_body(body)
+        if name is None:
+            return False
+        expected = int(query["ifGenerationMatch"][0])
+        if self._live_generation(unquote(match.group(1)), name) != expected:
+            self._error(412, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
+            return True
+        return False
+
+    def _name_from_body(self, body: bytes) -> str | None:
+        content_type = self.headers.get("Content-Type") or ""
+        try:
+            if content_type.startswith("multipart/"):
+                msg = BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+                first = msg.get_payload()[0].get_payload(decode=True)
+                return json.loads(first).get("name")
+            if content_type.startswith("application/json"):
+                return json.loads(body).get("name")
+        except (ValueError, IndexError, AttributeError, TypeError):
+            return None
+        return None
+
+    def _stale_generation(self) -> bool:
+        """A read pinned to a generation that is no longer live answers 404; True when sent."""
+        url = urlsplit(self.path)
+        match = self._OBJECT_RE.match(url.path)
+        wanted = parse_qs(url.query).get("generation")
+        if not match or not wanted:
+            return False
+        bucket, name = unquote(match.group(1)), unquote(match.group(2))
+        live = self._live_generation(bucket, name)
+        if live and live != int(wanted[0]):
+            self._error(404, "notFound", f"No such object: {bucket}/{name}#{wanted[0]}")
+            return True
+        return False
 
     def do_PUT(self) -> None:
         self._fix_content_type()
