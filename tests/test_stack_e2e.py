@@ -156,3 +156,56 @@ def test_F16_missing_topic_on_the_real_emulator_is_named_and_raises(stack, monke
     pub = EventPublisher(f"projects/{env['PROJECT']}/topics/no-such-topic", timeout_s=20)
     with pytest.raises(PublishError, match="topic projects/demo-project/topics/no-such-topic not found"):
         pub.publish([OutgoingMessage(b"{}", {"state": "SUBMITTED"}, "j1")])
+
+
+KILL_SCRIPT = """
+import json, os, sys
+import submitter.publisher
+from submitter.app import get_app
+if os.environ.get("KILL_BEFORE_PUBLISH"):
+    submitter.publisher.EventPublisher.publish = lambda self, messages: os._exit(137)  # dies after jobs.create
+attributes, data = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(get_app().handle_cloud_event(attributes, data).action)
+"""
+
+
+def test_killed_between_create_and_publish_then_redelivered_gives_one_job_one_submitted(stack, monkeypatch,
+                                                                                         sample_package):
+    import subprocess
+
+    from submitter_local.relay import storage_event
+
+    s, env = stack
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", env["PUBSUB_EMULATOR_HOST"])
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
+    from google.cloud import storage
+
+    from submitter.follow import EventFollower
+
+    # A prefix the stack's own function does not watch, so only the processes below handle the drop.
+    proc_env = {**os.environ, **env, "SUBMITTER_DROP_PREFIX": "faults/", "SUBMITTER_CLAIM_LEASE_SECONDS": "2"}
+    bucket = storage.Client(project=env["PROJECT"]).bucket(env["BUCKET"])
+    bucket.blob("faults/run-1/trainer-0.1.0.tar.gz").upload_from_filename(str(sample_package))
+    spec = bucket.blob("faults/run-1/job.yaml")
+    spec.upload_from_string((REPO / "samples" / "job.yaml").read_bytes())
+    resource = requests.get(f"{env['STORAGE_EMULATOR_HOST']}/storage/v1/b/{env['BUCKET']}/o/"
+                            "faults%2Frun-1%2Fjob.yaml").json()
+    event = storage_event(resource)
+    argv = [str(REPO / ".venv" / "bin" / "python"), "-c", KILL_SCRIPT,
+            json.dumps({"id": event["id"], "type": event["type"], "time": event["time"]}), json.dumps(event.data)]
+    job_id = f"run_1_{spec.generation}"
+    with EventFollower(env["TOPIC"], "faults") as follower:
+        killed = subprocess.run(argv, env={**proc_env, "KILL_BEFORE_PUBLISH": "1"}, capture_output=True, text=True,
+                                timeout=120)
+        assert killed.returncode == 137, killed.stderr
+        job = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs/{job_id}").json()
+        assert job["jobId"] == job_id  # created, never announced
+        time.sleep(2.5)  # Eventarc redelivers after a backoff; by then the dead invocation's lease has expired
+        redelivered = subprocess.run(argv, env=proc_env, capture_output=True, text=True, timeout=120)
+        assert redelivered.returncode == 0 and redelivered.stdout.strip().endswith("adopted"), redelivered.stderr
+        submitted = [e for e in follower.events(timeout_s=5, dedupe=False)
+                     if e["attributes"]["jobId"] == job_id and e["attributes"]["state"] == "SUBMITTED"]
+    assert len(submitted) == 1
+    jobs = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs",
+                        params={"filter": "jobId:run_1_*"}).json()["jobs"]
+    assert [j["jobId"] for j in jobs] == [job_id]
