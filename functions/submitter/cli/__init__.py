@@ -10,8 +10,10 @@ import click
 
 from . import jobs
 from .drops import drop_status
+from .logs import logs
 from .submit import submit
 from .validate import validate
+from .watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +21,7 @@ def main() -> None:
     """Drop-triggered training submitter: inspect settings and jobs."""
 
 
-for command in [*jobs.COMMANDS, validate, submit, drop_status]:
+for command in [*jobs.COMMANDS, validate, submit, drop_status, watch, logs]:
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,0 +1,168 @@
+"""`submitter watch` logic (`run_watch`) on in-memory doubles: ordering (subscribe, then read the current
+state), dedupe by ce-id, never backwards, exit codes, JSON lines. The same command on the real stack is in
+test_watch_stack.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import NOW, World
+from submitter.cli.watch import EXIT_ERROR, Tracker, WatchError, render, run_watch
+from submitter.envelope import DropRef, JobEvent, encode
+from submitter.states import State
+from test_contract import validate_message
+
+JOB = "run_001_1718000000000001"
+DROP = DropRef("drop-bucket", "incoming/run-001", "incoming/run-001/job.yaml", 1718000000000001)
+SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
+
+
+def event(state: State, job_id: str = JOB, previous: State | None = None, **kw) -> dict:
+    out = encode(JobEvent(job_id=job_id, state=state, drop=DROP, time=NOW, previous_state=previous,
+                          job_dir=f"gs://drop-outputs/incoming/run-001/{job_id}", **kw), source=SOURCE)
+    return {"attributes": dict(out.attributes), "data": json.loads(out.data), "messageId": "m"}
+
+
+class FakeFollower:
+    """Context manager like EventFollower: yields the scripted events once, then nothing."""
+
+    def __init__(self, log: list[str], events: list[dict]):
+        self.log, self.pending = log, list(events)
+
+    def __enter__(self):
+        self.log.append("subscribed")
+        return self
+
+    def __exit__(self, *exc):
+        self.log.append("unsubscribed")
+
+    def events(self, timeout_s: float):
+        while self.pending:
+            yield self.pending.pop(0)
+
+
+class Backend:
+    """get_job / list_jobs answering from a dict; logs the order of calls."""
+
+    def __init__(self, log: list[str], jobs: dict[str, dict]):
+        self.log, self.jobs = log, jobs
+
+    def get_job(self, job_id):
+        from submitter.backends import BackendError
+
+        self.log.append(f"get {job_id}")
+        if job_id not in self.jobs:
+            raise BackendError(404, "NOT_FOUND", f"job {job_id} not found", transient=False, reason="NOT_FOUND")
+        return dict(self.jobs[job_id])
+
+    def list_jobs(self, *, filter=None, page_size=100, page_token=None):
+        self.log.append("list")
+        return [dict(j) for j in self.jobs.values() if j["state"] in ("QUEUED", "PREPARING", "RUNNING", "CANCELLING")], None
+
+
+def watch(jobs: dict, events: list[dict], job_id: str | None = JOB, as_json: bool = False, timeout_s=0.3,
+          world: World | None = None):
+    world = world or World()
+    log, lines, notes = [], [], []
+    code = run_watch(world.settings, Backend(log, jobs), lambda: FakeFollower(log, events), job_id, as_json,
+                     timeout_s, echo=lines.append, note=notes.append, ledger_factory=lambda: world.ledger)
+    return code, "\n".join(lines), notes, log
+
+
+def api_job(state: str, **kw) -> dict:
+    return {"jobId": JOB, "state": state, "labels": {"submitter": "drop"},
+            "trainingInput": {"jobDir": f"gs://drop-outputs/incoming/run-001/{JOB}"}, **kw}
+
+
+def test_already_final_job_is_printed_and_exits_at_once_after_subscribing():
+    code, out, _, log = watch({JOB: api_job("SUCCEEDED")}, [event(State.RUNNING)])
+    assert code == 0 and log == ["subscribed", f"get {JOB}", "unsubscribed"]
+    assert f"{JOB}  SUCCEEDED  (training API)" in out and "outputs: gs://drop-outputs/" in out
+    assert "RUNNING" not in out
+    assert watch({JOB: api_job("CANCELLED", errorMessage="cancelled by user")}, [])[0] == 1
+
+
+def test_events_after_the_current_state_dedupe_and_never_go_backwards():
+    events = [event(State.RUNNING, previous=State.QUEUED),  # the state already read from the API
+              event(State.QUEUED, previous=State.SUBMITTED),  # late, lower seq
+              event(State.CANCELLING, previous=State.RUNNING), event(State.CANCELLING, previous=State.RUNNING),
+              event(State.RUNNING, "other_job"),  # another job
+              event(State.FAILED, previous=State.CANCELLING, reason="JOB_FAILED", error_message="line 1\nline 2")]
+    code, out, _, _ = watch({JOB: api_job("RUNNING")}, events)
+    assert code == 1
+    states = [line.split("  ")[2] for line in out.splitlines() if not line.startswith("    ")]
+    assert states == ["RUNNING", "CANCELLING", "FAILED"]
+    assert "FAILED  JOB_FAILED\n    line 1\n    line 2" in out
+
+
+def test_job_not_yet_in_the_api_waits_for_its_events():
+    events = [event(State.SUBMITTED), event(State.QUEUED, previous=State.SUBMITTED),
+              event(State.SUCCEEDED, previous=State.QUEUED)]
+    code, out, notes, _ = watch({}, events)
+    assert code == 0 and [line.split("  ")[2] for line in out.splitlines() if not line.startswith(" ")] == [
+        "SUBMITTED", "QUEUED", "SUCCEEDED"]
+    assert "not in the training API (yet)" in notes[0]
+
+
+def test_timeout_without_a_final_state_exits_2():
+    code, out, notes, log = watch({JOB: api_job("RUNNING")}, [event(State.RUNNING, previous=State.QUEUED)],
+                                  timeout_s=0.2)
+    assert code == 2 and out.count("RUNNING") == 1 and "no final state within" in notes[-1]
+    assert log[-1] == "unsubscribed"
+
+
+def test_rejected_drop_found_in_the_ledger_exits_1_at_once():
+    world = World()
+    outcome = world.drop("incoming/run-bad", spec=b"trainingInput: {scaleTier: HUGE, pythonModule: trainer.task}\n")
+    assert outcome.action == "rejected"
+    code, out, _, _ = watch({}, [], job_id=outcome.job_id, world=world)
+    assert code == 1 and f"{outcome.job_id}  REJECTED" in out and "trainingInput.scaleTier" in out
+
+
+def test_json_lines_carry_the_event_data_and_origin():
+    events = [event(State.SUCCEEDED, previous=State.RUNNING)]
+    code, out, _, _ = watch({JOB: api_job("RUNNING")}, events, as_json=True)
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert code == 0 and first["origin"] == "api" and first["state"] == "RUNNING" and first["seq"] == 3
+    assert second["origin"] == "topic" and second["ceId"] == f"{JOB}/SUCCEEDED"
+    data = {k: v for k, v in second.items() if k not in ("origin", "ceId")}
+    validate_message(events[0]["attributes"], data)
+
+
+def test_all_jobs_mode_prints_active_jobs_then_events_until_the_timeout():
+    jobs = {JOB: api_job("RUNNING"), "foreign": {"jobId": "foreign", "state": "RUNNING"}}
+    events = [event(State.SUCCEEDED, previous=State.RUNNING), event(State.QUEUED, "other_job")]
+    code, out, _, log = watch(jobs, events, job_id=None, timeout_s=0.2)
+    assert code == 0 and log[:2] == ["subscribed", "list"] and "foreign" not in out
+    assert [line.split("  ")[1:3] for line in out.splitlines() if not line.startswith(" ")] == [
+        [JOB, "RUNNING"], [JOB, "SUCCEEDED"], ["other_job", "QUEUED"]]
+
+
+def test_failure_to_subscribe_is_exit_3():
+    world = World()
+
+    def broken():
+        raise RuntimeError("topic not found")
+
+    with pytest.raises(WatchError) as caught:
+        run_watch(world.settings, Backend([], {}), broken, JOB, False, 1, echo=print, note=print)
+    assert caught.value.exit_code == EXIT_ERROR and "topic not found" in caught.value.message
+
+
+def test_tracker_rules():
+    t = Tracker()
+    assert t.accept("j", "RUNNING", 3)
+    assert not t.accept("j", "RUNNING", 3, "j/RUNNING")  # the state shown from the API
+    assert not t.accept("j", "QUEUED", 1, "j/QUEUED")
+    assert t.accept("j", "SUCCEEDED", 5, "j/SUCCEEDED") and not t.accept("j", "SUCCEEDED", 5, "j/SUCCEEDED")
+    assert t.accept("k", "STATE_UNSPECIFIED", None)
+
+
+def test_render_lists_violations_of_a_rejected_drop():
+    e = event(State.REJECTED, reason="SPEC_INVALID", message="job.yaml: bad",
+              violations=({"field": "trainingInput.scaleTier", "message": "unknown", "reason": "SPEC_INVALID"},))
+    text = render({**e["data"], "origin": "topic"}, as_json=False)
+    assert text.splitlines() == [f"2024-06-10T12:00:05.000Z  {JOB}  REJECTED  SPEC_INVALID",
+                                 "    trainingInput.scaleTier: unknown  [SPEC_INVALID]"]
