@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -25,7 +24,6 @@ from submitter_local.training import ServiceConfig, TrainingService
 from test_training_service import (
     BACKEND,
     BUCKET,
-    PARENT,
     PROJECT,
     PYPROJECT,
     RUNTIME_PYTHON,

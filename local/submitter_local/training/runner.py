@@ -412,7 +412,10 @@ class JobRun:
         self.request_cancel()
 
     def _outcome(self, p: _ReplicaProc, rc: int) -> tuple[str, str | None]:
+        """The job's (state, errorMessage) decided by replica `p` exiting with status `rc`."""
         p.reaped = True
+        for t in p.pumps:  # its group is dead, so its pipes close: let the pumps write the last lines
+            t.join(timeout=5)
         label = p.replica.label
         if rc == 0:
             p.sink.note(f"Module completed; the replica {label} exited with status 0.")
