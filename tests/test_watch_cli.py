@@ -118,7 +118,8 @@ def test_rejected_drop_found_in_the_ledger_exits_1_at_once():
     outcome = world.drop("incoming/run-bad", spec=b"trainingInput: {scaleTier: HUGE, pythonModule: trainer.task}\n")
     assert outcome.action == "rejected"
     code, out, _, _ = watch({}, [], job_id=outcome.job_id, world=world)
-    assert code == 1 and f"{outcome.job_id}  REJECTED" in out and "trainingInput.scaleTier" in out
+    assert code == 1 and f"{outcome.job_id}  REJECTED  SPEC_INVALID  (submitter's records)" in out
+    assert "trainingInput.scaleTier" in out and out.startswith("2024-06-10T12:00:05.000Z")
 
 
 def test_json_lines_carry_the_event_data_and_origin():
@@ -166,3 +167,22 @@ def test_render_lists_violations_of_a_rejected_drop():
     text = render({**e["data"], "origin": "topic"}, as_json=False)
     assert text.splitlines() == [f"2024-06-10T12:00:05.000Z  {JOB}  REJECTED  SPEC_INVALID",
                                  "    trainingInput.scaleTier: unknown  [SPEC_INVALID]"]
+
+
+def test_logs_without_a_local_training_service_points_to_cloud_logging(monkeypatch):
+    from click.testing import CliRunner
+
+    from submitter.cli import main
+
+    for name in [n for n in __import__("os").environ if n.startswith("SUBMITTER_")]:
+        monkeypatch.delenv(name)
+    env = {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-bucket",
+           "SUBMITTER_OUTPUT_BUCKET": "drop-outputs", "SUBMITTER_STATE_BUCKET": "drop-state",
+           "SUBMITTER_TOPIC": "training-job-events"}
+    result = CliRunner().invoke(main, ["logs", JOB, "--replica", "worker-1"], env=env)
+    assert result.exit_code == 1
+    assert (f"gcloud logging read 'resource.type=\"ml_job\" AND resource.labels.job_id=\"{JOB}\" AND "
+            "labels.task_name=\"worker-replica-1\"' --project=demo-project") in result.output
+    google = CliRunner().invoke(main, ["logs", JOB], env={**env, "SUBMITTER_TRAINING_API_ENDPOINT":
+                                                          "https://us-central1-ml.googleapis.com"})
+    assert google.exit_code == 1 and "Cloud Logging" in google.output

@@ -12,10 +12,12 @@ Sources, in this order (the order matters):
      already printed for that job, or repeats the state printed, is skipped.
 
 Output, one line per state: `<time>  <jobId>  <STATE>  [reason]`, with errorMessage / message and
-violations indented below; the line read from the API ends in `(training API)`. With `--json`, one JSON
-object per line: for an event, its data (schemas/job-event.v1.schema.json) plus `"origin": "topic"` and
-`"ceId"`; for the current state, `{"origin": "api", "jobId", "state", "seq", "terminal", "time", "reason",
-"errorMessage", "message", "jobDir", "labels"}` (seq/terminal null for a state the submitter does not know).
+violations indented below; the line read from the API ends in `(training API)`, a verdict read from the
+state bucket in `(submitter's records)`. With `--json`, one JSON object per line: for an event, its data
+(schemas/job-event.v1.schema.json) plus `"origin": "topic"` and `"ceId"`; for the current state,
+`{"origin": "api" | "ledger", "jobId", "state", "seq", "terminal", "time", "reason", "errorMessage",
+"message", "jobDir", "labels"}` (+ "violations", "drop" from the ledger; seq/terminal null for a state the
+submitter does not know).
 
 Exit codes with JOB_ID: 0 SUCCEEDED; 1 FAILED, CANCELLED, REJECTED, SUBMIT_FAILED; 2 `--timeout` passed
 before a final state (click's usage errors are 2 as well); 3 the watch itself failed (settings, topic,
@@ -69,7 +71,18 @@ def _seq(state: str) -> int | None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _rfc3339(None)
+
+
+def _rfc3339(iso: str | None) -> str:
+    """An ISO timestamp (or now) as the events print it: UTC, milliseconds, `Z`."""
+    try:
+        when = dt.datetime.fromisoformat(iso) if iso else dt.datetime.now(dt.timezone.utc)
+    except ValueError:
+        when = dt.datetime.now(dt.timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Tracker:
@@ -120,6 +133,8 @@ def render(entry: dict[str, Any], as_json: bool) -> str:
         line += f"  {entry['reason']}"
     if entry.get("origin") == "api":
         line += "  (training API)"
+    elif entry.get("origin") == "ledger":
+        line += "  (submitter's records)"
     lines = [line]
     for v in entry.get("violations") or []:
         lines.append(f"    {v.get('field')}: {v.get('message')}  [{v.get('reason')}]")
@@ -158,8 +173,8 @@ def find_verdict(settings, ledger, job_id: str) -> dict[str, Any] | None:
         state = verdict.get("state") or (status.get("state") if status.get("jobId") == job_id else None)
         if state in ("REJECTED", "SUBMIT_FAILED"):
             same = status.get("jobId") == job_id
-            return {"origin": "api", "jobId": job_id, "state": state, "seq": 5, "terminal": True,
-                    "time": status.get("time") if same else _now(), "reason": status.get("reason") if same else None,
+            return {"origin": "ledger", "jobId": job_id, "state": state, "seq": 5, "terminal": True,
+                    "time": _rfc3339(status.get("time")) if same else _now(), "reason": status.get("reason") if same else None,
                     "errorMessage": None, "message": status.get("message") if same else None,
                     "violations": status.get("violations") if same else [], "jobDir": None, "labels": {},
                     "drop": drop.as_dict()}
