@@ -234,6 +234,7 @@ def test_custom_cluster_gives_each_replica_the_cloud_tf_config(make_service, gcs
     assert replica_log(svc, "cluster_1").text == replica_log(svc, "cluster_1", "master-0").text
     missing = replica_log(svc, "cluster_1", "worker-2")
     assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+    assert replica_log(svc, "cluster_1", "master-0.stdout").status_code == 404  # only replica names
     assert 0 < job["trainingOutput"]["consumedMLUnits"] < 1
 
 

@@ -585,6 +585,17 @@ def test_patch_labels_with_etag(make_service, gcs):
     assert jobs.get(name=name).execute()["labels"] == {"owner": "me"}
 
 
+def test_etags_compare_as_bytes_in_either_base64_alphabet():
+    from submitter_local.training.service import _same_etag
+
+    stored = "q+/bIw5Y8k0="  # 8 random bytes, standard base64, as the service writes them
+    assert _same_etag(stored, stored)
+    assert _same_etag("q-_bIw5Y8k0=", stored)  # apitools (gcloud) re-encodes bytes URL-safe
+    assert _same_etag("q-_bIw5Y8k0", stored)  # padding is optional
+    assert not _same_etag("q-_bIw5Y9k0=", stored)
+    assert not _same_etag("not base64!", stored)
+
+
 # --------------------------------------------------------------------------- scheduling and cancel
 
 def test_cancel_queued_job_is_immediate(make_service, gcs):

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from .store import AlreadyExists, Change, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 
+_REPLICA_RE = re.compile(r"(master|chief|worker|ps|evaluator)-\d+")
 DEFAULT_PAGE_SIZE = 20  # jobs.list pageSize: "The default value is 20, and the maximum page size is 100."
 MAX_PAGE_SIZE = 100
 
@@ -328,7 +330,7 @@ class TrainingService:
         replica = replica or plan.primary.name
         path: Path = replica_log_path(self.config.data_dir, project, job_id, replica)
         # the file counts too: the job may have run under another max_replicas_per_type
-        if replica not in plan.names() and (replica.startswith(".") or "/" in replica or not path.is_file()):
+        if replica not in plan.names() and not (_REPLICA_RE.fullmatch(replica) and path.is_file()):
             raise errors.ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist in job "
                                                     f"{job_name(project, job_id)}; its replicas are "
                                                     f"{', '.join(plan.names())}.")
