@@ -201,3 +201,32 @@ def test_rejected_drop_watch_exits_1_during_and_after(stack, sample_package):
 def test_watch_of_an_unknown_job_times_out_with_2(stack):
     waited = cli(stack, "watch", "no_such_job_1", "--timeout", "2")
     assert waited.returncode == 2 and "no final state within 2s" in waited.stderr
+
+
+def _watch_subscriptions(env) -> list[str]:
+    url = f"http://{env['PUBSUB_EMULATOR_HOST']}/v1/projects/{env['PROJECT']}/subscriptions"
+    return [s["name"] for s in requests.get(url, timeout=10).json().get("subscriptions", [])
+            if s["name"].rsplit("/", 1)[-1].startswith("watch-")]
+
+
+def test_watch_all_jobs_until_the_timeout_exits_0_and_leaves_no_subscription(stack):
+    done = cli(stack, "watch", "--timeout", "2")
+    assert done.returncode == 0 and "following every job" in done.stderr
+    assert _watch_subscriptions(stack) == []
+
+
+def test_ctrl_c_exits_130_and_deletes_the_temporary_subscription(stack):
+    import signal
+
+    proc = start_watch(stack, "not_dropped_yet_1")
+    try:
+        assert "not in the training API (yet)" in proc.stderr.readline()  # subscribed, current state read
+        assert len(_watch_subscriptions(stack)) == 1
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert _watch_subscriptions(stack) == []
