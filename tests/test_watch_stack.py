@@ -178,6 +178,8 @@ def test_failing_trainer_one_failed_event_with_its_error_and_watch_exits_1(stack
     assert after.returncode == 1 and "FAILED" in after.stdout and "(training API)" in after.stdout
     logs = cli(env, "logs", FAIL_JOB)
     assert logs.returncode == 0 and "failing on purpose" in logs.stdout
+    followed = cli(env, "logs", FAIL_JOB, "--follow")  # the job is final: prints everything and returns
+    assert followed.returncode == 0 and "failing on purpose" in followed.stdout
     missing = cli(env, "logs", FAIL_JOB, "--replica", "worker-7")
     assert missing.returncode == 1 and "404" in missing.stderr
 
