@@ -7,7 +7,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo test unit clean
+.PHONY: venv runtime up down demo test unit bench clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,9 @@ demo: venv runtime
 
 test: venv runtime
 	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/package_inspection.py --runs 5
 
 unit: venv
 	$(PY) -m pytest -q -m "not stack"
