@@ -75,3 +75,46 @@ def test_finished_jobs_are_fetched_individually(world):
     report = world.reconciler.tick()
     assert report.published == [(job_id, "SUCCEEDED")]
     assert report.api_calls == 2  # one list (empty: `{}`) + one get for the job that left the active list
+
+
+def test_a_job_the_api_forgot_is_given_up_after_five_ticks_without_inventing_a_state(world):
+    job_id = submitted(world)
+    del world.backend.jobs[job_id]  # deleted, or another project: every get answers 404
+    for _ in range(4):
+        world.reconciler.tick()
+        assert [r.job_id for r in world.ledger.followed()] == [job_id]
+    world.reconciler.tick()
+    assert world.ledger.followed() == [] and world.store.get(f"lost/{job_id}.json") is not None
+    calls = len(world.backend.calls)
+    world.reconciler.tick()
+    assert len(world.backend.calls) == calls  # no more calls for it
+    assert world.publisher.states(job_id) == ["SUBMITTED"]
+
+
+def test_overlapping_ticks_do_not_run_and_a_dead_ticks_lock_expires(world):
+    import datetime as dt
+
+    job_id = submitted(world)
+    world.backend.set_state(job_id, "RUNNING")
+    assert world.ledger.lock_ticks("other-tick", world.reconciler.now(), 300)
+    assert world.reconciler.tick().skipped and world.publisher.states(job_id) == ["SUBMITTED"]
+    later = world.reconciler.now() + dt.timedelta(seconds=301)
+    world.reconciler.now = lambda: later
+    report = world.reconciler.tick()
+    assert not report.skipped and report.published == [(job_id, "RUNNING")]
+
+
+def test_warm_ledger_downloads_only_changed_records(world):
+    ids = [submitted(world, f"incoming/run-{i:03d}") for i in range(20)]
+    world.reconciler.tick()  # every job: SUBMITTED -> QUEUED
+    gets = []
+    original = world.store.get
+    world.store.get = lambda key: (gets.append(key), original(key))[1]
+    world.ledger.followed()
+    first = len([k for k in gets if k.startswith("jobs/")])
+    gets.clear()
+    world.backend.set_state(ids[0], "RUNNING")
+    world.reconciler.tick()
+    world.ledger.followed()
+    assert first == 20
+    assert len([k for k in gets if k.startswith("jobs/")]) == 1  # only the record the tick advanced

@@ -12,6 +12,8 @@ Keys:
   pending/<bucket>/<folder>.json              an incomplete drop ({since, missing}); swept after a while
   specs/<bucket>/<folder>.json                the last submitted job.yaml of a folder ({generation, crc32c,
                                                size, jobId, time}), to recognise byte-identical re-uploads
+  lost/<jobId>.json                           a followed job the API stopped knowing (permanent errors)
+  locks/reconciler.json                       the one reconcile tick running now ({owner, time}, leased)
 
 A job gets a `jobs/` record only after its SUBMITTED message is published, so
 the reconciler can never publish a state before SUBMITTED.
@@ -39,16 +41,17 @@ class JobRecord:
     job_dir: str | None
     backend: str
     token: int = 0
+    misses: int = 0  # consecutive ticks on which the API answered a permanent error for this job
 
     def as_dict(self) -> dict[str, Any]:
         return {"jobId": self.job_id, "state": self.state.value, "drop": self.drop.as_dict(),
-                "labels": self.labels, "jobDir": self.job_dir, "backend": self.backend}
+                "labels": self.labels, "jobDir": self.job_dir, "backend": self.backend, "misses": self.misses}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], token: int = 0) -> "JobRecord":
         return cls(job_id=d["jobId"], state=State(d["state"]), drop=DropRef.from_dict(d["drop"]),
                    labels=dict(d.get("labels") or {}), job_dir=d.get("jobDir"), backend=d.get("backend", "ml_v1"),
-                   token=token)
+                   token=token, misses=int(d.get("misses", 0)))
 
 
 class Ledger:
@@ -56,6 +59,8 @@ class Ledger:
 
     def __init__(self, store: StateStore):
         self.store = store
+        # Followed-job documents by (key, generation): a warm reconciler downloads only changed records.
+        self._records: dict[str, tuple[int, JobRecord]] = {}
 
     @staticmethod
     def _drop_key(drop: DropRef) -> str:
@@ -153,13 +158,52 @@ class Ledger:
         return any(self.store.get(f"{p}/{job_id}.json") is not None for p in ("jobs", "done"))
 
     def followed(self) -> list[JobRecord]:
-        """Every job still being followed, with its generation token."""
+        """Every job still being followed, with its generation token.
+
+        One listing per call; a record is downloaded only when its generation changed since this
+        Ledger last read it.
+        """
+        versions = self.store.versions("jobs/")
         out = []
-        for key in self.store.list("jobs/"):
-            found = self.store.get(key)
-            if found:
-                out.append(JobRecord.from_dict(found[0], token=found[1]))
+        for key, token in sorted(versions.items()):
+            cached = self._records.get(key)
+            if cached is None or cached[0] != token:
+                found = self.store.get(key)
+                if not found:
+                    continue
+                cached = (found[1], JobRecord.from_dict(found[0], token=found[1]))
+                self._records[key] = cached
+            out.append(dataclasses.replace(cached[1]))
+        for key in set(self._records) - set(versions):
+            del self._records[key]
         return out
+
+    def missed(self, record: JobRecord) -> bool:
+        """Count one more permanent API error for a followed job; False if another writer moved it first."""
+        return self.store.replace(f"jobs/{record.job_id}.json",
+                                  dataclasses.replace(record, misses=record.misses + 1).as_dict(), record.token)
+
+    def lose(self, record: JobRecord) -> None:
+        """Stop following a job the API no longer knows (kept under `lost/` for inspection)."""
+        self.store.create(f"lost/{record.job_id}.json", record.as_dict())
+        self.store.delete(f"jobs/{record.job_id}.json")
+
+    def lock_ticks(self, owner: str, now: dt.datetime, lease_s: float) -> bool:
+        """Become the one running reconcile tick; a lock older than `lease_s` (a dead tick) is taken over."""
+        doc = {"owner": owner, "time": now.isoformat()}
+        if self.store.create("locks/reconciler.json", doc):
+            return True
+        found = self.store.get("locks/reconciler.json")
+        if found is None:
+            return self.store.create("locks/reconciler.json", doc)
+        age = (now - dt.datetime.fromisoformat(found[0]["time"])).total_seconds()
+        return age > lease_s and self.store.replace("locks/reconciler.json", doc, found[1])
+
+    def unlock_ticks(self, owner: str) -> None:
+        """Release the tick lock if this owner holds it."""
+        found = self.store.get("locks/reconciler.json")
+        if found and found[0].get("owner") == owner:
+            self.store.delete("locks/reconciler.json")
 
     def advance(self, record: JobRecord, state: State) -> bool:
         """Record that `state` was published for the job; False if another writer moved it first.
@@ -171,5 +215,5 @@ class Ledger:
             self.store.create(f"done/{record.job_id}.json", updated.as_dict())
             self.store.delete(f"jobs/{record.job_id}.json")
             return True
-        ok = self.store.replace(f"jobs/{record.job_id}.json", updated.as_dict(), record.token)
-        return ok
+        updated.misses = 0
+        return self.store.replace(f"jobs/{record.job_id}.json", updated.as_dict(), record.token)

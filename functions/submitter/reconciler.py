@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from typing import Callable
 
 from . import logs
@@ -25,6 +26,8 @@ from .states import ACTIVE_API_STATES, State, observed_state
 log = logs.get("reconciler")
 ACTIVE_FILTER = " OR ".join(f"state:{s.value}" for s in ACTIVE_API_STATES)
 PAGE_SIZE = 100  # the API's maximum pageSize
+MAX_MISSES = 5  # ticks in a row with a permanent API error before a job is given up as lost
+TICK_LEASE_S = 300.0  # a tick lock older than this belongs to a dead tick (ticks take seconds)
 
 
 @dataclasses.dataclass
@@ -34,6 +37,7 @@ class TickReport:
     followed: int = 0
     api_calls: int = 0
     published: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    skipped: bool = False  # another tick held the lock
 
 
 class Reconciler:
@@ -52,7 +56,20 @@ class Reconciler:
         self.backend, self.publisher, self.ledger, self.source, self.now = backend, publisher, ledger, source, now
 
     def tick(self) -> TickReport:
-        """One reconciliation pass. Raises on transient faults after bounded retries (the next tick retries)."""
+        """One reconciliation pass. Raises on transient faults after bounded retries (the next tick retries).
+
+        Ticks never overlap: one that finds another running (a slow tick, a second instance) returns at
+        once, so an older record can never publish a state after another tick published a later one.
+        """
+        owner = uuid.uuid4().hex
+        if not self.ledger.lock_ticks(owner, self.now(), TICK_LEASE_S):
+            return TickReport(skipped=True)
+        try:
+            return self._tick()
+        finally:
+            self.ledger.unlock_ticks(owner)
+
+    def _tick(self) -> TickReport:
         report = TickReport()
         followed = self.ledger.followed()
         report.followed = len(followed)
@@ -68,10 +85,21 @@ class Reconciler:
                 except BackendError as exc:
                     if exc.transient:
                         raise
-                    log.warning(f"cannot read job: {exc}", extra={"ctx": {"jobId": record.job_id}})
+                    self._missed(record, exc)
                     continue
             self._advance(record, job, report)
         return report
+
+    def _missed(self, record: JobRecord, exc: BackendError) -> None:
+        """A permanent error reading a followed job: retry on later ticks, give it up after MAX_MISSES."""
+        ctx = {"jobId": record.job_id, "state": record.state.value}
+        if record.misses + 1 >= MAX_MISSES:
+            self.ledger.lose(record)
+            log.error(f"job no longer readable after {MAX_MISSES} ticks ({exc}); stopped following it, no state "
+                      "is published for it", extra={"ctx": ctx})
+        else:
+            self.ledger.missed(record)
+            log.warning(f"cannot read job: {exc}", extra={"ctx": ctx})
 
     def _list_active(self, report: TickReport) -> dict[str, dict]:
         jobs: dict[str, dict] = {}

@@ -38,6 +38,9 @@ class StateStore(Protocol):
     def list(self, prefix: str) -> list[str]:
         """Keys starting with `prefix`, sorted."""
 
+    def versions(self, prefix: str) -> dict[str, int]:
+        """{key: generation token} for keys starting with `prefix` (one listing; lets callers cache documents)."""
+
 
 class InMemoryStateStore:
     """A thread-safe StateStore in memory that enforces every precondition (tests, CLI dry runs)."""
@@ -79,6 +82,10 @@ class InMemoryStateStore:
     def list(self, prefix):
         with self._lock:
             return sorted(k for k in self._docs if k.startswith(prefix))
+
+    def versions(self, prefix):
+        with self._lock:
+            return {k: gen for k, (_, gen) in self._docs.items() if k.startswith(prefix)}
 
     def _put(self, key, doc):
         self._docs[key] = (json.dumps(doc, sort_keys=True), self._next)
@@ -157,6 +164,9 @@ class GcsStateStore:
             pass
 
     def list(self, prefix):
+        return sorted(self.versions(prefix))
+
+    def versions(self, prefix):
         bucket = self._bucket()
-        names = (b.name for b in bucket.client.list_blobs(bucket, prefix=self.prefix + prefix))
-        return sorted(n[len(self.prefix):] for n in names)
+        return {b.name[len(self.prefix):]: int(b.generation or 0)
+                for b in bucket.client.list_blobs(bucket, prefix=self.prefix + prefix)}
