@@ -86,6 +86,11 @@ def test_retired_runtime_is_a_warning_and_python_is_filled():
     ({"scaleTier": "CUSTOM", "masterType": "n1-standard-4", "masterConfig": {"acceleratorConfig": {
         "type": "NVIDIA_TESLA_A100", "count": 1}}}, "trainingInput.masterConfig.acceleratorConfig.type",
      "only available on a2-highgpu"),
+    ({"scaleTier": "CUSTOM", "masterType": "n1-standard-8", "masterConfig": {"acceleratorConfig": {"count": 1}}},
+     "trainingInput.masterConfig.acceleratorConfig.type", "needs a type"),
+    ({"scaleTier": "CUSTOM", "masterType": "n1-standard-8", "masterConfig": {"acceleratorConfig": {
+        "type": "NVIDIA_TESLA_T4", "count": 3}}}, "trainingInput.masterConfig.acceleratorConfig.count",
+     "counts of"),
     ({"scaleTier": "CUSTOM", "masterType": "n1-standrd-8"}, "trainingInput.masterType", "did you mean"),
     ({"runtimeVersion": "2.11", "pythonVersion": "2.7"}, "trainingInput.pythonVersion", "offers pythonVersion 3.7"),
     ({"runtimeVersion": "9.9"}, "trainingInput.runtimeVersion", "not an AI Platform Training runtime"),
@@ -283,3 +288,12 @@ def test_validate_user_args_after_double_dash_replace_file_args(tmp_path):
     out = json.loads(res.output)
     assert out["job"]["trainingInput"]["args"] == ["--epochs", "9"]
     assert any("replaced trainingInput.args" in n for n in out["notes"])
+
+
+def test_region_far_from_the_drop_bucket_is_a_warning_not_a_rejection():
+    w = World()
+    w.storage.bucket_location = lambda bucket: "europe-west4"
+    out = w.drop("incoming/run-200")
+    assert out.action == "submitted"
+    [msg] = w.messages()
+    assert any("differs from the drop bucket's location europe-west4" in x for x in msg["warnings"])
