@@ -203,3 +203,11 @@ def test_publish_failure_raises_and_redelivery_publishes_without_second_job(worl
     out = world.deliver("incoming/run-017/job.yaml", event_id="evt-redelivered")
     assert out.action == "adopted"
     assert len(world.backend.jobs) == 1 and world.publisher.states() == ["SUBMITTED"]
+
+
+def test_oversized_job_yaml_is_rejected_without_reading_it():
+    w = World(max_spec_bytes=1000)
+    out = w.drop("incoming/run-big", spec=b"# padding\n" * 200 + BASELINE_YAML)
+    assert out.action == "rejected" and w.storage.reads == 0
+    [data] = w.messages()
+    assert data["reason"] == "SPEC_TOO_LARGE" and "at most 1000 bytes" in data["message"]

@@ -99,8 +99,8 @@ class Policy:
         if isinstance(region, str) and region not in self.allowed_regions:
             bad("trainingInput.region", f"region {region!r} is not allowed; allowed: {', '.join(self.allowed_regions)}",
                 region)
-        tier = ti.get("scaleTier") or "BASIC"
-        if isinstance(tier, str) and tier not in self.allowed_scale_tiers:
+        tier = rules.scale_tier(ti)
+        if tier not in self.allowed_scale_tiers:
             bad("trainingInput.scaleTier", f"scaleTier {tier} is not allowed; allowed: "
                 + ", ".join(self.allowed_scale_tiers), tier)
         for field in ("masterType", "workerType", "parameterServerType", "evaluatorType"):

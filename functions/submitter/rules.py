@@ -120,9 +120,16 @@ def parse_duration(value: Any) -> float | None:
     return None
 
 
+def scale_tier(ti: dict[str, Any]) -> str:
+    """The job's scaleTier; a missing one is BASIC, as the service treated it (a malformed one too:
+    the schema layer reports it)."""
+    tier = ti.get("scaleTier")
+    return tier if isinstance(tier, str) and tier else "BASIC"
+
+
 def replica_counts(ti: dict[str, Any]) -> dict[str, int]:
     """Replicas per role {"master", "worker", "parameterServer", "evaluator"} for a TrainingInput."""
-    tier = ti.get("scaleTier") or "BASIC"
+    tier = scale_tier(ti)
     if tier != "CUSTOM":
         m, w, p = PRESET_REPLICAS.get(tier, (1, 0, 0))
         return {"master": m, "worker": w, "parameterServer": p, "evaluator": 0}
@@ -134,7 +141,7 @@ def replica_counts(ti: dict[str, Any]) -> dict[str, int]:
 
 def accelerator_total(ti: dict[str, Any]) -> int:
     """Accelerators the job asks for across all replicas."""
-    tier = ti.get("scaleTier") or "BASIC"
+    tier = scale_tier(ti)
     if tier != "CUSTOM":
         return PRESET_ACCELERATORS.get(tier, 0)
     counts = replica_counts(ti)
@@ -163,7 +170,7 @@ def check_training_input(ti: dict[str, Any]) -> Findings:
 
 
 def _check_tier_and_machines(ti: dict[str, Any], f: Findings) -> None:
-    tier = ti.get("scaleTier") or "BASIC"
+    tier = scale_tier(ti)
     custom = tier == "CUSTOM"
     master = ti.get("masterType")
     if custom and not master:

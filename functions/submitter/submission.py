@@ -116,12 +116,18 @@ class DropHandler:
         copy_of = self._identical_to_submitted(drop, spec_obj)
         if copy_of:
             return copy_of
-        text = call_with_retries(lambda: self.storage.read(drop.bucket, drop.object, drop.generation,
-                                                           max_bytes=self.settings.max_spec_bytes))
-        try:
-            parsed: ParsedSpec | None = parse_job_yaml(text, filename=drop.object)
-        except SpecRejected as exc:
-            parsed, spec_errors = None, exc.violations
+        parsed: ParsedSpec | None = None
+        if spec_obj.size > self.settings.max_spec_bytes:  # never read it: the size is in the listing
+            spec_errors = [Violation(drop.object, f"is {spec_obj.size} bytes; a job.yaml may be at most "
+                                     f"{self.settings.max_spec_bytes} bytes (SUBMITTER_MAX_SPEC_BYTES)",
+                                     Reason.SPEC_TOO_LARGE, spec_obj.size)]
+        else:
+            text = call_with_retries(lambda: self.storage.read(drop.bucket, drop.object, drop.generation,
+                                                               max_bytes=self.settings.max_spec_bytes))
+            try:
+                parsed = parse_job_yaml(text, filename=drop.object)
+            except SpecRejected as exc:
+                spec_errors = exc.violations
         packages = sorted((o for n, o in by_name.items() if n.endswith(ev.PACKAGE_SUFFIX) and o.size > 0),
                           key=lambda o: o.name)
         if parsed is not None:
@@ -212,7 +218,8 @@ class DropHandler:
 
     def _check_packages(self, packages: list[ObjectInfo], ti: dict[str, Any]) -> list[Violation]:
         """Inspect the drop's packages that the job uses; check pythonModule is in one of them."""
-        used = set(ti.get("packageUris") or [])
+        uris = ti.get("packageUris")
+        used = {u for u in uris if isinstance(u, str)} if isinstance(uris, list) else set()
         infos, out = [], []
         for obj in packages:
             if obj.uri not in used:
