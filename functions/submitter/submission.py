@@ -162,7 +162,8 @@ class DropHandler:
         if not last or not spec_obj.crc32c or last["generation"] == str(drop.generation):
             return None
         age = (self.now() - dt.datetime.fromisoformat(last["time"])).total_seconds()
-        if last["crc32c"] != spec_obj.crc32c or int(last["size"]) != spec_obj.size or age > self.settings.duplicate_window_s:
+        same_bytes = last["crc32c"] == spec_obj.crc32c and int(last["size"]) == spec_obj.size
+        if not same_bytes or age > self.settings.duplicate_window_s:
             return None
         note = (f"generation {drop.generation} is byte-identical to generation {last['generation']}, submitted as "
                 f"{last['jobId']} {age:.0f}s ago; not resubmitted. To rerun on purpose, change anything in "
