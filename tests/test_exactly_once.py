@@ -387,3 +387,41 @@ def test_F16_emulator_not_running_fails_within_the_timeout(monkeypatch):
     with pytest.raises(PublishError, match="did not complete in time|failed"):
         pub.publish([OutgoingMessage(b"{}", {"state": "SUBMITTED"}, "j1")])
     assert time.monotonic() - start < 30
+
+
+def test_sweep_names_what_is_missing_now_and_empty_job_yaml():
+    w, clock = world_with_clock(incomplete_drop_s=10)
+    w.put("incoming/s-named/package.tar.gz", BASELINE_TARBALL)
+    assert w.deliver("incoming/s-named/package.tar.gz").action == "waiting"  # no job.yaml yet
+    spec = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/s-named/missing.tar.gz]\n"
+                                            b"  args:")
+    w.put("incoming/s-named/job.yaml", spec)
+    assert w.deliver("incoming/s-named/job.yaml").action == "waiting"
+    w.put("incoming/s-zero/job.yaml", b"")
+    w.put("incoming/s-zero/package.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/s-zero/package.tar.gz")
+    clock.advance(11)
+    messages = {o.detail.split("/")[1]: o.detail for o in w.handler.sweep_incomplete()}
+    assert "missing missing.tar.gz" in messages["s-named"] and "job.yaml" not in messages["s-named"].split(
+        "missing")[1]
+    assert "empty" in messages["s-zero"]
+
+
+def test_a_package_arriving_after_submission_is_noted_on_the_status():
+    w, _ = world_with_clock()
+    w.put("incoming/multi/job.yaml", BASELINE_YAML)
+    w.put("incoming/multi/trainer.tar.gz", BASELINE_TARBALL)
+    assert w.deliver("incoming/multi/trainer.tar.gz").action == "submitted"
+    w.put("incoming/multi/helperlib-0.1.tar.gz", BASELINE_TARBALL)
+    assert w.deliver("incoming/multi/helperlib-0.1.tar.gz").action == "duplicate"
+    [note] = w.ledger.status("drop-bucket", "incoming/multi")["notes"]
+    assert "helperlib-0.1.tar.gz arrived after job" in note and "packageUris" in note
+
+
+def test_yaml_aliases_and_deep_nesting_are_rejected_not_expanded():
+    w, _ = world_with_clock()
+    bomb = b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+    assert w.drop("incoming/bomb", spec=bomb + BASELINE_YAML).action == "rejected"
+    assert w.drop("incoming/deep", spec=b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n").action == "rejected"
+    reasons = [m["reason"] for m in w.messages()]
+    assert reasons == ["YAML_INVALID", "YAML_INVALID"] and "aliases" in w.messages()[0]["message"]

@@ -209,3 +209,17 @@ def test_killed_between_create_and_publish_then_redelivered_gives_one_job_one_su
     jobs = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs",
                         params={"filter": "jobId:run_1_*"}).json()["jobs"]
     assert [j["jobId"] for j in jobs] == [job_id]
+
+
+def test_unicode_drop_folder_is_delivered_and_submitted(stack, sample_package):
+    s, env = stack
+    state, events = run_drop(env, sample_package, (REPO / "samples" / "job.yaml").read_bytes(),
+                             "incoming/ラン-日本", timeout_s=120, out=lambda _: None)
+    assert events and events[0]["data"]["state"] == "SUBMITTED"
+    assert naming_ok(events[0]["data"]["jobId"])
+
+
+def naming_ok(job_id):
+    from submitter.naming import is_valid_job_id
+
+    return is_valid_job_id(job_id)

@@ -27,7 +27,11 @@ def check(yaml_text: str, policy: Policy | None = None, flags: Overrides | None 
 
 
 def fields(result) -> dict[str, str]:
-    return {v.field: f"{v.reason}: {v.message}" for v in result.violations}
+    """{field path: every "REASON: message" for it, joined}."""
+    out: dict[str, str] = {}
+    for v in result.violations:
+        out[v.field] = (out[v.field] + " | " if v.field in out else "") + f"{v.reason}: {v.message}"
+    return out
 
 
 def base(**ti) -> str:
@@ -297,3 +301,42 @@ def test_region_far_from_the_drop_bucket_is_a_warning_not_a_rejection():
     assert out.action == "submitted"
     [msg] = w.messages()
     assert any("differs from the drop bucket's location europe-west4" in x for x in msg["warnings"])
+
+
+def test_one_pass_lists_rule_and_policy_problems_of_the_same_field():
+    result = check(base(scaleTier="CUSTOM", masterType="n1-standard-4",
+                        masterConfig={"acceleratorConfig": {"type": "NVIDIA_TESLA_A100", "count": 1}}))
+    text = fields(result)["trainingInput.masterConfig.acceleratorConfig.type"]
+    assert "INVALID_MACHINE_CONFIG" in text and "POLICY_VIOLATION" in text
+    big = check(base(scaleTier="CUSTOM", masterType="n1-standard-8", workerType="n1-standard-8", workerCount=100,
+                     workerConfig={"acceleratorConfig": {"type": "NVIDIA_TESLA_V100", "count": 8}}))
+    assert "replicas" in fields(big)["trainingInput"] and "accelerators" in fields(big)["trainingInput"]
+
+
+@pytest.mark.parametrize("job_dir", ["gs://drop-bucket/incoming/loop", "gs://drop-state/submitter/x"])
+def test_job_dir_inside_the_drop_area_or_the_state_is_rejected(job_dir):
+    ctx = DropContext(CTX.package_uris, CTX.default_job_dir, "us-central1", "2.11", "3.7", {},
+                      protected_prefixes=("gs://drop-bucket/incoming/", "gs://drop-state/submitter/"))
+    result = check_text(base(jobDir=job_dir).encode(), "job.yaml", ctx, "j1", Policy())
+    assert "look like new drops" in fields(result)["trainingInput.jobDir"]
+
+
+def test_job_dir_passed_in_args_is_rejected():
+    result = check(base(jobDir="gs://drop-outputs/x", args=["--epochs", "3", "--job-dir", "gs://drop-outputs/y"]))
+    assert "passes --job-dir" in fields(result)["trainingInput.args[2]"]
+
+
+def test_validate_config_with_trainer_args_after_double_dash(tmp_path):
+    (tmp_path / "job.yaml").write_bytes(BASELINE_YAML)
+    (tmp_path / "p.tar.gz").write_bytes(BASELINE_TARBALL)
+    res = CliRunner().invoke(cli, ["validate", "--config", str(tmp_path / "job.yaml"), "--packages",
+                                   str(tmp_path / "p.tar.gz"), "--json", "--", "--epochs", "7"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["job"]["trainingInput"]["args"] == ["--epochs", "7"]
+
+
+def test_validate_refuses_an_oversized_spec_like_the_function(tmp_path, monkeypatch):
+    (tmp_path / "job.yaml").write_bytes(BASELINE_YAML + b"#" * (2 * 1024 * 1024))
+    (tmp_path / "p.tar.gz").write_bytes(BASELINE_TARBALL)
+    res = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert res.exit_code == 1 and "SPEC_TOO_LARGE" in res.output

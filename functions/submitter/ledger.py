@@ -71,9 +71,20 @@ class Ledger:
         found = self.store.get(self._drop_key(drop))
         return found[0] if found else None
 
-    def record_verdict(self, drop: DropRef, state: State, job_id: str) -> bool:
-        """Record the verdict once; False if one was already recorded."""
-        return self.store.create(self._drop_key(drop), {"state": state.value, "jobId": job_id})
+    def record_verdict(self, drop: DropRef, state: State, job_id: str, package_uris: list[str] | None = None) -> bool:
+        """Record the verdict once (with the packages a submitted job uses); False if one was already recorded."""
+        doc = {"state": state.value, "jobId": job_id}
+        if package_uris is not None:
+            doc["packageUris"] = package_uris
+        return self.store.create(self._drop_key(drop), doc)
+
+    def add_status_note(self, drop: DropRef, note: str) -> None:
+        """Append a note to a drop's status document (e.g. a package that arrived after submission)."""
+        current = self.status(drop.bucket, drop.folder) or {}
+        notes = list(current.get("notes") or [])
+        if note not in notes:
+            self.store.put(self.status_key(drop.bucket, drop.folder),
+                           {**current, "notes": notes + [note], "drop": drop.as_dict()})
 
     def write_status(self, drop: DropRef, status: dict[str, Any]) -> None:
         """Record the latest verdict on a drop where the uploader can read it (outside the drop folders)."""
@@ -118,9 +129,14 @@ class Ledger:
 
     # -- incomplete drops ------------------------------------------------------------------------
     def note_pending(self, bucket: str, folder: str, missing: list[str], now: dt.datetime) -> None:
-        """Remember an incomplete drop (the first sighting's time is kept)."""
-        self.store.create(f"pending/{bucket}/{folder}.json",
-                          {"bucket": bucket, "folder": folder, "missing": missing, "since": now.isoformat()})
+        """Remember an incomplete drop and what it lacks now (the first sighting's time is kept)."""
+        key = f"pending/{bucket}/{folder}.json"
+        doc = {"bucket": bucket, "folder": folder, "missing": missing, "since": now.isoformat()}
+        if self.store.create(key, doc):
+            return
+        found = self.store.get(key)
+        if found and found[0].get("missing") != missing:
+            self.store.replace(key, {**doc, "since": found[0]["since"]}, found[1])
 
     def pending(self) -> list[dict[str, Any]]:
         """Every incomplete drop noted so far."""

@@ -231,7 +231,7 @@ def _check_accelerator(path: str, acc: Any, machine: Any, f: Findings) -> None:
     if count is None or count <= 0:
         f.bad(f"{path}.count", f"acceleratorConfig needs a positive count, got {acc.get('count')!r}",
               acc.get("count"), INVALID_MACHINE_CONFIG)
-    if not isinstance(machine, str) or not kind or count is None:
+    if not isinstance(machine, str) or not kind or count is None or count <= 0:
         return
     family = machine_family(machine)
     if kind in TPU_ACCELERATORS:

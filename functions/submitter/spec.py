@@ -36,6 +36,26 @@ LABEL_VALUE_RE = re.compile(r"[a-z0-9_-]{0,63}")
 TEMPLATE_RE = re.compile(r"\{\{.*?\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}|<[A-Za-z_][A-Za-z0-9_ -]*>")
 
 
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases.
+
+    A job spec has no use for anchors, and aliases let a 1 KB file expand to gigabytes
+    ("billion laughs"), so an alias is a parse error here.
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in job.yaml; write the "
+                                              "value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str):
+    """`yaml.load` with SpecLoader (safe, no aliases)."""
+    return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader subclass
+
+
 class Reason:
     """Machine-readable reasons carried by REJECTED and SUBMIT_FAILED events."""
 
@@ -69,7 +89,9 @@ class Violation:
         """JSON form used in events and status objects."""
         out = {"field": self.field, "message": self.message, "reason": self.reason}
         if self.value is not None:
-            out["value"] = self.value if isinstance(self.value, (str, int, float, bool)) else repr(self.value)
+            value = self.value if isinstance(self.value, (int, float, bool)) else (
+                self.value if isinstance(self.value, str) else repr(self.value))
+            out["value"] = value[:200] + "…" if isinstance(value, str) and len(value) > 200 else value
         return out
 
 
@@ -104,7 +126,7 @@ class ParsedSpec:
 
 
 def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
-    """Parse job.yaml (YAML through `yaml.safe_load`; JSON is YAML too).
+    """Parse job.yaml (YAML through a safe loader without aliases; JSON is YAML too).
 
     Args:
         text: the file content (UTF-8).
@@ -122,7 +144,9 @@ def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
         except UnicodeDecodeError as exc:
             raise SpecRejected([Violation(filename, f"is not UTF-8 text (byte {exc.start})", Reason.YAML_INVALID)])
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
+    except RecursionError:
+        raise SpecRejected([Violation(filename, "is not valid YAML: nested too deeply", Reason.YAML_INVALID)])
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -170,7 +194,7 @@ def _raw_numeric_scalars(text: str, top_level_input: bool) -> dict[str, str]:
         elif isinstance(node, yaml.ScalarNode) and node.style is None:
             out[path] = node.value
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=SpecLoader)
     if root is not None:
         walk(root, "trainingInput" if top_level_input else "")
     return out
@@ -186,6 +210,8 @@ class DropContext:
         region / runtime_version / python_version: deployment defaults.
         labels: labels the submitter adds (its own marker); user labels win on clashes
             except for the marker key, which is reserved.
+        protected_prefixes: gs:// prefixes a jobDir must not point into (the drop area, the state
+            bucket): training outputs there would look like new drops or overwrite the submitter's records.
     """
 
     package_uris: tuple[str, ...]
@@ -194,6 +220,7 @@ class DropContext:
     runtime_version: str
     python_version: str
     labels: dict[str, str]
+    protected_prefixes: tuple[str, ...] = ()
 
 
 def complete(job: dict[str, Any], ctx: DropContext, job_id: str) -> dict[str, Any]:
@@ -285,6 +312,12 @@ def check_essentials(job: dict[str, Any], raw_scalars: dict[str, str] | None = N
         v.append(Violation("trainingInput.runtimeVersion", "runtimeVersion and masterConfig.imageUri are "
                            "mutually exclusive; keep one"))
     v += _check_args(ti.get("args"))
+    if ti.get("jobDir") and isinstance(ti.get("args"), list):
+        for i, item in enumerate(ti["args"]):
+            if isinstance(item, str) and (item == "--job-dir" or item.startswith("--job-dir=")):
+                v.append(Violation(f"trainingInput.args[{i}]", "passes --job-dir, but the service passes jobDir to "
+                                   "the trainer as --job-dir itself (it would arrive twice and the last one wins); "
+                                   "remove it from args and set trainingInput.jobDir", Reason.SPEC_INVALID, item))
     uris = ti.get("packageUris")
     if uris is not None:
         if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):

@@ -59,7 +59,13 @@ def drop_context(settings: Settings, folder: str, job_id: str, packages: list[Ob
         default_job_dir=f"gs://{settings.output_bucket}/{folder}/{job_id}",
         region=settings.region, runtime_version=settings.runtime_version, python_version=settings.python_version,
         labels={settings.job_label_key: settings.job_label_value},
+        protected_prefixes=protected_prefixes(settings),
     )
+
+
+def protected_prefixes(settings: Settings) -> tuple[str, ...]:
+    """Where a jobDir must not point: the drop area and the submitter's state."""
+    return (f"gs://{settings.drop_bucket}/{settings.drop_prefix}", f"gs://{settings.state_bucket}/{settings.state_prefix}")
 
 
 class DropHandler:
@@ -107,11 +113,14 @@ class DropHandler:
     def _handle_drop(self, bucket: str, where: ev.DropObject, by_name: dict[str, ObjectInfo]) -> Outcome:
         spec_obj = by_name.get(ev.JOB_SPEC_NAME)
         if spec_obj is None or spec_obj.size == 0:
-            self.ledger.note_pending(bucket, where.folder, [ev.JOB_SPEC_NAME], self.now())
-            return Outcome("waiting", f"drop {where.folder}/ has no {ev.JOB_SPEC_NAME} yet")
+            what = ev.JOB_SPEC_NAME if spec_obj is None else f"{ev.JOB_SPEC_NAME} (it is empty: 0 bytes)"
+            self.ledger.note_pending(bucket, where.folder, [what], self.now())
+            return Outcome("waiting", f"drop {where.folder}/ has no {what} yet")
         drop = DropRef(bucket=bucket, folder=where.folder, object=spec_obj.name, generation=spec_obj.generation)
         derived_id = naming.derive_job_id(where.drop_name, spec_obj.generation)
-        if self.ledger.verdict(drop) is not None:
+        verdict = self.ledger.verdict(drop)
+        if verdict is not None:
+            self._note_late_package(drop, where, verdict)
             return Outcome("duplicate", f"{drop.object}#{drop.generation} was already handled", derived_id)
         copy_of = self._identical_to_submitted(drop, spec_obj)
         if copy_of:
@@ -154,6 +163,17 @@ class DropHandler:
         if outcome.action in ("submitted", "adopted"):
             self.ledger.remember_spec(drop, spec_obj.crc32c, spec_obj.size, outcome.job_id or derived_id, self.now())
         return outcome
+
+    def _note_late_package(self, drop: DropRef, where: ev.DropObject, verdict: dict[str, Any]) -> None:
+        """A package that arrives after its drop was submitted is not part of the job: say so on the status."""
+        uris = verdict.get("packageUris")
+        uri = f"gs://{drop.bucket}/{where.folder}/{where.filename}"
+        if where.role is ev.ObjectRole.PACKAGE and uris is not None and uri not in uris:
+            note = (f"{where.filename} arrived after job {verdict.get('jobId')} was submitted and is not part of it "
+                    "(a drop without packageUris is submitted with the packages present when it completes). Upload "
+                    "packages before job.yaml, or list them in trainingInput.packageUris, then upload job.yaml again.")
+            self.ledger.add_status_note(drop, note)
+            log.warning(note, extra={"ctx": {"jobId": verdict.get("jobId"), "drop": drop.folder}})
 
     def _identical_to_submitted(self, drop: DropRef, spec_obj: ObjectInfo) -> Outcome | None:
         """A byte-identical re-upload (same crc32c and size) of the folder's submitted job.yaml within the
@@ -277,7 +297,8 @@ class DropHandler:
             log.info("published SUBMITTED", extra={"ctx": {**ctx, "messageIds": ids}})
             self.ledger.follow(JobRecord(job_id=job_id, state=State.SUBMITTED, drop=drop, labels=labels,
                                          job_dir=job_dir, backend=self.backend.name))
-        self.ledger.record_verdict(drop, State.SUBMITTED, job_id)
+        self.ledger.record_verdict(drop, State.SUBMITTED, job_id,
+                                   list((job.get("trainingInput") or {}).get("packageUris") or []))
         self.ledger.write_status(drop, {"state": State.SUBMITTED.value, "jobId": job_id, "jobDir": job_dir,
                                         "warnings": warnings, "time": self.now().isoformat()})
         return Outcome(action, f"job {job_id} {action}", job_id)
@@ -318,7 +339,10 @@ class DropHandler:
                 self.ledger.clear_pending(bucket, folder)
                 continue
             packages = [n for n, o in by_name.items() if n.endswith(ev.PACKAGE_SUFFIX) and o.size > 0]
-            missing = [ev.JOB_SPEC_NAME] if not generation else pending.get("missing") or []
+            if not generation:
+                missing = [ev.JOB_SPEC_NAME if spec_obj is None else f"{ev.JOB_SPEC_NAME} (it is empty: 0 bytes)"]
+            else:
+                missing = pending.get("missing") or []
             if generation and not packages:
                 missing = missing or [f"a *{ev.PACKAGE_SUFFIX} package"]
             if generation and packages and not pending.get("missing"):

@@ -82,6 +82,8 @@ def apply_overrides(job: dict[str, Any], flags: Overrides) -> tuple[dict[str, An
         out["jobId"] = flags.job_id
     if flags.labels:
         labels = dict(out.get("labels") or {}) if isinstance(out.get("labels"), dict) else {}
+        notes += [f"--labels replaced labels.{k} from the file ({labels[k]!r})" for k, v in flags.labels.items()
+                  if k in labels and labels[k] != v]
         labels.update(flags.labels)
         out["labels"] = labels
     return out, notes
@@ -111,12 +113,30 @@ def check(parsed: ParsedSpec, ctx: DropContext, derived_job_id: str, policy: Pol
             ti["pythonVersion"] = rules.python_versions_for(runtime)[0]
             notes.append(f"pythonVersion {ti['pythonVersion']} filled from runtimeVersion {runtime}")
         policy.fill(ti)
-    violations = check_essentials(job, parsed.raw_scalars) + schema.check_job(job, raw_scalars=parsed.raw_scalars)
+    # The schema and the essential checks overlap (types of args, versions, labels): one message per field.
+    violations = _one_per_field(check_essentials(job, parsed.raw_scalars)
+                                + schema.check_job(job, raw_scalars=parsed.raw_scalars))
     if isinstance(ti, dict):
+        job_dir = ti.get("jobDir")
+        if isinstance(job_dir, str):
+            violations += _protected_job_dir(job_dir, ctx.protected_prefixes)
         findings = rules.check_training_input(ti)
-        violations += findings.violations + policy.check(ti)
+        taken = {(v.field, v.reason) for v in violations}
+        # Semantic rules and policy say different things about the same field (an A100 on n1 *and* A100 not
+        # allowed): keep both, so one pass lists everything to fix.
+        violations += [v for v in findings.violations + policy.check(ti) if (v.field, v.reason) not in taken]
         warnings += findings.warnings
-    return Checked(job=job, violations=_one_per_field(violations), warnings=warnings, notes=notes)
+    return Checked(job=job, violations=violations, warnings=warnings, notes=notes)
+
+
+def _protected_job_dir(job_dir: str, protected: tuple[str, ...]) -> list[Violation]:
+    path = job_dir.rstrip("/") + "/"
+    for prefix in protected:
+        if path.startswith(prefix):
+            return [Violation("trainingInput.jobDir", f"{job_dir} is inside {prefix}, where training outputs would "
+                              "look like new drops or overwrite the submitter's records; use the outputs bucket "
+                              "(or leave jobDir out to get the default)", value=job_dir)]
+    return []
 
 
 def check_text(text: bytes | str, filename: str, ctx: DropContext, derived_job_id: str, policy: Policy,

@@ -24,7 +24,7 @@ import time
 import uuid
 
 import requests
-from cloudevents.conversion import to_binary
+from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -88,8 +88,23 @@ class Relay:
         return new
 
     def deliver(self, event: CloudEvent) -> bool:
-        """POST one event, retrying non-2xx and connection errors with backoff within the retry window."""
-        headers, body = to_binary(event)
+        """POST one event, retrying non-2xx and connection errors with backoff within the retry window.
+
+        Binary content mode, as Eventarc sends; an object name that HTTP headers cannot carry (non-Latin-1
+        characters in `ce-subject`) goes in structured mode, which functions-framework accepts too.
+        """
+        try:
+            return self._deliver(event)
+        except Exception:  # a worker thread's error would otherwise vanish
+            log.exception("delivery of %s failed", event["subject"])
+            return False
+
+    def _deliver(self, event: CloudEvent) -> bool:
+        try:
+            event["subject"].encode("latin-1")
+            headers, body = to_binary(event)
+        except UnicodeEncodeError:
+            headers, body = to_structured(event)
         deadline = time.monotonic() + self.retry_window_s
         delay = 0.5
         while not self.stopping.is_set():

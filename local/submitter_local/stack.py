@@ -19,7 +19,9 @@ temporary root and never touch one a user left running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shlex
@@ -101,6 +103,18 @@ class Stack:
         except (ProcessLookupError, PermissionError):
             return False
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One `make up` / `make down` at a time per root (a second one waits), so concurrent starts cannot
+        leave an orphaned stack or delete each other's state files."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "stack.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def running(self) -> dict | None:
         """The recorded stack when all its processes are alive, else None."""
         state = self._load()
@@ -111,11 +125,15 @@ class Stack:
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> dict[str, str]:
         """Start the stack unless it is already running; returns its environment (the stack.env values)."""
+        with self._locked():
+            return self._start()
+
+    def _start(self) -> dict[str, str]:
         current = self.running()
         if current:
             return current["env"]
         if self._load():
-            self.stop()  # a partial stack from a crash: clear it before starting anew
+            self._stop()  # a partial stack from a crash: clear it before starting anew
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
         c = self.config
@@ -168,10 +186,13 @@ class Stack:
                                       env["RECONCILE_URL"], "--interval", str(c.reconcile_interval_s)], env)
         except BaseException:
             self._save(env)
-            self.stop()
+            self._stop()
             raise
         self._save(env)
-        self.env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+        lines = [f"export {k}={shlex.quote(v)}\n" for k, v in env.items()]
+        # so that `submitter` (installed in the venv) works after `source .local/stack.env`
+        lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"\n')
+        self.env_file.write_text("".join(lines))
         return env
 
     def function_settings(self, env: dict[str, str]) -> dict[str, str]:
@@ -246,6 +267,10 @@ class Stack:
     # -- stop ----------------------------------------------------------------------------------
     def stop(self, grace_s: float = 5.0) -> list[str]:
         """Stop every recorded process group (SIGTERM, then SIGKILL); returns the names stopped."""
+        with self._locked():
+            return self._stop(grace_s)
+
+    def _stop(self, grace_s: float = 5.0) -> list[str]:
         state = self._load()
         if not state:
             return []

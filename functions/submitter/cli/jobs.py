@@ -27,6 +27,10 @@ def show_settings() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the job resource as JSON")
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's state (and errorMessage) from the training API."""
+    from ..naming import JOB_ID_RULE, is_valid_job_id
+
+    if not is_valid_job_id(job_id):
+        raise click.UsageError(f"{job_id!r} is not a jobId ({JOB_ID_RULE})")
     job = _call(lambda: _backend().get_job(job_id))
     if as_json:
         click.echo(json.dumps(job, indent=2))

@@ -12,6 +12,7 @@ from .. import naming, validation
 from ..package import PackageInfo, PackageRejected, inspect_package, module_violations
 from ..settings import Settings
 from ..spec import DropContext, Reason, SpecRejected, Violation, parse_job_yaml
+from ..submission import protected_prefixes
 from ..validation import Overrides
 
 
@@ -64,6 +65,15 @@ class Offline:
     spec_file: Path | None
 
 
+def read_spec(path: Path, settings: Settings) -> bytes:
+    """The spec file's bytes; over the function's size cap it is a usage error, as the function rejects it."""
+    size = path.stat().st_size
+    if size > settings.max_spec_bytes:
+        raise click.ClickException(f"{path} is {size} bytes; a job.yaml may be at most {settings.max_spec_bytes} "
+                                   "bytes (SUBMITTER_MAX_SPEC_BYTES): the function would reject it as SPEC_TOO_LARGE")
+    return path.read_bytes()
+
+
 def split_packages(raw: str | None) -> tuple[list[Path], list[str]]:
     """(--packages local files, --packages gs:// URIs)."""
     local, remote = [], []
@@ -100,7 +110,8 @@ def check_offline(settings: Settings, spec_text: bytes, spec_name: str, drop_nam
     ctx = DropContext(package_uris=tuple(drop_uris), default_job_dir=f"gs://{settings.output_bucket}/{folder}/{job_id}",
                       region=settings.region, runtime_version=settings.runtime_version,
                       python_version=settings.python_version,
-                      labels={settings.job_label_key: settings.job_label_value})
+                      labels={settings.job_label_key: settings.job_label_value},
+                      protected_prefixes=protected_prefixes(settings))
     checked = validation.check(parsed, ctx, derived, settings.policy, flags)
     ti = checked.job.get("trainingInput")
     infos: list[PackageInfo] = []
@@ -138,7 +149,8 @@ def render(result: Offline, as_json: bool, source: str, from_env: bool) -> None:
     if not from_env:
         click.echo("note: no SUBMITTER_* settings in the environment; using the local stack's defaults")
     if c.valid:
-        click.echo(f"{source}: valid" + (f" ({len(c.warnings)} warnings)" if c.warnings else ""))
+        plural = "s" if len(c.warnings) != 1 else ""
+        click.echo(f"{source}: valid" + (f" ({len(c.warnings)} warning{plural})" if c.warnings else ""))
     else:
         click.echo(f"{source}: {len(c.violations)} problem{'s' if len(c.violations) != 1 else ''}")
         for v in c.violations:

@@ -13,9 +13,10 @@ import yaml
 
 from .. import naming
 from ..dropper import upload_drop
+from ..spec import load_yaml
 from ..validation import apply_overrides
 from .common import load_settings
-from .options import check_offline, job_flags, overrides_from, render, split_packages
+from .options import check_offline, job_flags, overrides_from, read_spec, render, split_packages
 
 
 def build_sdist(package_path: Path, out_dir: Path, isolation: bool) -> Path:
@@ -50,8 +51,9 @@ def submit(package_path: Path | None, build_isolation: bool, folder: str | None,
     """
     settings = load_settings()
     local, remote = split_packages(packages)
-    spec_text = config.read_bytes() if config else b"trainingInput: {}\n"
-    stem = (package_path.name if package_path else (local[0].name.split("-")[0] if local else "job"))
+    spec_text = read_spec(config, settings) if config else b"trainingInput: {}\n"
+    stem = package_path.name if package_path else (local[0].name.removesuffix(".tar.gz").split("-")[0]
+                                                    if local else "job")
     name = folder or f"{stem}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     if not naming.is_valid_drop_name(name):
         raise click.UsageError(f"--folder {name!r}: use letters, digits, '-', '_' and '.' only")
@@ -65,19 +67,29 @@ def submit(package_path: Path | None, build_isolation: bool, folder: str | None,
             render(result, as_json, str(config or "flags"), True)
             sys.exit(1)
         # Upload the user's spec with the flags applied; the function completes it as validated.
-        merged, _ = apply_overrides(yaml.safe_load(spec_text) or {},
+        merged, _ = apply_overrides(load_yaml(spec_text.decode()) or {},
                                     overrides_from(kw, result.checked.job["trainingInput"].get("packageUris")
                                                    if remote else None))
+        from google.api_core.exceptions import PreconditionFailed
         from google.cloud import storage
 
         client = storage.Client(project=settings.project)
-        location = upload_drop(client, settings.drop_bucket, settings.drop_prefix + name, local,
-                               yaml.safe_dump(merged, sort_keys=False).encode())
+        try:
+            location = upload_drop(client, settings.drop_bucket, settings.drop_prefix + name, local,
+                                   yaml.safe_dump(merged, sort_keys=False).encode())
+        except PreconditionFailed:
+            raise click.ClickException(f"drop folder gs://{settings.drop_bucket}/{settings.drop_prefix}{name}/ "
+                                       "already holds these files; choose another --folder") from None
     job_id = merged.get("jobId") or naming.derive_job_id(name, location.spec_generation)
     if as_json:
         import json
 
         click.echo(json.dumps({"drop": location.uri, "jobId": job_id, "generation": str(location.spec_generation)}))
     else:
+        for line in result.checked.notes:
+            click.echo(f"note: {line}")
+        for line in result.checked.warnings:
+            click.echo(f"warning: {line}")
         click.echo(f"dropped into {location.uri}")
-        click.echo(f"expect jobId {job_id}  (follow it: submitter status {job_id})")
+        click.echo(f"expect jobId {job_id}  (follow it: submitter watch {job_id}; the verdict on the drop: "
+                   f"submitter drop-status {settings.drop_prefix}{name})")

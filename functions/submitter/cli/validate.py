@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..settings import Settings, SettingsError
-from .options import check_offline, job_flags, render, split_packages
+from .options import check_offline, job_flags, read_spec, render, split_packages
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -23,7 +23,9 @@ def validate(drop_folder: Path | None, config: Path | None, packages: str | None
     function. Exit 0 valid (warnings allowed), 1 invalid, 2 usage error.
     """
     if drop_folder and config:
-        raise click.UsageError("give either DROP_FOLDER or --config, not both")
+        # `validate --config job.yaml -- --epochs 7`: click hands the first trainer arg to DROP_FOLDER
+        kw["user_args"] = (str(drop_folder), *kw.get("user_args", ()))
+        drop_folder = None
     if not drop_folder and not config:
         raise click.UsageError("give a DROP_FOLDER or --config job.yaml")
     local, remote = split_packages(packages)
@@ -42,6 +44,6 @@ def validate(drop_folder: Path | None, config: Path | None, packages: str | None
         settings, from_env = Settings.offline()
     except SettingsError as exc:
         raise click.UsageError(str(exc))
-    result = check_offline(settings, spec_path.read_bytes(), str(spec_path), drop_name, local, remote, kw)
+    result = check_offline(settings, read_spec(spec_path, settings), str(spec_path), drop_name, local, remote, kw)
     render(result, as_json, str(spec_path), from_env)
     sys.exit(0 if result.checked.valid else 1)
