@@ -175,7 +175,9 @@ def test_named_packages_are_waited_for():
     w.put("incoming/run-008/job.yaml", spec)
     out = w.deliver("incoming/run-008/job.yaml")
     assert out.action == "waiting" and "b.tar.gz" in out.detail
-    w.put("incoming/run-008/b.tar.gz", BASELINE_TARBALL)
+    from conftest import make_tarball
+
+    w.put("incoming/run-008/b.tar.gz", make_tarball({"setup.py": b"", "helper/__init__.py": b""}, top="helper-0.1"))
     assert w.deliver("incoming/run-008/b.tar.gz").action == "submitted"
 
 

@@ -211,3 +211,14 @@ def test_oversized_job_yaml_is_rejected_without_reading_it():
     assert out.action == "rejected" and w.storage.reads == 0
     [data] = w.messages()
     assert data["reason"] == "SPEC_TOO_LARGE" and "at most 1000 bytes" in data["message"]
+
+
+def test_two_versions_of_one_distribution_are_rejected():
+    from conftest import make_tarball
+
+    w = World()
+    w.put("incoming/run-two/trainer-0.2.tar.gz", make_tarball(baseline_files(), top="trainer-0.2"))
+    out = w.drop("incoming/run-two")  # adds package.tar.gz holding trainer-0.1
+    assert out.action == "rejected"
+    [data] = w.messages()
+    assert data["reason"] == "PACKAGE_INVALID" and "distribution 'trainer'" in data["message"]

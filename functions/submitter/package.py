@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tarfile
 import zlib
 from typing import Any, BinaryIO
@@ -61,6 +62,12 @@ class PackageInfo:
         return Violation("trainingInput.pythonModule",
                          f"pythonModule {module!r} not found in {self.filename} (looked for {rel}){hint}",
                          Reason.MODULE_NOT_IN_PACKAGE, module)
+
+    @property
+    def distribution(self) -> str:
+        """The distribution name from the sdist's top directory `name-version`, normalised (PEP 503)."""
+        name = self.top_dir.rsplit("-", 1)[0] if "-" in self.top_dir else self.top_dir
+        return re.sub(r"[-_.]+", "-", name).lower()
 
     @staticmethod
     def _module_name(path: str) -> str:
@@ -154,3 +161,17 @@ def module_violations(infos: list[PackageInfo], module: Any) -> list[Violation]:
         return []
     problems = [info.module_problem(module) for info in infos]
     return [problems[0]] if all(problems) else []
+
+
+def duplicate_distributions(infos: list[PackageInfo]) -> list[Violation]:
+    """Two packages of one distribution (e.g. trainer-0.1 and trainer-0.2) cannot be installed together:
+    pip refuses, and the job would fail in PREPARING."""
+    seen: dict[str, PackageInfo] = {}
+    out = []
+    for info in infos:
+        first = seen.setdefault(info.distribution, info)
+        if first is not info:
+            out.append(Violation(info.filename, f"is distribution {info.distribution!r} like {first.filename}; pip "
+                                 "cannot install two versions of one package: drop one of them",
+                                 Reason.PACKAGE_INVALID, info.top_dir))
+    return out

@@ -23,7 +23,7 @@ from .backends import AlreadyExists, BackendError, TrainingBackend
 from .envelope import DropRef, JobEvent, encode
 from .gcs import DropStorage, ObjectInfo, ObjectMissing
 from .ledger import JobRecord, Ledger
-from .package import PackageRejected, inspect_package, module_violations
+from .package import PackageRejected, duplicate_distributions, inspect_package, module_violations
 from .publisher import EventPublisher
 from .retry import call_with_retries
 from .settings import Settings
@@ -258,7 +258,7 @@ class DropHandler:
                 out.append(exc.violation)
             except ValueError as exc:
                 out.append(Violation(obj.name, str(exc), Reason.PACKAGE_INVALID))
-        return out or module_violations(infos, ti.get("pythonModule"))
+        return out or duplicate_distributions(infos) or module_violations(infos, ti.get("pythonModule"))
 
     def _create(self, drop: DropRef, job: dict[str, Any], warnings: list[str]) -> Outcome:
         job_id = job["jobId"]

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import naming, validation
-from ..package import PackageInfo, PackageRejected, inspect_package, module_violations
+from ..package import PackageInfo, PackageRejected, duplicate_distributions, inspect_package, module_violations
 from ..settings import Settings
 from ..spec import DropContext, Reason, SpecRejected, Violation, parse_job_yaml
 from ..submission import protected_prefixes
@@ -126,7 +126,7 @@ def check_offline(settings: Settings, spec_text: bytes, spec_name: str, drop_nam
             problems.append(Violation(str(path), f"cannot be read: {exc}", Reason.PACKAGE_INVALID))
     if isinstance(ti, dict):
         taken = {v.field for v in checked.violations}
-        problems += module_violations(infos, ti.get("pythonModule"))
+        problems += duplicate_distributions(infos) or module_violations(infos, ti.get("pythonModule"))
         checked.violations += [v for v in problems if v.field not in taken]
     if not local_packages and not remote_packages and isinstance(ti, dict) and not ti.get("packageUris"):
         checked.violations.append(Violation("trainingInput.packageUris", "no package: give --packages (a local "
