@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -128,3 +129,28 @@ class World:
 @pytest.fixture
 def world():
     return World()
+
+
+# -- the real local stack (tests marked `stack`) --------------------------------------------------
+@contextlib.contextmanager
+def running_stack(root: Path, **config):
+    """A local stack started in `root` on free ports; yields (Stack, env) and checks on exit that the
+    emulator's Java process is gone."""
+    from submitter_local.stack import Stack, StackConfig, _pids_matching
+
+    stack = Stack(StackConfig(root=root, **config))
+    env = stack.start()
+    try:
+        yield stack, env
+    finally:
+        port = env["PUBSUB_EMULATOR_HOST"].rsplit(":", 1)[-1]
+        stack.stop()
+    assert _pids_matching("pubsub-emulator", f"--port={port}") == [], "the emulator's Java process survived"
+
+
+@pytest.fixture(scope="module")
+def sample_package(tmp_path_factory):
+    """The sample trainer's sdist, built once per module."""
+    from submitter_local.demo import build_sdist
+
+    return build_sdist(REPO / "samples" / "trainer", tmp_path_factory.mktemp("sdist"))

@@ -62,8 +62,8 @@ def _needs_gcloud_and_runtime():
 def stack(tmp_path_factory):
     """Storage emulator (buckets `drops` with the trainer sdist, and `staging`) + training service."""
     server = storage_emulator.start("127.0.0.1", 0)
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = server.url
+    patched = pytest.MonkeyPatch()  # module-scoped fixtures cannot use the monkeypatch fixture
+    patched.setenv("STORAGE_EMULATOR_HOST", server.url)
     client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
     path = make_sdist(tmp_path_factory.mktemp("sdists"), "trainer", {"task": TASK, "sleep": SLEEP})
     client.create_bucket(BUCKET).blob(f"packages/{path.name}").upload_from_filename(str(path))
@@ -75,10 +75,7 @@ def stack(tmp_path_factory):
     yield svc, server, client
     svc.stop()
     server.stop()
-    if old is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = old
+    patched.undo()
 
 
 @pytest.fixture(scope="module")

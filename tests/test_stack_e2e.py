@@ -15,26 +15,17 @@ import time
 import pytest
 import requests
 
-from submitter_local.demo import build_sdist, read_metrics, run_drop
-from submitter_local.stack import REPO, Stack, StackConfig, _pids_matching
+from conftest import running_stack
+from submitter_local.demo import read_metrics, run_drop
+from submitter_local.stack import REPO
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stack")
-    s = Stack(StackConfig(root=root, min_state_seconds=1.0, reconcile_interval_s=0.5))
-    env = s.start()
-    yield s, env
-    port = env["PUBSUB_EMULATOR_HOST"].rsplit(":", 1)[-1]
-    s.stop()
-    assert _pids_matching("pubsub-emulator", f"--port={port}") == [], "the emulator's Java process survived"
-
-
-@pytest.fixture(scope="module")
-def sample_package(tmp_path_factory):
-    return build_sdist(REPO / "samples" / "trainer", tmp_path_factory.mktemp("sdist"))
+    with running_stack(tmp_path_factory.mktemp("stack"), min_state_seconds=1.0, reconcile_interval_s=0.5) as s:
+        yield s
 
 
 def test_sample_drop_runs_to_succeeded_and_states_arrive_in_order(stack, sample_package):

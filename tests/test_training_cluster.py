@@ -88,8 +88,8 @@ time.sleep(120)
 def gcs(tmp_path_factory):
     """The fixed storage emulator with bucket `drops` holding the replica trainer."""
     server = storage_emulator.start("127.0.0.1", 0)
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = server.url
+    patched = pytest.MonkeyPatch()  # module-scoped fixtures cannot use the monkeypatch fixture
+    patched.setenv("STORAGE_EMULATOR_HOST", server.url)
     from google.cloud import storage
 
     client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
@@ -97,10 +97,7 @@ def gcs(tmp_path_factory):
     client.create_bucket(BUCKET).blob(f"packages/{path.name}").upload_from_filename(str(path))
     yield f"gs://{BUCKET}/packages"
     server.stop()
-    if old is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = old
+    patched.undo()
 
 
 def custom_body(job_id: str, gcs: str, out: Path, *extra_args: str, workers: int = 2, ps: int = 1,

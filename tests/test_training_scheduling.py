@@ -91,8 +91,8 @@ def slow_sdist(dest: Path) -> Path:
 def gcs(tmp_path_factory):
     """The fixed storage emulator with bucket `drops` holding the trainer and the slow package."""
     server = storage_emulator.start("127.0.0.1", 0)
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = server.url
+    patched = pytest.MonkeyPatch()  # module-scoped fixtures cannot use the monkeypatch fixture
+    patched.setenv("STORAGE_EMULATOR_HOST", server.url)
     from google.cloud import storage
 
     bucket = storage.Client(project=PROJECT, credentials=AnonymousCredentials()).create_bucket(BUCKET)
@@ -101,10 +101,7 @@ def gcs(tmp_path_factory):
         bucket.blob(f"packages/{path.name}").upload_from_filename(str(path))
     yield f"gs://{BUCKET}/packages"
     server.stop()
-    if old is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = old
+    patched.undo()
 
 
 def get(jobs, job_id: str) -> dict:

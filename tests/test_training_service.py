@@ -157,8 +157,8 @@ def gcs(tmp_path_factory):
     port = _free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    patched = pytest.MonkeyPatch()  # module-scoped fixtures cannot use the monkeypatch fixture
+    patched.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     from google.cloud import storage
 
     client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
@@ -169,10 +169,7 @@ def gcs(tmp_path_factory):
         bucket.blob(f"packages/{path.name}").upload_from_filename(str(path))
     yield f"gs://{BUCKET}/packages"
     server.stop()
-    if old is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = old
+    patched.undo()
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ import pytest
 import requests
 
 from submitter.naming import derive_job_id
-from submitter_local.demo import build_sdist, run_drop
-from submitter_local.stack import REPO, Stack, StackConfig, _pids_matching
+from conftest import running_stack
+from submitter_local.demo import run_drop
+from submitter_local.stack import REPO
 from test_contract import DATA, errors, validate_message
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
@@ -34,18 +35,9 @@ CONSUMER_SUBSCRIPTION = "consumer-example-sub"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("watch-stack")
-    s = Stack(StackConfig(root=root, min_state_seconds=1.0, reconcile_interval_s=0.5))
-    env = s.start()
-    yield env
-    port = env["PUBSUB_EMULATOR_HOST"].rsplit(":", 1)[-1]
-    s.stop()
-    assert _pids_matching("pubsub-emulator", f"--port={port}") == [], "the emulator's Java process survived"
-
-
-@pytest.fixture(scope="module")
-def sample_package(tmp_path_factory):
-    return build_sdist(REPO / "samples" / "trainer", tmp_path_factory.mktemp("sdist"))
+    with running_stack(tmp_path_factory.mktemp("watch-stack"), min_state_seconds=1.0,
+                       reconcile_interval_s=0.5) as (_, env):
+        yield env
 
 
 def spec(job_id: str | None, fail: bool = False) -> bytes:
