@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import json
 import tarfile
@@ -220,10 +222,31 @@ def test_terminal_is_not_success():
 
 # -- settings ----------------------------------------------------------------------------------
 def test_settings_from_env_and_errors():
-    env = {"SUBMITTER_PROJECT": "p", "SUBMITTER_DROP_BUCKET": "d", "SUBMITTER_OUTPUT_BUCKET": "o",
-           "SUBMITTER_STATE_BUCKET": "s", "SUBMITTER_TOPIC": "t", "SUBMITTER_DROP_PREFIX": "incoming"}
+    env = {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-b", "SUBMITTER_OUTPUT_BUCKET": "out-b",
+           "SUBMITTER_STATE_BUCKET": "state-b", "SUBMITTER_TOPIC": "t", "SUBMITTER_DROP_PREFIX": "incoming"}
     s = Settings.from_env(env)
-    assert s.topic == "projects/p/topics/t" and s.drop_prefix == "incoming/"
+    assert s.topic == "projects/demo-project/topics/t" and s.drop_prefix == "incoming/"
     with pytest.raises(SettingsError) as exc:
-        Settings.from_env({**env, "SUBMITTER_OUTPUT_BUCKET": "d", "SUBMITTER_TOPIC": ""})
+        Settings.from_env({**env, "SUBMITTER_OUTPUT_BUCKET": "drop-b", "SUBMITTER_TOPIC": ""})
     assert "OUTPUT_BUCKET must differ" in str(exc.value) and "SUBMITTER_TOPIC is required" in str(exc.value)
+
+
+def test_settings_refuse_names_google_would_refuse():
+    env = {"SUBMITTER_PROJECT": "{PROJECT}", "SUBMITTER_DROP_BUCKET": "gs://drop-b", "SUBMITTER_OUTPUT_BUCKET": "out-b",
+           "SUBMITTER_STATE_BUCKET": "state-b", "SUBMITTER_TOPIC": "t", "SUBMITTER_DEFAULT_REGION": "US Central",
+           "SUBMITTER_CLAIM_LEASE_SECONDS": "ten", "SUBMITTER_BACKEND": "sagemaker"}
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_env(env)
+    text = str(exc.value)
+    assert "SUBMITTER_PROJECT='{PROJECT}' is not a project id" in text
+    assert "SUBMITTER_DROP_BUCKET='gs://drop-b' is not a bucket name" in text
+    assert "SUBMITTER_DEFAULT_REGION='US Central'" in text
+    assert "SUBMITTER_CLAIM_LEASE_SECONDS='ten' is not a number" in text
+    assert "SUBMITTER_BACKEND='sagemaker' is not supported" in text
+
+
+def test_every_variable_maps_to_a_settings_field():
+    from submitter.settings import VARIABLES
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert all(v.attribute in fields and v.name.startswith("SUBMITTER_") for v in VARIABLES)
+    assert len({v.name for v in VARIABLES}) == len(VARIABLES)

@@ -1,8 +1,10 @@
 """The one place that reads configuration.
 
-Every setting comes from an environment variable (the Cloud Function's
-runtime environment, or `.local/stack.env` on the local stack). Nothing else in
-the package reads `os.environ`; code receives a `Settings` object instead.
+Every setting comes from an environment variable (the Cloud Function's runtime environment, set by
+Terraform in `infra/`, or `.local/stack.env` on the local stack). `VARIABLES` is the table of every
+variable the code reads: its name, the `Settings` attribute it fills, its default and its meaning.
+Terraform's tests read the same table, so the deployed environment and the code cannot drift apart.
+Nothing else in the package reads `os.environ`; code receives a `Settings` object instead.
 """
 
 from __future__ import annotations
@@ -11,68 +13,112 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Literal, Mapping
 
+from .backends import KNOWN_BACKENDS
 from .policy import Policy
 
 ENV_PREFIX = "SUBMITTER_"
+Kind = Literal["str", "float", "int", "bool"]
+
+# Google's naming rules, checked at start so a typo or an unrendered `{PROJECT}` fails loudly.
+# Project ids: https://cloud.google.com/resource-manager/docs/creating-managing-projects (6-30 characters,
+# lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen).
+PROJECT_ID_RE = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+# Regions: https://cloud.google.com/about/locations (e.g. us-central1, europe-west4, northamerica-northeast1).
+REGION_RE = re.compile(r"[a-z]+-[a-z]+\d+")
+# Bucket names: https://cloud.google.com/storage/docs/buckets#naming (3-63 characters without dots).
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]")
 
 
-# (attribute, SUBMITTER_ variable, default) for the numeric settings; units are in the attribute names.
-_NUMBERS = (
-    ("publish_timeout_s", "PUBLISH_TIMEOUT_SECONDS", 30.0),
-    ("max_event_age_s", "MAX_EVENT_AGE_SECONDS", 24 * 3600.0),
-    ("max_spec_bytes", "MAX_SPEC_BYTES", 1024 * 1024),
-    ("max_package_bytes", "MAX_PACKAGE_BYTES", 512 * 1024 * 1024),
-    ("incomplete_drop_s", "INCOMPLETE_DROP_SECONDS", 1800.0),
-    ("duplicate_window_s", "DUPLICATE_WINDOW_SECONDS", 3600.0),
-    ("claim_lease_s", "CLAIM_LEASE_SECONDS", 600.0),
-    ("claim_wait_s", "CLAIM_WAIT_SECONDS", 10.0),
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """One environment variable the submitter reads.
+
+    Attributes:
+        name: the full variable name, e.g. "SUBMITTER_DROP_BUCKET".
+        attribute: the `Settings` attribute it fills.
+        kind: how the text is parsed: "str", "float", "int" or "bool" ("1", "true", "yes").
+        default: the value when unset; None with `required` means the variable must be set.
+        required: the submitter cannot start without it.
+        description: what it means, with units.
+        local_only: only the local stack sets it (an endpoint override, anonymous credentials);
+            a cloud deployment must leave it unset.
+    """
+
+    name: str
+    attribute: str
+    kind: Kind
+    default: Any
+    required: bool
+    description: str
+    local_only: bool = False
+
+
+def _var(suffix: str, attribute: str, kind: Kind, default: Any, description: str, *, required: bool = False,
+         local_only: bool = False) -> Variable:
+    return Variable(ENV_PREFIX + suffix, attribute, kind, default, required, description, local_only)
+
+
+VARIABLES: tuple[Variable, ...] = (
+    _var("PROJECT", "project", "str", None, "project that owns the jobs (falls back to GOOGLE_CLOUD_PROJECT)",
+         required=True),
+    _var("DROP_BUCKET", "drop_bucket", "str", None, "the watched bucket", required=True),
+    _var("DROP_PREFIX", "drop_prefix", "str", "", "where drop folders live (\"\" = the whole bucket)"),
+    _var("OUTPUT_BUCKET", "output_bucket", "str", None, "bucket of default jobDirs; must differ from the drop "
+         "bucket", required=True),
+    _var("STATE_BUCKET", "state_bucket", "str", None, "bucket of the submitter's own records", required=True),
+    _var("STATE_PREFIX", "state_prefix", "str", "submitter/", "prefix of those records"),
+    _var("TOPIC", "topic", "str", None, "topic for state events (name or projects/P/topics/T)", required=True),
+    _var("BACKEND", "backend", "str", "ml_v1", "training API: " + " or ".join(KNOWN_BACKENDS)),
+    _var("TRAINING_API_ENDPOINT", "training_api_endpoint", "str", None, "endpoint override (the local training "
+         "service)", local_only=True),
+    _var("ANONYMOUS_CREDENTIALS", "anonymous_credentials", "bool", False, "talk to the endpoints without Google "
+         "credentials", local_only=True),
+    _var("DEFAULT_REGION", "region", "str", "us-central1", "region filled when a spec has none"),
+    _var("DEFAULT_RUNTIME_VERSION", "runtime_version", "str", "2.11", "runtimeVersion filled when a spec has none"),
+    _var("DEFAULT_PYTHON_VERSION", "python_version", "str", "3.7", "pythonVersion filled with the default runtime"),
+    _var("PUBLISH_TIMEOUT_SECONDS", "publish_timeout_s", "float", 30.0, "seconds to wait for each publish"),
+    _var("MAX_EVENT_AGE_SECONDS", "max_event_age_s", "float", 24 * 3600.0, "events older than this are ignored"),
+    _var("MAX_SPEC_BYTES", "max_spec_bytes", "int", 1024 * 1024, "size cap of a job.yaml (bytes)"),
+    _var("MAX_PACKAGE_BYTES", "max_package_bytes", "int", 512 * 1024 * 1024, "size cap of a package (bytes)"),
+    _var("INCOMPLETE_DROP_SECONDS", "incomplete_drop_s", "float", 1800.0, "when the sweep rejects an incomplete "
+         "drop (seconds after its first object)"),
+    _var("DUPLICATE_WINDOW_SECONDS", "duplicate_window_s", "float", 3600.0, "a byte-identical job.yaml "
+         "re-uploaded within this many seconds is a duplicate"),
+    _var("CLAIM_LEASE_SECONDS", "claim_lease_s", "float", 600.0, "an unfinished claim older than this is taken "
+         "over (longer than the function timeout)"),
+    _var("CLAIM_WAIT_SECONDS", "claim_wait_s", "float", 10.0, "how long a concurrent invocation waits for the "
+         "claim holder's verdict"),
+    _var("POLICY_FILE", "policy_file", "str", None, "the deployment policy (YAML; built-in defaults when unset)"),
 )
 
 
 class SettingsError(ValueError):
-    """A required setting is missing or a value is malformed; the message names the variable."""
+    """A required setting is missing or a value is malformed; the message names the variable and the rule."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Deployment settings of one submitter instance.
+    """Deployment settings of one submitter instance (see `VARIABLES` for each variable).
 
     Attributes:
-        project: Google Cloud project id that owns the jobs (`SUBMITTER_PROJECT`,
-            falling back to `GOOGLE_CLOUD_PROJECT`).
-        drop_bucket: the watched bucket (`SUBMITTER_DROP_BUCKET`).
-        drop_prefix: prefix under which drop folders live; "" means the whole
-            bucket (`SUBMITTER_DROP_PREFIX`, always normalised to end in "/" when set).
-        output_bucket: bucket for default jobDirs; never the drop bucket, so
-            training outputs cannot look like new drops (`SUBMITTER_OUTPUT_BUCKET`).
-        state_bucket: bucket holding the submitter's own records (`SUBMITTER_STATE_BUCKET`).
-        state_prefix: prefix of those records (`SUBMITTER_STATE_PREFIX`, default "submitter/").
-        topic: full Pub/Sub topic path `projects/P/topics/T` (`SUBMITTER_TOPIC`; a bare
-            name is expanded with the project).
-        backend: training backend name, "ml_v1" (`SUBMITTER_BACKEND`).
-        training_api_endpoint: API endpoint override, e.g. the local training
-            service `http://127.0.0.1:8090` (`SUBMITTER_TRAINING_API_ENDPOINT`), or None for Google's.
-        anonymous_credentials: talk to the endpoints without Google credentials
-            (local stack only; `SUBMITTER_ANONYMOUS_CREDENTIALS=true`).
-        region / runtime_version / python_version: defaults filled into a job
-            spec that does not set them (`SUBMITTER_DEFAULT_REGION`, `..._RUNTIME_VERSION`,
-            `..._PYTHON_VERSION`).
-        publish_timeout_s: seconds to wait for each Pub/Sub publish future.
-        max_event_age_s: events older than this are ignored (seconds).
-        max_spec_bytes / max_package_bytes: size caps for job.yaml and each package.
-        job_label_key / job_label_value: label stamped on every job this submitter
-            creates, used to recognise its jobs in `jobs.list`.
-        incomplete_drop_s: a drop still incomplete this long after its first object is rejected once
-            with reason INCOMPLETE_DROP by the scheduled sweep (`SUBMITTER_INCOMPLETE_DROP_SECONDS`).
-        duplicate_window_s: a byte-identical job.yaml re-uploaded within this many seconds of a submitted
-            one is a duplicate, not a new submission (`SUBMITTER_DUPLICATE_WINDOW_SECONDS`).
-        claim_lease_s: an unfinished claim older than this is taken over (longer than the function timeout).
-        claim_wait_s: how long an invocation that lost the claim waits for the winner's verdict before
-            raising (the event is then redelivered).
-        policy: the deployment policy, from the YAML file named by `SUBMITTER_POLICY_FILE`
-            (built-in defaults when unset; see policy.py).
+        project: Google Cloud project id that owns the jobs.
+        drop_bucket / drop_prefix: the watched bucket and where drop folders live ("" or ending in "/").
+        output_bucket: bucket for default jobDirs; never the drop bucket, so training outputs cannot look
+            like new drops.
+        state_bucket / state_prefix: the submitter's own records (prefix ending in "/").
+        topic: full Pub/Sub topic path `projects/P/topics/T`.
+        backend: training backend name, one of `backends.KNOWN_BACKENDS`.
+        training_api_endpoint: API endpoint override (the local training service), or None for Google's.
+        anonymous_credentials: no Google credentials (local stack only).
+        region / runtime_version / python_version: defaults filled into a spec that does not set them.
+        publish_timeout_s / max_event_age_s / incomplete_drop_s / duplicate_window_s / claim_lease_s /
+            claim_wait_s: durations in seconds.
+        max_spec_bytes / max_package_bytes: size caps in bytes.
+        job_label_key / job_label_value: label stamped on every job this submitter creates (fixed, not a
+            variable: consumers and the reconciler rely on it).
+        policy_file / policy: the deployment policy and where it came from.
     """
 
     project: str
@@ -92,13 +138,19 @@ class Settings:
     max_event_age_s: float = 24 * 3600.0
     max_spec_bytes: int = 1024 * 1024
     max_package_bytes: int = 512 * 1024 * 1024
-    job_label_key: str = "submitter"
-    job_label_value: str = "drop"
     incomplete_drop_s: float = 1800.0
     duplicate_window_s: float = 3600.0
     claim_lease_s: float = 600.0
     claim_wait_s: float = 10.0
+    policy_file: str | None = None
+    job_label_key: str = "submitter"
+    job_label_value: str = "drop"
     policy: Policy = dataclasses.field(default_factory=Policy)
+
+    @property
+    def event_source(self) -> str:
+        """CloudEvent `source` of everything this deployment publishes."""
+        return f"//drop-submitter/projects/{self.project}/buckets/{self.drop_bucket}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -107,87 +159,43 @@ class Settings:
         Args:
             env: mapping to read (default `os.environ`).
         Raises:
-            SettingsError: a required variable is missing or a value does not parse;
-                every problem is listed in one message.
+            SettingsError: a required variable is missing or a value does not parse or breaks Google's naming
+                rule; every problem is listed in one message, each naming the variable, the value and the rule.
         """
         env = os.environ if env is None else env
         problems: list[str] = []
-
-        def get(name: str, default: str | None = None, required: bool = False) -> str | None:
-            value = env.get(ENV_PREFIX + name, "").strip()
-            if value:
-                return value
-            if required and default is None:
-                problems.append(f"{ENV_PREFIX}{name} is required")
-            return default
-
-        def number(name: str, default: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
+        values: dict[str, Any] = {}
+        for var in VARIABLES:
+            raw = env.get(var.name, "").strip()
+            if not raw and var.attribute == "project":
+                raw = env.get("GOOGLE_CLOUD_PROJECT", "").strip()
+            if not raw:
+                if var.required:
+                    problems.append(f"{var.name} is required ({var.description})")
+                values[var.attribute] = var.default
+                continue
             try:
-                return float(raw)
+                values[var.attribute] = _PARSERS[var.kind](raw)
             except ValueError:
-                problems.append(f"{ENV_PREFIX}{name}={raw!r} is not a number")
-                return default
-
-        project = get("PROJECT") or env.get("GOOGLE_CLOUD_PROJECT", "").strip()
-        if not project:
-            problems.append(f"{ENV_PREFIX}PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
-        drop_bucket = get("DROP_BUCKET", required=True) or ""
-        output_bucket = get("OUTPUT_BUCKET", required=True) or ""
-        state_bucket = get("STATE_BUCKET", required=True) or ""
-        topic = get("TOPIC", required=True) or ""
+                problems.append(f"{var.name}={raw!r} is not {_KIND_WORDS[var.kind]}")
+                values[var.attribute] = var.default
+        values = {k: v for k, v in values.items() if v is not None}
+        problems += _check_names(values)
+        for key in ("drop_prefix", "state_prefix"):
+            if values.get(key) and not values[key].endswith("/"):
+                values[key] += "/"
+        topic = values.get("topic")
         if topic and not topic.startswith("projects/"):
-            topic = f"projects/{project}/topics/{topic}"
-        if output_bucket and output_bucket == drop_bucket:
-            problems.append(
-                f"{ENV_PREFIX}OUTPUT_BUCKET must differ from {ENV_PREFIX}DROP_BUCKET "
-                "(training outputs written there would look like new drops)"
-            )
-        drop_prefix = get("DROP_PREFIX", "") or ""
-        if drop_prefix and not drop_prefix.endswith("/"):
-            drop_prefix += "/"
-        state_prefix = get("STATE_PREFIX", "submitter/") or ""
-        if state_prefix and not state_prefix.endswith("/"):
-            state_prefix += "/"
-        backend = get("BACKEND", "ml_v1") or "ml_v1"
-        if backend not in ("ml_v1",):
-            problems.append(f"{ENV_PREFIX}BACKEND={backend!r} is not supported (known: ml_v1)")
-        region = get("DEFAULT_REGION", "us-central1") or "us-central1"
-        if not re.fullmatch(r"[a-z]+-[a-z]+\d+", region):
-            problems.append(f"{ENV_PREFIX}DEFAULT_REGION={region!r} is not a region name like us-central1")
-
-        numbers = {attr: number(name, default) for attr, name, default in _NUMBERS}
-        for attr in ("max_spec_bytes", "max_package_bytes"):
-            numbers[attr] = int(numbers[attr])
-        policy = Policy()
-        policy_file = get("POLICY_FILE")
-        if policy_file:
+            values["topic"] = f"projects/{values.get('project', '')}/topics/{topic}"
+        if values.get("policy_file"):
             try:
-                policy = Policy.from_yaml(Path(policy_file).read_text(), source=policy_file)
+                values["policy"] = Policy.from_yaml(Path(values["policy_file"]).read_text(),
+                                                    source=values["policy_file"])
             except (OSError, ValueError) as exc:
                 problems.append(f"{ENV_PREFIX}POLICY_FILE: {exc}")
-
         if problems:
             raise SettingsError("Invalid submitter settings: " + "; ".join(problems))
-        return cls(
-            project=project,
-            drop_bucket=drop_bucket,
-            output_bucket=output_bucket,
-            state_bucket=state_bucket,
-            topic=topic,
-            drop_prefix=drop_prefix,
-            state_prefix=state_prefix,
-            backend=backend,
-            training_api_endpoint=get("TRAINING_API_ENDPOINT"),
-            anonymous_credentials=(get("ANONYMOUS_CREDENTIALS", "false") or "").lower() in ("1", "true", "yes"),
-            region=region,
-            runtime_version=get("DEFAULT_RUNTIME_VERSION", "2.11") or "2.11",
-            python_version=get("DEFAULT_PYTHON_VERSION", "3.7") or "3.7",
-            policy=policy,
-            **numbers,
-        )
+        return cls(**values)
 
     @classmethod
     def offline(cls, env: Mapping[str, str] | None = None) -> tuple["Settings", bool]:
@@ -202,7 +210,49 @@ class Settings:
         env = os.environ if env is None else env
         if any(k.startswith(ENV_PREFIX) for k in env):
             return cls.from_env(env), True
-        local = {f"{ENV_PREFIX}PROJECT": "demo-project", f"{ENV_PREFIX}DROP_BUCKET": "drop-bucket",
-                 f"{ENV_PREFIX}OUTPUT_BUCKET": "drop-outputs", f"{ENV_PREFIX}STATE_BUCKET": "drop-state",
-                 f"{ENV_PREFIX}TOPIC": "training-job-events", f"{ENV_PREFIX}DROP_PREFIX": "incoming/"}
-        return cls.from_env(local), False
+        return cls.from_env(LOCAL_DEFAULTS), False
+
+
+# The local stack's names, used by offline tools when nothing is configured.
+LOCAL_DEFAULTS = {f"{ENV_PREFIX}PROJECT": "demo-project", f"{ENV_PREFIX}DROP_BUCKET": "drop-bucket",
+                  f"{ENV_PREFIX}OUTPUT_BUCKET": "drop-outputs", f"{ENV_PREFIX}STATE_BUCKET": "drop-state",
+                  f"{ENV_PREFIX}TOPIC": "training-job-events", f"{ENV_PREFIX}DROP_PREFIX": "incoming/"}
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise ValueError(raw)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "float": float, "int": lambda raw: int(float(raw)),
+                                             "bool": _parse_bool}
+_KIND_WORDS = {"str": "text", "float": "a number", "int": "a whole number", "bool": "true or false"}
+
+
+def _check_names(values: Mapping[str, Any]) -> list[str]:
+    """Problems with names that Google would refuse later, found at start instead."""
+    problems = []
+    project = values.get("project")
+    if project and not PROJECT_ID_RE.fullmatch(project):
+        problems.append(f"{ENV_PREFIX}PROJECT={project!r} is not a project id (6-30 lowercase letters, digits and "
+                        "hyphens, starting with a letter); an unrendered placeholder like {PROJECT}?")
+    for attr, suffix in (("drop_bucket", "DROP_BUCKET"), ("output_bucket", "OUTPUT_BUCKET"),
+                         ("state_bucket", "STATE_BUCKET")):
+        bucket = values.get(attr)
+        if bucket and not BUCKET_RE.fullmatch(bucket):
+            problems.append(f"{ENV_PREFIX}{suffix}={bucket!r} is not a bucket name (3-63 lowercase letters, digits, "
+                            "'-', '_' and '.'; write the name, not gs://...)")
+    if values.get("output_bucket") and values.get("output_bucket") == values.get("drop_bucket"):
+        problems.append(f"{ENV_PREFIX}OUTPUT_BUCKET must differ from {ENV_PREFIX}DROP_BUCKET (training outputs "
+                        "written there would look like new drops)")
+    region = values.get("region")
+    if region and not REGION_RE.fullmatch(region):
+        problems.append(f"{ENV_PREFIX}DEFAULT_REGION={region!r} is not a region name like us-central1")
+    backend = values.get("backend")
+    if backend and backend not in KNOWN_BACKENDS:
+        problems.append(f"{ENV_PREFIX}BACKEND={backend!r} is not supported (known: {', '.join(KNOWN_BACKENDS)})")
+    return problems

@@ -11,6 +11,9 @@ from typing import Protocol
 
 from .errors import AlreadyExists, BackendError, classify_http_error  # noqa: F401  (public API)
 
+# Every backend a deployment may name in SUBMITTER_BACKEND (settings.py checks against this).
+KNOWN_BACKENDS: tuple[str, ...] = ("ml_v1",)
+
 
 class TrainingBackend(Protocol):
     """The calls the submitter makes on a training API (resource dicts use the API's camelCase).
