@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeBackend, FakePublisher, FakeStorage
+from fakes import FakeMlApi, FakePublisher, FakeStorage
+from submitter.app import App
+from submitter.backends.ml_v1 import MlV1Backend
+from submitter.clock import FakeClock
 from submitter.events import parse_event
 from submitter.ledger import Ledger
-from submitter.reconciler import Reconciler
 from submitter.settings import Settings
 from submitter.state_store import InMemoryStateStore
-from submitter.submission import DropHandler, event_source
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -88,19 +89,26 @@ def storage_event(name: str, generation: int, size: int, *, event_id: str = "evt
 
 
 class World:
-    """The submitter wired to in-memory doubles, plus helpers to drop files and deliver events."""
+    """The submitter wired to in-memory doubles, plus helpers to drop files and deliver events.
 
-    def __init__(self, **setting_overrides):
+    `api` is the in-memory ml v1 API; `backend` the real MlV1Backend adapter talking to it (or a test
+    backend passed in); `clock` a FakeClock at NOW that only moves when a test (or a wait) moves it; with
+    `real_sleep`, waits also take real time, for tests where other threads must progress meanwhile.
+    """
+
+    def __init__(self, backend=None, real_sleep=False, **setting_overrides):
         self.settings = settings(**setting_overrides)
+        self.clock = FakeClock(NOW, real_sleep=real_sleep)
         self.storage = FakeStorage()
-        self.backend = FakeBackend()
+        self.api = FakeMlApi()
+        self.backend = backend or MlV1Backend("demo-project", transport=self.api)
         self.publisher = FakePublisher()
         self.store = InMemoryStateStore()
         self.ledger = Ledger(self.store)
-        self.handler = DropHandler(self.settings, self.storage, self.backend, self.publisher, self.ledger,
-                                   now=lambda: NOW)
-        self.reconciler = Reconciler(self.backend, self.publisher, self.ledger, event_source(self.settings),
-                                     now=lambda: NOW)
+        self.app = App(self.settings, clock=self.clock, storage=self.storage, ledger=self.ledger,
+                       backend=self.backend, publisher=self.publisher)
+        self.handler = self.app.drop_handler
+        self.reconciler = self.app.reconciler
 
     def put(self, name: str, data: bytes, generation: int | None = None):
         return self.storage.put("drop-bucket", name, data, generation)

@@ -12,8 +12,9 @@ import json
 import pytest
 
 from conftest import NOW, REPO
-from submitter.envelope import DropRef, JobEvent, encode
-from submitter.states import State
+from submitter.drops import DropRef
+from submitter.envelope import JobEvent, encode
+from helpers import State
 
 SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
 DROP = DropRef("drop-bucket", "incoming/run-001", "incoming/run-001/job.yaml", 1718000000000001)
@@ -29,7 +30,7 @@ def consumer():
 
 
 def message(state: State, source: str = SOURCE, **kw):
-    event = JobEvent(job_id="run_001_1718000000000001", state=state, drop=DROP, time=NOW, job_dir=JOB_DIR,
+    event = JobEvent(key="run_001_1718000000000001", state=state, origin={"drop": DROP.as_dict()}, time=NOW, job_dir=JOB_DIR,
                      previous_state=State.RUNNING if state.rank == 5 else None, **kw)
     out = encode(event, source=source)
     return dict(out.attributes), out.data

@@ -17,10 +17,10 @@ import jsonschema
 import pytest
 
 from conftest import BASELINE_YAML, NOW, World, make_tarball
-from submitter.backends import BackendError
-from submitter.envelope import (DropRef, JobEvent, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ERROR_MESSAGE_CHARS, TRUNCATED,
+from submitter.drops import DropRef
+from submitter.envelope import (JobEvent, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ERROR_MESSAGE_CHARS, TRUNCATED,
                                 ce_id, encode)
-from submitter.states import State
+from helpers import State
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
@@ -71,22 +71,22 @@ def produced() -> list[tuple[dict, dict]]:
     # SUBMITTED, then QUEUED -> PREPARING -> RUNNING -> SUCCEEDED with trainingOutput and times
     ok = world.drop("incoming/run-ok").job_id
     for state in ("QUEUED", "PREPARING", "RUNNING"):
-        world.backend.set_state(ok, state, startTime="2024-06-10T12:01:00Z")
+        world.api.set_state(ok, state, startTime="2024-06-10T12:01:00Z")
         world.reconciler.tick()
-    world.backend.set_state(ok, "SUCCEEDED", endTime="2024-06-10T12:09:00Z",
+    world.api.set_state(ok, "SUCCEEDED", endTime="2024-06-10T12:09:00Z",
                             trainingOutput={"consumedMLUnits": 0.02, "isHyperparameterTuningJob": False})
     world.reconciler.tick()
     # RUNNING -> FAILED with a long multibyte errorMessage (skipping states between polls)
     failed = world.drop("incoming/run-fail").job_id
-    world.backend.set_state(failed, "RUNNING")
+    world.api.set_state(failed, "RUNNING")
     world.reconciler.tick()
-    world.backend.set_state(failed, "FAILED", errorMessage=LONG_MULTIBYTE)
+    world.api.set_state(failed, "FAILED", errorMessage=LONG_MULTIBYTE)
     world.reconciler.tick()
     # CANCELLING -> CANCELLED
     cancelled = world.drop("incoming/run-cancel").job_id
-    world.backend.set_state(cancelled, "CANCELLING")
+    world.api.set_state(cancelled, "CANCELLING")
     world.reconciler.tick()
-    world.backend.set_state(cancelled, "CANCELLED", errorMessage="Job cancelled by the user.")
+    world.api.set_state(cancelled, "CANCELLED", errorMessage="Job cancelled by the user.")
     world.reconciler.tick()
     # REJECTED with several violations (values of several types)
     bad = BASELINE_YAML.replace(b"scaleTier: BASIC", b"scaleTier: HUGE\n  workerCount: 3") + b"  x: [1, 2]\n"
@@ -96,13 +96,13 @@ def produced() -> list[tuple[dict, dict]]:
     # REJECTED: YAML that does not parse
     world.drop("incoming/run-yaml", spec=b"trainingInput: [unclosed\n")
     # SUBMIT_FAILED: the API refuses (permanent error)
-    world.backend.create_errors.append(BackendError(403, "PERMISSION_DENIED", "caller lacks ml.jobs.create",
-                                                    transient=False, reason="PERMISSION_DENIED"))
+    world.api.fail("create", 403, "PERMISSION_DENIED", "caller lacks ml.jobs.create")
     world.drop("incoming/run-denied")
     # REJECTED by the sweep: a drop that never got its job.yaml (generation "0")
     world.put("incoming/run-incomplete/package.tar.gz", make_tarball({"setup.py": b""}))
     world.deliver("incoming/run-incomplete/package.tar.gz")
-    world.handler.sweep_incomplete()
+    world.clock.advance(world.settings.incomplete_drop_s + 1)
+    world.handler.sweep()
     return _messages(world)
 
 
@@ -129,8 +129,7 @@ def test_long_multibyte_error_message_is_capped_in_the_data_and_valid(produced):
 def test_encode_of_each_state_validates(state):
     verdict = state in (State.REJECTED, State.SUBMIT_FAILED)
     api_state = state not in (State.SUBMITTED, State.REJECTED, State.SUBMIT_FAILED)
-    event = JobEvent(
-        job_id="run_001_1718000000000001", state=state, drop=DROP, time=NOW,
+    event = JobEvent(key="run_001_1718000000000001", state=state, origin={"drop": DROP.as_dict()}, time=NOW,
         previous_state=State.SUBMITTED if api_state else None,
         reason=("SPEC_INVALID" if verdict else "JOB_FAILED" if state is State.FAILED else None),
         message="job.yaml: trainingInput.scaleTier: unknown value" if verdict else None,
@@ -140,16 +139,16 @@ def test_encode_of_each_state_validates(state):
         error_message="The replica master 0 exited with a non-zero status of 1." if state is State.FAILED else None,
         labels={"team": "vision", "submitter": "drop"} if not verdict else {},
         job_dir=None if verdict else "gs://drop-outputs/incoming/run-001/run_001_1718000000000001",
-        job={"createTime": "2024-06-10T12:00:01Z"} if not verdict else {})
+        create_time="2024-06-10T12:00:01Z" if not verdict else None)
     message = encode(event, source=SOURCE)
     validate_message(message.attributes, json.loads(message.data))
-    assert message.ordering_key == event.job_id
+    assert message.ordering_key == event.key
 
 
 def test_ce_id_is_deterministic_per_job_and_state():
     def encoded(state, minute, **kw):
         time = dt.datetime(2024, 6, 10, 12, minute, tzinfo=dt.timezone.utc)
-        return encode(JobEvent(job_id="run_7", state=state, drop=DROP, time=time, **kw), source=SOURCE)
+        return encode(JobEvent(key="run_7", state=state, origin={"drop": DROP.as_dict()}, time=time, **kw), source=SOURCE)
 
     a = encoded(State.RUNNING, 1, previous_state=State.QUEUED)
     b = encoded(State.RUNNING, 9, previous_state=State.PREPARING, labels={"x": "y"})
@@ -157,7 +156,7 @@ def test_ce_id_is_deterministic_per_job_and_state():
     assert a.data != b.data  # the same event observed twice: different data, same id, consumers keep one
     ids = {encoded(s, 1).attributes["ce-id"] for s in State}
     assert len(ids) == len(State)  # distinct states, distinct ids
-    other = encode(JobEvent(job_id="run_8", state=State.RUNNING, drop=DROP, time=NOW), source=SOURCE)
+    other = encode(JobEvent(key="run_8", state=State.RUNNING, origin={"drop": DROP.as_dict()}, time=NOW), source=SOURCE)
     assert other.attributes["ce-id"] != a.attributes["ce-id"]
 
 

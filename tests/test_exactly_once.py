@@ -14,29 +14,16 @@ import pytest
 
 from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World
 from fakes import FakePublisher
-from submitter.backends import AlreadyExists, BackendError
-from submitter.backends.errors import classify_http_error
-from submitter.submission import ClaimBusy, DropHandler
-
-
-class Clock:
-    def __init__(self, start=NOW):
-        self.now = start
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += dt.timedelta(seconds=seconds)
+from submitter.app import App
+from submitter.backends.google_errors import classify
+from submitter.drops import status_key
+from submitter.errors import BackendUnavailable, ClaimBusy
 
 
 def world_with_clock(**settings):
-    w = World(**settings)
-    clock = Clock()
-    w.handler.now = clock
-    w.reconciler.now = clock
-    w.handler.sleep = lambda s: None
-    return w, clock
+    """A World on a virtual clock whose waits also take real time (threads in these tests race)."""
+    w = World(real_sleep=True, **settings)
+    return w, w.clock
 
 
 def concurrently(*calls):
@@ -59,7 +46,7 @@ def test_F1_same_event_three_times_two_at_once_gives_one_job_one_submitted():
     clock.advance(600)
     c = w.deliver("incoming/run-001/job.yaml", event_id="evt-C")
     assert sorted(o.action for o in (a, b, c)) == ["duplicate", "duplicate", "submitted"]
-    assert w.backend.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
     assert all(o.job_id == "run_001_1718000000000001" for o in (a, b, c))
 
 
@@ -99,9 +86,9 @@ def test_F3_own_writes_and_byte_identical_rewrite_are_ignored():
     w.put("incoming/run-003/job.yaml", BASELINE_YAML, generation=3002)  # same bytes, new generation
     again = w.deliver("incoming/run-003/job.yaml")
     assert again.action == "duplicate" and "byte-identical" in again.detail
-    assert w.backend.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
-    status = w.ledger.status("drop-bucket", "incoming/run-003")
-    assert status["state"] == "DUPLICATE" and "change anything in job.yaml" in status["message"]
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    status = w.ledger.status(status_key("drop-bucket", "incoming/run-003"))
+    assert status.state == "DUPLICATE" and "change anything in job.yaml" in status.message
 
 
 def test_F3_identical_rewrite_after_the_window_is_a_new_run_and_a_changed_one_always_is():
@@ -112,13 +99,13 @@ def test_F3_identical_rewrite_after_the_window_is_a_new_run_and_a_changed_one_al
     assert w.deliver("incoming/run-004/job.yaml").action == "submitted"
     w.put("incoming/run-004/job.yaml", BASELINE_YAML + b"  rerun: '2'\n", generation=4003)  # a label change
     assert w.deliver("incoming/run-004/job.yaml").action == "submitted"
-    assert len(w.backend.jobs) == 3
+    assert len(w.api.jobs) == 3
 
 
 def test_state_objects_in_the_drop_bucket_are_ignored_first():
     w, _ = world_with_clock(state_bucket="drop-bucket", state_prefix="submitter/")
     out = w.deliver("submitter/jobs/x.json", generation=1, size=10)
-    assert out.action == "ignored" and not w.backend.calls
+    assert out.action == "ignored" and not w.api.calls
 
 
 # -- F4 ------------------------------------------------------------------------------------------
@@ -131,7 +118,7 @@ def test_F4a_job_yaml_first_waits_silently_then_package_submits():
     assert w.deliver("incoming/run-005/package.tar.gz").action == "submitted"
     assert w.publisher.states() == ["SUBMITTED"]
     clock.advance(3600)
-    assert w.handler.sweep_incomplete() == []  # completed drops are not swept
+    assert w.handler.sweep() == []  # completed drops are not swept
 
 
 def test_F4b_both_halves_at_the_same_moment_give_one_create():
@@ -147,7 +134,7 @@ def test_F4b_both_halves_at_the_same_moment_give_one_create():
     outcomes = concurrently(lambda: deliver("incoming/run-006/job.yaml"),
                             lambda: deliver("incoming/run-006/package.tar.gz"))
     assert sorted(o.action for o in outcomes) == ["duplicate", "submitted"]
-    assert w.backend.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
 
 
 def test_F4c_only_job_yaml_is_rejected_once_by_the_sweep():
@@ -156,15 +143,15 @@ def test_F4c_only_job_yaml_is_rejected_once_by_the_sweep():
     for _ in range(3):
         assert w.deliver("incoming/run-007/job.yaml").action == "waiting"
     clock.advance(1000)
-    assert w.handler.sweep_incomplete() == []
+    assert w.handler.sweep() == []
     clock.advance(1000)
-    [swept] = w.handler.sweep_incomplete()
+    [swept] = w.handler.sweep()
     assert swept.action == "rejected"
-    assert w.handler.sweep_incomplete() == []
+    assert w.handler.sweep() == []
     [msg] = w.messages()
     assert msg["reason"] == "INCOMPLETE_DROP" and "*.tar.gz" in msg["message"]
     assert w.deliver("incoming/run-007/job.yaml").action == "duplicate"  # final for that generation
-    assert w.backend.count("create") == 0
+    assert w.api.count("create") == 0
 
 
 def test_named_packages_are_waited_for():
@@ -212,22 +199,23 @@ class DyingPublisher(FakePublisher):
 
 def test_F9_killed_after_create_then_redelivered_adopts_and_publishes_once():
     w, clock = world_with_clock()
-    w.publisher = w.handler.publisher = w.reconciler.publisher = DyingPublisher()
+    w.publisher = w.app.submitter.publisher = w.reconciler.publisher = DyingPublisher()
     w.put("incoming/run-014/package.tar.gz", BASELINE_TARBALL)
     w.put("incoming/run-014/job.yaml", BASELINE_YAML.replace(b'["--epochs", "3"]', b"[]"))
     with pytest.raises(Killed):
         w.deliver("incoming/run-014/job.yaml")
-    assert len(w.backend.jobs) == 1 and not w.publisher.messages
+    assert len(w.api.jobs) == 1 and not w.publisher.messages
     # A fresh instance gets the redelivery soon: the dead invocation's claim is still leased.
-    fresh = DropHandler(w.settings, w.storage, w.backend, w.publisher, w.ledger, now=clock, sleep=lambda s: None)
+    fresh = App(w.settings, clock=clock, storage=w.storage, ledger=w.ledger, backend=w.backend,
+                publisher=w.publisher).drop_handler
     with pytest.raises(ClaimBusy):
         fresh.handle(__import__("conftest").storage_event("incoming/run-014/job.yaml", w.storage.info(
             "drop-bucket", "incoming/run-014/job.yaml").generation, 10))
     clock.advance(w.settings.claim_lease_s + 1)
     out = w.deliver("incoming/run-014/job.yaml", event_id="evt-redelivered")
     assert out.action == "adopted"
-    assert len(w.backend.jobs) == 1 and w.publisher.states() == ["SUBMITTED"]
-    w.backend.set_state(out.job_id, "RUNNING")
+    assert len(w.api.jobs) == 1 and w.publisher.states() == ["SUBMITTED"]
+    w.api.set_state(out.job_id, "RUNNING")
     w.reconciler.tick()
     assert w.publisher.states() == ["SUBMITTED", "RUNNING"]
 
@@ -235,12 +223,12 @@ def test_F9_killed_after_create_then_redelivered_adopts_and_publishes_once():
 def test_F9c_adopted_job_that_already_failed_publishes_failed_without_resubmitting():
     w, _ = world_with_clock()
     first = w.drop("incoming/run-015")
-    w.backend.set_state(first.job_id, "FAILED", errorMessage="The replica master 0 exited with a non-zero status of 1.")
+    w.api.set_state(first.job_id, "FAILED", errorMessage="The replica master 0 exited with a non-zero status of 1.")
     # The verdict was lost (e.g. the state bucket was wiped): the redelivery meets a 409 and a FAILED job.
-    w.store.delete(next(k for k in w.store.list("drops/")))
-    w.store.delete(next(k for k in w.store.list("claims/")))
+    w.store.delete(next(k for k in w.store.keys() if k.startswith("drops/")))
+    w.store.delete(next(k for k in w.store.keys() if k.startswith("claims/")))
     again = w.deliver("incoming/run-015/job.yaml", event_id="evt-late")
-    assert again.action == "adopted" and w.backend.count("create") == 2 and len(w.backend.jobs) == 1
+    assert again.action == "adopted" and w.api.count("create") == 2 and len(w.api.jobs) == 1
     w.reconciler.tick()
     assert w.publisher.states() == ["SUBMITTED", "FAILED"]
     assert "non-zero status" in w.messages()[-1]["errorMessage"]
@@ -248,7 +236,7 @@ def test_F9c_adopted_job_that_already_failed_publishes_failed_without_resubmitti
 
 def test_409_then_404_is_reported_not_retried_forever():
     w, _ = world_with_clock()
-    w.backend.create_errors.append(AlreadyExists(409, "ALREADY_EXISTS", "exists", transient=False))
+    w.api.fail("create", 409, "ALREADY_EXISTS", "exists")  # ... and the job it names is not there
     out = w.drop("incoming/run-015c")
     assert out.action == "submit_failed" and "404" in w.messages()[0]["message"]
 
@@ -263,32 +251,31 @@ QUOTA_BODY = json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", 
 
 
 def test_F10_quota_failure_is_permanent_plain_429_is_retried():
-    err = classify_http_error(429, QUOTA_BODY)
+    err = classify(429, QUOTA_BODY)
     assert not err.transient and err.reason == "QUOTA_EXCEEDED" and "allowed maximum of 0" in err.message
-    plain = classify_http_error(429, json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                                                           "message": "rate"}}))
+    plain = classify(429, json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "rate"}}))
     assert plain.transient
-    w, _ = world_with_clock()
-    w.backend.create_errors.append(plain)
+    w = World()
+    w.api.fail("create", 429, "RESOURCE_EXHAUSTED", "rate")
     out = w.drop("incoming/run-015b")
-    assert out.action == "submitted" and w.backend.count("create") == 2
-    w2, _ = world_with_clock()
-    w2.backend.create_errors.append(err)
+    assert out.action == "submitted" and w.api.count("create") == 2
+    w2 = World()
+    w2.api.errors["create"] = [(429, json.loads(QUOTA_BODY))]
     assert w2.drop("incoming/run-015a").action == "submit_failed"
     assert [m["reason"] for m in w2.messages()] == ["QUOTA_EXCEEDED"]
 
 
-def test_transient_errors_past_the_budget_raise_for_redelivery(monkeypatch):
-    import submitter.retry as retry
-
-    monkeypatch.setattr(retry, "call_with_retries", lambda fn, **kw: fn())
-    monkeypatch.setattr("submitter.submission.call_with_retries", lambda fn, **kw: fn())
-    w, _ = world_with_clock()
-    w.backend.create_errors.append(BackendError(503, "UNAVAILABLE", "down", transient=True))
+def test_transient_errors_past_the_budget_raise_for_redelivery():
+    w = World()  # a virtual clock: the 30 s retry budget passes without waiting
+    for _ in range(200):
+        w.api.fail("create", 503, "UNAVAILABLE", "down")
     w.put("incoming/run-016/package.tar.gz", BASELINE_TARBALL)
     w.put("incoming/run-016/job.yaml", BASELINE_YAML)
-    with pytest.raises(BackendError):
+    with pytest.raises(BackendUnavailable):
         w.deliver("incoming/run-016/job.yaml")
+    tries = w.api.count("create")
+    assert 3 <= tries < 200 and 25 <= sum(w.clock.slept) <= 40  # bounded: ~30 s of backoff, then redelivery
+    w.api.errors.clear()
     assert w.deliver("incoming/run-016/job.yaml").action == "submitted"  # claim released: no lease wait
     assert w.publisher.states() == ["SUBMITTED"]
 
@@ -324,7 +311,8 @@ def test_F14_publish_waits_for_every_future_and_surfaces_failures():
     from google.api_core.exceptions import DeadlineExceeded
 
     from submitter.envelope import OutgoingMessage
-    from submitter.publisher import EventPublisher, PublishError
+    from submitter.errors import PublishFailed as PublishError
+    from submitter.publisher import PubSubPublisher as EventPublisher
 
     client = SlowClient()
     pub = EventPublisher("projects/p/topics/t", timeout_s=5, client=client)
@@ -347,8 +335,8 @@ def test_F14_one_publisher_client_per_instance(monkeypatch):
             built.append(kw)
 
     monkeypatch.setattr("google.cloud.pubsub_v1.PublisherClient", CountingClient)
-    instance = app_module.App(Settings(project="p", drop_bucket="d", output_bucket="o", state_bucket="s",
-                                       topic="projects/p/topics/t"))
+    instance = app_module.App(Settings(project="demo-project", drop_bucket="drop-b", output_bucket="out-b",
+                                       state_bucket="state-b", topic="projects/demo-project/topics/t"))
     clients = {id(instance.publisher.client) for _ in range(200)}
     assert len(built) == 1 and len(clients) == 1
     assert built[0]["publisher_options"].enable_message_ordering
@@ -360,7 +348,7 @@ def test_F14_one_publisher_client_per_instance(monkeypatch):
 def test_F15_failed_message_survives_long_and_multibyte_errors(error):
     w, _ = world_with_clock()
     out = w.drop("incoming/run-022")
-    w.backend.set_state(out.job_id, "FAILED", errorMessage=error, workerCount=4, createTime=None)
+    w.api.set_state(out.job_id, "FAILED", errorMessage=error, workerCount=4, createTime=None)
     w.reconciler.tick()
     failed = w.publisher.messages[-1]
     assert failed.attributes["state"] == "FAILED"  # FakePublisher asserts every attribute is str <= 1024 bytes
@@ -369,7 +357,7 @@ def test_F15_failed_message_survives_long_and_multibyte_errors(error):
 
 # -- F16 -----------------------------------------------------------------------------------------
 def test_F16_client_endpoint_comes_from_the_env_at_build_time(monkeypatch):
-    from submitter.publisher import EventPublisher
+    from submitter.publisher import PubSubPublisher as EventPublisher
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
     pub = EventPublisher("projects/demo-project/topics/t")  # nothing built yet: the module imported long ago
@@ -380,7 +368,8 @@ def test_F16_emulator_not_running_fails_within_the_timeout(monkeypatch):
     import time
 
     from submitter.envelope import OutgoingMessage
-    from submitter.publisher import EventPublisher, PublishError
+    from submitter.errors import PublishFailed as PublishError
+    from submitter.publisher import PubSubPublisher as EventPublisher
     from submitter_local.stack import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
@@ -403,7 +392,7 @@ def test_sweep_names_what_is_missing_now_and_empty_job_yaml():
     w.put("incoming/s-zero/package.tar.gz", BASELINE_TARBALL)
     w.deliver("incoming/s-zero/package.tar.gz")
     clock.advance(11)
-    messages = {o.detail.split("/")[1]: o.detail for o in w.handler.sweep_incomplete()}
+    messages = {o.detail.split("/")[1]: o.detail for o in w.handler.sweep()}
     assert "missing missing.tar.gz" in messages["s-named"] and "job.yaml" not in messages["s-named"].split(
         "missing")[1]
     assert "empty" in messages["s-zero"]
@@ -416,7 +405,7 @@ def test_a_package_arriving_after_submission_is_noted_on_the_status():
     assert w.deliver("incoming/multi/trainer.tar.gz").action == "submitted"
     w.put("incoming/multi/helperlib-0.1.tar.gz", BASELINE_TARBALL)
     assert w.deliver("incoming/multi/helperlib-0.1.tar.gz").action == "duplicate"
-    [note] = w.ledger.status("drop-bucket", "incoming/multi")["notes"]
+    [note] = w.ledger.status(status_key("drop-bucket", "incoming/multi")).notes
     assert "helperlib-0.1.tar.gz arrived after job" in note and "packageUris" in note
 
 

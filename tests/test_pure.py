@@ -11,11 +11,17 @@ import tarfile
 import pytest
 
 from conftest import BASELINE_YAML, baseline_files, make_tarball, storage_event
-from submitter import envelope, naming, spec
-from submitter.events import DropObject, EventError, Ignored, ObjectRole, classify, parse_event
+from helpers import State
+from submitter import envelope, naming, rules, schema, spec
+from submitter.backends.ml_v1 import normalize_training_input
+from submitter.drops import DropObject, DropRef, Ignored, ObjectRole, classify
+from submitter.errors import EventInvalid as EventError
+from submitter.errors import SpecRejected
+from submitter.events import parse_event
+from submitter.model import JobState
+from submitter.reasons import unique_violations
 from submitter.package import PackageRejected, inspect_package
 from submitter.settings import Settings, SettingsError
-from submitter.states import State, observed_state
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -51,16 +57,20 @@ def test_long_ids_stay_distinct():
 
 @pytest.mark.parametrize("job_id", ["my-first-job", "2024_run", "run.v2", "_run", "r" + "x" * 128])
 def test_explicit_invalid_job_ids_are_rejected_with_the_rule(job_id):
-    job = {"jobId": job_id, "trainingInput": {"pythonModule": "trainer.task"}}
-    [v] = spec.check_essentials(job)
+    job = {"jobId": job_id, "trainingInput": {"pythonModule": "trainer.task", "runtimeVersion": "2.11"}}
+    [v] = rules.check_job(job).violations
     assert v.reason == "INVALID_JOB_ID" and "starting with a letter" in v.message
 
 
 # -- spec --------------------------------------------------------------------------------------
+DEFAULTS = spec.SpecDefaults((), "gs://drop-outputs/x", "us-central1", "2.11", "3.7", {})
+
+
 def ti_violations(yaml_text: str):
+    """Schema and rule violations of a spec completed with the deployment defaults (no policy, no packages)."""
     parsed = spec.parse_job_yaml(yaml_text.encode())
-    parsed.job.setdefault("jobId", "j1")
-    return spec.check_essentials(parsed.job, parsed.raw_scalars)
+    job, _ = spec.complete(parsed.job, DEFAULTS, "j1")
+    return unique_violations(schema.check_job(job, raw_scalars=parsed.raw_scalars) + rules.check_job(job).violations)
 
 
 def test_baseline_has_no_violations():
@@ -80,7 +90,7 @@ def test_label_booleans_and_syntax():
 
 
 @pytest.mark.parametrize("args, fragment", [
-    ('"--epochs 3 --lr 0.1"', "must be a list of strings"),
+    ('"--epochs 3 --lr 0.1"', 'must be a list, got string'),
     ('["--", "--epochs", "3"]', "'--' is gcloud CLI syntax"),
     ('["--epochs", 3, "--shuffle", true]', "args[1] must be a string"),
     ('["--epochs", "3", "\\\\", "--lr", "0.1"]', "args[2] is a bare backslash"),
@@ -91,7 +101,7 @@ def test_args_pitfalls(args, fragment):
 
 
 def test_template_placeholders():
-    with pytest.raises(spec.SpecRejected) as exc:
+    with pytest.raises(SpecRejected) as exc:
         spec.parse_job_yaml(b"trainingInput:\n  scaleTier: CUSTOM\n  pythonModule: t.task\n  workerCount: "
                             b"{{worker_batches}}\n")
     assert exc.value.reason == "YAML_INVALID" and "line" in str(exc.value)
@@ -119,9 +129,9 @@ def test_runtime_and_image_are_exclusive():
 
 
 def test_complete_never_overrides_user_values():
-    ctx = spec.DropContext(("gs://b/p.tar.gz",), "gs://out/x", "europe-west4", "2.11", "3.7", {"submitter": "drop"})
-    job = spec.complete({"trainingInput": {"pythonModule": "t.task", "region": "us-east1",
-                                           "packageUris": ["gs://mine/p.tar.gz"]}}, ctx, "j1")
+    ctx = spec.SpecDefaults(("gs://b/p.tar.gz",), "gs://out/x", "europe-west4", "2.11", "3.7", {"submitter": "drop"})
+    job, _ = spec.complete({"trainingInput": {"pythonModule": "t.task", "region": "us-east1",
+                                              "packageUris": ["gs://mine/p.tar.gz"]}}, ctx, "j1")
     ti = job["trainingInput"]
     assert ti["region"] == "us-east1" and ti["packageUris"] == ["gs://mine/p.tar.gz"] and ti["jobDir"] == "gs://out/x"
 
@@ -129,7 +139,7 @@ def test_complete_never_overrides_user_values():
 def test_normalized_training_input_matches_server_echo():
     mine = {"scaleTier": "BASIC", "args": [], "workerCount": 2, "pythonModule": "t"}
     echoed = {"workerCount": "2", "pythonModule": "t"}
-    assert spec.normalize_training_input(mine) == spec.normalize_training_input(echoed)
+    assert normalize_training_input(mine) == normalize_training_input(echoed)
 
 
 # -- package -----------------------------------------------------------------------------------
@@ -186,7 +196,8 @@ def test_not_a_tarball_and_no_setup():
 def _event(**kw):
     import datetime as dt
 
-    base = dict(job_id="j1", state=State.FAILED, drop=envelope.DropRef("b", "incoming/r", "incoming/r/job.yaml", 7),
+    base = dict(key="j1", state=JobState.FAILED,
+                origin={"drop": DropRef("b", "incoming/r", "incoming/r/job.yaml", 7).as_dict()},
                 time=dt.datetime(2024, 6, 10, tzinfo=dt.timezone.utc))
     base.update(kw)
     return envelope.JobEvent(**base)
@@ -217,7 +228,12 @@ def test_clean_attributes_handles_non_strings():
 def test_terminal_is_not_success():
     assert State.FAILED.is_terminal and not State.FAILED.is_success
     assert not State.CANCELLING.is_terminal
-    assert observed_state({"state": "STATE_UNSPECIFIED"}) is None and observed_state({}) is None
+    from fakes import FakeMlApi
+    from submitter.backends.ml_v1 import MlV1Backend
+
+    backend = MlV1Backend("demo-project", transport=FakeMlApi())
+    assert backend._status({"jobId": "j", "state": "STATE_UNSPECIFIED"}).state is None
+    assert backend._status({"jobId": "j"}).state is None and backend._status({"jobId": "j", "state": "NEW"}).state is None
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -15,14 +15,14 @@ def submitted(world: World, folder="incoming/run-024") -> str:
 
 def states_over(world: World, job_id: str, sequence):
     for state in sequence:
-        world.backend.set_state(job_id, state)
+        world.api.set_state(job_id, state)
         world.reconciler.tick()
     return world.publisher.states(job_id)
 
 
 def test_failed_job_publishes_each_state_once_with_error_message(world):
     job_id = submitted(world)
-    world.backend.jobs[job_id]["errorMessage"] = "The replica master 0 exited with a non-zero status of 1."
+    world.api.jobs[job_id]["errorMessage"] = "The replica master 0 exited with a non-zero status of 1."
     assert states_over(world, job_id, ["QUEUED", "QUEUED", "PREPARING", "RUNNING", "FAILED", "FAILED"]) == [
         "SUBMITTED", "QUEUED", "PREPARING", "RUNNING", "FAILED"]
     failed = json.loads(world.publisher.messages[-1].data)
@@ -58,20 +58,20 @@ def test_empty_list_answer_and_nothing_followed_makes_no_calls(world):
 def test_paged_listing_sees_every_job_and_ignores_foreign_jobs(world):
     ours = [submitted(world, f"incoming/run-{i:03d}") for i in range(45)]
     for i in range(45):  # jobs this submitter did not create are never published
-        world.backend.jobs[f"foreign_{i}"] = {"jobId": f"foreign_{i}", "state": "RUNNING"}
+        world.api.jobs[f"foreign_{i}"] = {"jobId": f"foreign_{i}", "state": "RUNNING"}
     for job_id in ours:
-        world.backend.set_state(job_id, "RUNNING")
-    before = len(world.backend.calls)
+        world.api.set_state(job_id, "RUNNING")
+    before = len(world.api.calls)
     report = world.reconciler.tick()
     assert sorted(j for j, s in report.published) == sorted(ours)
     assert all(s == "RUNNING" for _, s in report.published)
     # 90 active jobs at 100 per page: one list call, no per-job gets
-    assert report.api_calls == 1 and len(world.backend.calls) - before == 1
+    assert report.api_calls == 1 and len(world.api.calls) - before == 1
 
 
 def test_finished_jobs_are_fetched_individually(world):
     job_id = submitted(world)
-    world.backend.set_state(job_id, "SUCCEEDED")
+    world.api.set_state(job_id, "SUCCEEDED")
     report = world.reconciler.tick()
     assert report.published == [(job_id, "SUCCEEDED")]
     assert report.api_calls == 2  # one list (empty: `{}`) + one get for the job that left the active list
@@ -79,27 +79,27 @@ def test_finished_jobs_are_fetched_individually(world):
 
 def test_a_job_the_api_forgot_is_given_up_after_five_ticks_without_inventing_a_state(world):
     job_id = submitted(world)
-    del world.backend.jobs[job_id]  # deleted, or another project: every get answers 404
+    del world.api.jobs[job_id]  # deleted, or another project: every get answers 404
     for _ in range(4):
         world.reconciler.tick()
-        assert [r.job_id for r in world.ledger.followed()] == [job_id]
+        assert [r.key for r in world.ledger.followed()] == [job_id]
     world.reconciler.tick()
     assert world.ledger.followed() == [] and world.store.get(f"lost/{job_id}.json") is not None
-    calls = len(world.backend.calls)
+    calls = len(world.api.calls)
     world.reconciler.tick()
-    assert len(world.backend.calls) == calls  # no more calls for it
+    assert len(world.api.calls) == calls  # no more calls for it
     assert world.publisher.states(job_id) == ["SUBMITTED"]
 
 
 def test_overlapping_ticks_do_not_run_and_a_dead_ticks_lock_expires(world):
-    import datetime as dt
+    from submitter.leases import Leases
+    from submitter.ledger import TICK_LOCK_KEY
 
     job_id = submitted(world)
-    world.backend.set_state(job_id, "RUNNING")
-    assert world.ledger.lock_ticks("other-tick", world.reconciler.now(), 300)
+    world.api.set_state(job_id, "RUNNING")
+    assert Leases(world.store, world.clock).acquire(TICK_LOCK_KEY, "other-tick", 300)
     assert world.reconciler.tick().skipped and world.publisher.states(job_id) == ["SUBMITTED"]
-    later = world.reconciler.now() + dt.timedelta(seconds=301)
-    world.reconciler.now = lambda: later
+    world.clock.advance(301)
     report = world.reconciler.tick()
     assert not report.skipped and report.published == [(job_id, "RUNNING")]
 
@@ -113,7 +113,7 @@ def test_warm_ledger_downloads_only_changed_records(world):
     world.ledger.followed()
     first = len([k for k in gets if k.startswith("jobs/")])
     gets.clear()
-    world.backend.set_state(ids[0], "RUNNING")
+    world.api.set_state(ids[0], "RUNNING")
     world.reconciler.tick()
     world.ledger.followed()
     assert first == 20

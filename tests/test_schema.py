@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from submitter import schema
-from submitter.spec import Reason, Violation
+from submitter.reasons import Reason, Violation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL_CONFIGS = sorted((SHARED / "corpus" / "real-configs").glob("*.yaml"))
@@ -82,7 +82,9 @@ def _path(parts: tuple[str, ...]) -> str:
 def _only(job: dict[str, Any]) -> Violation:
     got = schema.check_job(job)
     assert len(got) == 1, got
-    assert got[0].reason == Reason.SPEC_INVALID
+    expected = {"labels": Reason.INVALID_LABELS, "jobId": Reason.INVALID_JOB_ID}.get(
+        got[0].field.split(".")[0].split("[")[0], Reason.SPEC_INVALID)
+    assert got[0].reason == expected  # label and jobId problems keep their own reasons
     return got[0]
 
 
@@ -209,7 +211,7 @@ def test_number_boolean_string_array_and_map_types():
     version = _only(_ti(runtimeVersion=2.1))
     assert "2.10" in version.message and version.value == 2.1
     raw = schema.check_job(_ti(runtimeVersion=2.1), raw_scalars={"trainingInput.runtimeVersion": "2.10"})
-    assert 'write "2.10"' in raw[0].message
+    assert 'write runtimeVersion: "2.10"' in raw[0].message
     label = _only({"labels": {"team": False}})
     assert label.field == "labels.team" and "booleans" in label.message
     assert "mapping" in _only({"labels": ["a"]}).message

@@ -92,7 +92,7 @@ def test_cli_reads_the_stack_settings_and_shows_jobs(stack):
     assert shown.returncode == 0 and "SUCCEEDED" in shown.stdout
     missing = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "status", "no_such_job"], env=cli_env,
                              capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 1 and "404" in missing.stderr
+    assert missing.returncode == 1 and "not found" in missing.stderr
 
 
 def _cli(env, *args, timeout=180):
@@ -140,7 +140,8 @@ def test_submit_cli_builds_uploads_and_the_job_succeeds(stack):
 
 def test_F16_missing_topic_on_the_real_emulator_is_named_and_raises(stack, monkeypatch):
     from submitter.envelope import OutgoingMessage
-    from submitter.publisher import EventPublisher, PublishError
+    from submitter.errors import PublishFailed as PublishError
+    from submitter.publisher import PubSubPublisher as EventPublisher
 
     s, env = stack
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", env["PUBSUB_EMULATOR_HOST"])
@@ -154,7 +155,7 @@ import json, os, sys
 import submitter.publisher
 from submitter.app import get_app
 if os.environ.get("KILL_BEFORE_PUBLISH"):
-    submitter.publisher.EventPublisher.publish = lambda self, messages: os._exit(137)  # dies after jobs.create
+    submitter.publisher.PubSubPublisher.publish = lambda self, messages: os._exit(137)  # dies after jobs.create
 attributes, data = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(get_app().handle_cloud_event(attributes, data).action)
 """
@@ -171,7 +172,7 @@ def test_killed_between_create_and_publish_then_redelivered_gives_one_job_one_su
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
     from google.cloud import storage
 
-    from submitter.follow import EventFollower
+    from submitter_cli.follow import EventFollower
 
     # A prefix the stack's own function does not watch, so only the processes below handle the drop.
     proc_env = {**os.environ, **env, "SUBMITTER_DROP_PREFIX": "faults/", "SUBMITTER_CLAIM_LEASE_SECONDS": "2"}

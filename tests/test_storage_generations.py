@@ -8,7 +8,8 @@ import concurrent.futures
 import pytest
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
-from submitter.gcs import DropStorage, ObjectMissing
+from submitter.errors import ObjectGone as ObjectMissing
+from submitter.gcs import GcsObjectStore as DropStorage
 from submitter.state_store import GcsStateStore
 from submitter_local.storage_emulator import start
 
@@ -41,7 +42,7 @@ def test_state_store_create_races_have_one_winner(client):
     store = GcsStateStore("drop-state", "submitter/", "demo-project", client=client)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         wins = list(pool.map(lambda i: store.create("claims/race.json", {"owner": i}), range(8)))
-    assert wins.count(True) == 1
+    assert len([w for w in wins if w is not None]) == 1
     doc, token = store.get("claims/race.json")
     assert store.replace("claims/race.json", {"owner": "next"}, token)
     assert not store.replace("claims/race.json", {"owner": "late"}, token)

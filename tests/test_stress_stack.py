@@ -54,7 +54,7 @@ def test_50_drops_each_event_delivered_4_times_concurrently(paused_stack, monkey
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
     from google.cloud import storage
 
-    from submitter.follow import EventFollower
+    from submitter_cli.follow import EventFollower
 
     bucket = storage.Client(project=env["PROJECT"]).bucket(env["BUCKET"])
     with EventFollower(env["TOPIC"], "stress") as follower:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 from conftest import BASELINE_TARBALL, BASELINE_YAML, World, baseline_files, make_tarball
-from submitter.backends import BackendError
 
 
 def test_baseline_drop_submits_once_with_completed_spec(world):
     out = world.drop("incoming/run-001")
     assert out.action == "submitted"
-    assert world.backend.count("create") == 1
-    job = world.backend.jobs[out.job_id]
+    assert world.api.count("create") == 1
+    job = world.api.jobs[out.job_id]
     ti = job["trainingInput"]
     assert ti["packageUris"] == ["gs://drop-bucket/incoming/run-001/package.tar.gz"]
     assert ti["args"] == ["--epochs", "3"]  # the service adds --job-dir itself; we never do
@@ -34,7 +33,7 @@ def test_job_id_is_derived_from_folder_and_generation(world):
 
 def test_defaults_fill_region_runtime_and_job_dir_in_outputs_bucket(world):
     out = world.drop("incoming/run-002", spec=b"trainingInput:\n  pythonModule: trainer.task\n")
-    ti = world.backend.jobs[out.job_id]["trainingInput"]
+    ti = world.api.jobs[out.job_id]["trainingInput"]
     assert ti["region"] == "us-central1"
     assert (ti["runtimeVersion"], ti["pythonVersion"]) == ("2.11", "3.7")
     assert ti["jobDir"] == f"gs://drop-outputs/incoming/run-002/{out.job_id}"
@@ -44,7 +43,7 @@ def test_defaults_fill_region_runtime_and_job_dir_in_outputs_bucket(world):
 def test_top_level_training_input_fields_are_accepted(world):
     out = world.drop("incoming/run-003", spec=b"pythonModule: trainer.task\nregion: us-central1\n")
     assert out.action == "submitted"
-    assert world.backend.jobs[out.job_id]["trainingInput"]["pythonModule"] == "trainer.task"
+    assert world.api.jobs[out.job_id]["trainingInput"]["pythonModule"] == "trainer.task"
 
 
 def test_job_yaml_first_then_package_submits_on_second_event(world):
@@ -61,7 +60,7 @@ def test_redelivery_is_a_duplicate(world):
     out = world.drop("incoming/run-001")
     again = world.deliver("incoming/run-001/job.yaml", event_id="evt-B")
     assert again.action == "duplicate"
-    assert world.backend.count("create") == 1 and world.publisher.states() == ["SUBMITTED"]
+    assert world.api.count("create") == 1 and world.publisher.states() == ["SUBMITTED"]
     assert out.job_id == again.job_id
 
 
@@ -71,7 +70,7 @@ def test_not_yaml_is_rejected_once_naming_the_file_and_line(world):
     [data] = world.messages()
     assert data["state"] == "REJECTED" and data["reason"] == "YAML_INVALID"
     assert "incoming/run-010/job.yaml" in data["message"] and "line" in data["message"]
-    assert world.backend.count("create") == 0
+    assert world.api.count("create") == 0
 
 
 def test_missing_python_module_is_rejected(world):
@@ -123,7 +122,7 @@ def test_ignored_objects_publish_nothing(world):
         "outside prefix": world.deliver("elsewhere/run-020/job.yaml", generation=9, size=10),
     }
     assert {k: v.action for k, v in cases.items()} == {k: "ignored" for k in cases}
-    assert not world.publisher.messages and not world.backend.calls
+    assert not world.publisher.messages and not world.api.calls
 
 
 def test_stale_generation_is_ignored_not_rejected(world):
@@ -142,7 +141,7 @@ def test_old_event_is_ignored(world):
     world.put("incoming/run-007b/job.yaml", BASELINE_YAML)
     out = world.deliver("incoming/run-007b/job.yaml", time="2024-06-09T06:00:00Z")
     assert out.action == "ignored" and "older than" in out.detail
-    assert not world.backend.calls
+    assert not world.api.calls
 
 
 def test_409_with_same_spec_adopts_and_publishes_submitted_once():
@@ -151,7 +150,7 @@ def test_409_with_same_spec_adopts_and_publishes_submitted_once():
     info = w.put("incoming/run-014/job.yaml", BASELINE_YAML.replace(b'["--epochs", "3"]', b"[]"))
     job_id = f"run_014_{info.generation}"
     # The first invocation created the job and died before publishing; the server echoes no args/scaleTier.
-    w.backend.jobs[job_id] = {"jobId": job_id, "state": "RUNNING", "trainingInput": {
+    w.api.jobs[job_id] = {"jobId": job_id, "state": "RUNNING", "trainingInput": {
         "pythonModule": "trainer.task", "region": "us-central1", "runtimeVersion": "2.11", "pythonVersion": "3.7",
         "jobDir": "gs://drop-outputs/run-001", "packageUris": ["gs://drop-bucket/incoming/run-014/package.tar.gz"],
         "scheduling": {"maxRunningTime": "172800s"}}}
@@ -162,22 +161,23 @@ def test_409_with_same_spec_adopts_and_publishes_submitted_once():
     assert w.publisher.states() == ["SUBMITTED", "RUNNING"]
 
 
-def test_409_with_different_spec_is_submit_failed_naming_fields():
+def test_409_with_different_spec_is_submit_failed_naming_nothing_of_the_other_job():
     w = World()
     w.put("incoming/run-014/package.tar.gz", BASELINE_TARBALL)
     info = w.put("incoming/run-014/job.yaml", BASELINE_YAML)
     job_id = f"run_014_{info.generation}"
-    w.backend.jobs[job_id] = {"jobId": job_id, "state": "RUNNING", "trainingInput": {"pythonModule": "other.task"}}
+    w.api.jobs[job_id] = {"jobId": job_id, "state": "RUNNING", "trainingInput": {"pythonModule": "other.task"}}
     out = w.deliver("incoming/run-014/job.yaml")
     assert out.action == "submit_failed"
     [data] = w.messages()
-    assert data["reason"] == "JOB_ID_CONFLICT" and "trainingInput.pythonModule" in data["message"]
+    assert data["reason"] == "JOB_ID_CONFLICT" and "already exists" in data["message"]
+    assert "pythonModule" not in data["message"] and "other.task" not in data["message"]  # not ours to publish
 
 
 def test_quota_failure_is_permanent_and_reported_once(world):
-    world.backend.create_errors.append(BackendError(429, "RESOURCE_EXHAUSTED", "Quota failure; The request for 2 "
-                                                    "T4 accelerators exceeds the allowed maximum of 0",
-                                                    transient=False, reason="QUOTA_EXCEEDED"))
+    world.api.fail("create", 429, "RESOURCE_EXHAUSTED", "Quota failure", details=[
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+         "violations": [{"description": "The request for 2 T4 accelerators exceeds the allowed maximum of 0"}]}])
     out = world.drop("incoming/run-015")
     assert out.action == "submit_failed"
     [data] = world.messages()
@@ -185,15 +185,15 @@ def test_quota_failure_is_permanent_and_reported_once(world):
 
 
 def test_transient_create_error_is_retried_then_submits(world):
-    world.backend.create_errors.append(BackendError(503, "UNAVAILABLE", "try again", transient=True))
+    world.api.fail("create", 503, "UNAVAILABLE", "try again")
     out = world.drop("incoming/run-016")
-    assert out.action == "submitted" and world.backend.count("create") == 2
+    assert out.action == "submitted" and world.api.count("create") == 2
 
 
 def test_publish_failure_raises_and_redelivery_publishes_without_second_job(world):
     import pytest
 
-    from submitter.publisher import PublishError
+    from submitter.errors import PublishFailed as PublishError
 
     world.put("incoming/run-017/package.tar.gz", BASELINE_TARBALL)
     world.put("incoming/run-017/job.yaml", BASELINE_YAML)
@@ -202,7 +202,7 @@ def test_publish_failure_raises_and_redelivery_publishes_without_second_job(worl
         world.deliver("incoming/run-017/job.yaml")
     out = world.deliver("incoming/run-017/job.yaml", event_id="evt-redelivered")
     assert out.action == "adopted"
-    assert len(world.backend.jobs) == 1 and world.publisher.states() == ["SUBMITTED"]
+    assert len(world.api.jobs) == 1 and world.publisher.states() == ["SUBMITTED"]
 
 
 def test_oversized_job_yaml_is_rejected_without_reading_it():

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from conftest import BASELINE_TARBALL, BASELINE_YAML, SHARED, World, baseline_files, make_tarball
 from submitter import rules
-from submitter.cli import main as cli
+from submitter_cli import main as cli
 from submitter.policy import Policy
-from submitter.spec import DropContext
+from submitter.spec import SpecDefaults as DropContext
 from submitter.validation import Overrides, check_text
 
 CORPUS = sorted((SHARED / "corpus" / "real-configs").glob("*.yaml"))
@@ -226,7 +226,7 @@ def test_F6_module_not_in_package_variants():
     assert msg["reason"] == "MODULE_NOT_IN_PACKAGE" and "no __init__.py" in msg["message"]
     out, msg, w = drop_and_verdict(BASELINE_YAML.replace(b"trainer.task", b"trainer/task.py"))
     assert msg["reason"] == "SPEC_INVALID" and "dotted module name" in msg["message"]
-    assert w.backend.count("create") == 0
+    assert w.api.count("create") == 0
 
 
 def test_F8_yaml_coercions():
@@ -235,7 +235,7 @@ def test_F8_yaml_coercions():
     out, msg, w = drop_and_verdict(BASELINE_YAML.replace(b'runtimeVersion: "2.11"', b'runtimeVersion: "1.9"')
                                    .replace(b'  pythonVersion: "3.7"\n', b""))
     assert msg["state"] == "SUBMITTED"  # a retired runtime is a warning; pythonVersion filled from it
-    assert w.backend.jobs[out.job_id]["trainingInput"]["pythonVersion"] == "3.5"
+    assert w.api.jobs[out.job_id]["trainingInput"]["pythonVersion"] == "3.5"
     out, msg, _ = drop_and_verdict(BASELINE_YAML + b"  masterConfig: {imageUri: gcr.io/demo-project/trainer:1}\n"
                                    .replace(b"  masterConfig", b"masterConfig"))
     assert msg["state"] == "REJECTED"
@@ -252,7 +252,7 @@ def test_F11_accelerator_combo_is_rejected_as_invalid_machine_config():
     spec = BASELINE_YAML.replace(b"scaleTier: BASIC", b"scaleTier: CUSTOM\n  masterType: n1-standard-4\n  "
                                  b"masterConfig: {acceleratorConfig: {type: NVIDIA_TESLA_A100, count: 1}}")
     out, msg, w = drop_and_verdict(spec)
-    assert msg["reason"] == "INVALID_MACHINE_CONFIG" and w.backend.count("create") == 0
+    assert msg["reason"] == "INVALID_MACHINE_CONFIG" and w.api.count("create") == 0
 
 
 def test_F12_quoted_placeholder_count_and_job_dir():

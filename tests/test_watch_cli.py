@@ -9,9 +9,12 @@ import json
 import pytest
 
 from conftest import NOW, World
-from submitter.cli.watch import EXIT_ERROR, Tracker, WatchError, render, run_watch
-from submitter.envelope import DropRef, JobEvent, encode
-from submitter.states import State
+from fakes import FakeMlApi
+from submitter.backends.ml_v1 import MlV1Backend
+from submitter_cli.watch import EXIT_ERROR, Tracker, WatchError, render, run_watch
+from submitter.drops import DropRef
+from submitter.envelope import JobEvent, encode
+from helpers import State
 from test_contract import validate_message
 
 JOB = "run_001_1718000000000001"
@@ -20,7 +23,7 @@ SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
 
 
 def event(state: State, job_id: str = JOB, previous: State | None = None, **kw) -> dict:
-    out = encode(JobEvent(job_id=job_id, state=state, drop=DROP, time=NOW, previous_state=previous,
+    out = encode(JobEvent(key=job_id, state=state, origin={"drop": DROP.as_dict()}, time=NOW, previous_state=previous,
                           job_dir=f"gs://drop-outputs/incoming/run-001/{job_id}", **kw), source=SOURCE)
     return {"attributes": dict(out.attributes), "data": json.loads(out.data), "messageId": "m"}
 
@@ -43,23 +46,22 @@ class FakeFollower:
             yield self.pending.pop(0)
 
 
-class Backend:
-    """get_job / list_jobs answering from a dict; logs the order of calls."""
+class LoggingApi(FakeMlApi):
+    """The in-memory ml v1 API holding `jobs`, logging each call into the shared order log."""
 
     def __init__(self, log: list[str], jobs: dict[str, dict]):
-        self.log, self.jobs = log, jobs
+        super().__init__()
+        self.log = log
+        self.jobs.update({k: dict(v) for k, v in jobs.items()})
 
-    def get_job(self, job_id):
-        from submitter.backends import BackendError
+    def _answer(self, kind, detail, handler):
+        self.log.append(f"get {detail}" if kind == "get" else kind)
+        return super()._answer(kind, detail, handler)
 
-        self.log.append(f"get {job_id}")
-        if job_id not in self.jobs:
-            raise BackendError(404, "NOT_FOUND", f"job {job_id} not found", transient=False, reason="NOT_FOUND")
-        return dict(self.jobs[job_id])
 
-    def list_jobs(self, *, filter=None, page_size=100, page_token=None):
-        self.log.append("list")
-        return [dict(j) for j in self.jobs.values() if j["state"] in ("QUEUED", "PREPARING", "RUNNING", "CANCELLING")], None
+def Backend(log: list[str], jobs: dict[str, dict]) -> MlV1Backend:  # noqa: N802 - reads like the class it builds
+    """The real ml v1 adapter over the logging in-memory API."""
+    return MlV1Backend("demo-project", transport=LoggingApi(log, jobs))
 
 
 def watch(jobs: dict, events: list[dict], job_id: str | None = JOB, as_json: bool = False, timeout_s=0.3,
@@ -172,7 +174,7 @@ def test_render_lists_violations_of_a_rejected_drop():
 def test_logs_without_a_local_training_service_points_to_cloud_logging(monkeypatch):
     from click.testing import CliRunner
 
-    from submitter.cli import main
+    from submitter_cli import main
 
     for name in [n for n in __import__("os").environ if n.startswith("SUBMITTER_")]:
         monkeypatch.delenv(name)

@@ -1,9 +1,13 @@
-"""Wiring: builds the adapters once per instance, lazily, from Settings.
+"""Wiring and the entry points' error policy: builds the adapters once per instance, lazily, from Settings.
 
-Entry points (`functions/main.py`, the CLI) call `get_app()`; nothing here
-builds a client at import time, and environment variables such as
-PUBSUB_EMULATOR_HOST are read by the client libraries when the clients are
-first built, i.e. on the first invocation.
+Entry points (`functions/main.py`) call `get_app()`; nothing here builds a client at import time, and
+environment variables such as PUBSUB_EMULATOR_HOST are read by the client libraries when the clients
+are first built, i.e. on the first invocation.
+
+What each failure means for the event (errors.py): a TransientError is raised (HTTP 500: Eventarc
+redelivers with backoff); a PermanentError or anything reported is acknowledged; any other exception
+is a bug: logged at ERROR with its traceback, reported once as a verdict (INTERNAL_ERROR), and
+acknowledged, so a bug never turns into a day of redeliveries.
 """
 
 from __future__ import annotations
@@ -14,72 +18,114 @@ from typing import Any, Mapping
 
 from . import events as ev
 from . import logs
-from .backends import build_backend
-from .gcs import DropStorage
+from .backends import TrainingBackend, build_backend
+from .clock import Clock, SystemClock
+from .drop_handler import DropHandler
+from .errors import PermanentError, SubmitterError, TransientError
+from .gcs import GcsObjectStore
 from .ledger import Ledger
-from .publisher import EventPublisher
+from .publisher import PubSubPublisher, Publisher
 from .reconciler import Reconciler, TickReport
 from .settings import Settings
 from .state_store import GcsStateStore
-from .submission import DropHandler, Outcome, event_source
+from .submission import Action, Outcome, Submitter
 
 log = logs.get("app")
 
 
 class App:
-    """One submitter instance: settings plus lazily built handler and reconciler."""
+    """One submitter instance: settings plus lazily built adapters, handler and reconciler.
 
-    def __init__(self, settings: Settings):
+    Args:
+        settings: deployment settings.
+        clock: time (a FakeClock in tests).
+        storage / ledger / backend / publisher: adapters to use instead of building the real ones (tests).
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, storage: Any = None,
+                 ledger: Ledger | None = None, backend: TrainingBackend | None = None,
+                 publisher: Publisher | None = None):
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._given = {"storage": storage, "ledger": ledger, "backend": backend, "publisher": publisher}
 
     @functools.cached_property
-    def storage(self) -> DropStorage:
-        return DropStorage(self.settings.project)
+    def storage(self) -> Any:
+        return self._given["storage"] or GcsObjectStore(self.settings.project)
 
     @functools.cached_property
     def ledger(self) -> Ledger:
+        if self._given["ledger"] is not None:
+            return self._given["ledger"]  # type: ignore[no-any-return]
         s = self.settings
-        return Ledger(GcsStateStore(s.state_bucket, s.state_prefix, s.project, client=self.storage.client))
+        client = self.storage.client if isinstance(self.storage, GcsObjectStore) else None
+        return Ledger(GcsStateStore(s.state_bucket, s.state_prefix, s.project, client=client))
 
     @functools.cached_property
-    def backend(self):
-        return build_backend(self.settings)
+    def backend(self) -> TrainingBackend:
+        return self._given["backend"] or build_backend(self.settings)  # type: ignore[no-any-return]
 
     @functools.cached_property
-    def publisher(self) -> EventPublisher:
-        return EventPublisher(self.settings.topic, timeout_s=self.settings.publish_timeout_s)
+    def publisher(self) -> Publisher:
+        return self._given["publisher"] or PubSubPublisher(  # type: ignore[no-any-return]
+            self.settings.topic, timeout_s=self.settings.publish_timeout_s)
+
+    @functools.cached_property
+    def submitter(self) -> Submitter:
+        return Submitter(self.settings, self.storage, self.backend, self.publisher, self.ledger, self.clock)
 
     @functools.cached_property
     def drop_handler(self) -> DropHandler:
-        return DropHandler(self.settings, self.storage, self.backend, self.publisher, self.ledger)
+        return DropHandler(self.settings, self.storage, self.submitter, self.ledger, self.clock)
 
     @functools.cached_property
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.backend, self.publisher, self.ledger, event_source(self.settings))
+        return Reconciler(self.backend, self.publisher, self.ledger, self.settings.event_source, self.clock)
 
     def handle_cloud_event(self, attributes: Mapping[str, Any], data: Any) -> Outcome:
-        """Handle one storage CloudEvent; malformed events are logged and ignored (redelivery cannot fix them)."""
+        """Handle one storage CloudEvent.
+
+        Raises:
+            TransientError: a retry may help; the function answers 500 and Eventarc redelivers.
+        """
         try:
             event = ev.parse_event(attributes, data)
-        except ev.EventError as exc:
-            log.error(f"malformed storage event ignored: {exc}", extra={"ctx": {"eventId": attributes.get("id")}})
-            return Outcome("ignored", str(exc))
+        except ev.EventInvalid as exc:
+            log.error(f"malformed storage event ignored: {exc}", extra={"ctx": {"eventId": str(attributes.get("id"))}})
+            return Outcome(Action.IGNORED, str(exc))
         ctx = {"eventId": event.event_id, "object": event.name, "generation": str(event.generation)}
         try:
             outcome = self.drop_handler.handle(event)
-        except Exception:
-            log.exception("transient failure; the event will be redelivered", extra={"ctx": ctx})
+        except TransientError as exc:
+            log.warning(f"transient failure, the event will be redelivered: {exc}", extra={"ctx": ctx})
             raise
-        log.info(f"{outcome.action}: {outcome.detail}",
-                 extra={"ctx": {**ctx, "jobId": outcome.job_id, "outcome": outcome.action}})
+        except PermanentError as exc:
+            log.error(f"permanent failure: {exc}", extra={"ctx": ctx})
+            outcome = self._report(event, exc, ctx)
+        except Exception as exc:  # a bug: report it once instead of failing the event for 24 h
+            log.exception(f"unexpected {type(exc).__name__} handling the event (a bug); reporting it once",
+                          extra={"ctx": ctx})
+            outcome = self._report(event, exc, ctx)
+        log.info(f"{outcome.action.value}: {outcome.detail}",
+                 extra={"ctx": {**ctx, "jobId": outcome.key, "outcome": outcome.action.value}})
         return outcome
+
+    def _report(self, event: ev.StorageObjectEvent, exc: BaseException, ctx: dict[str, str]) -> Outcome:
+        try:
+            return self.drop_handler.report_bug(event, exc)
+        except TransientError:
+            raise  # the report itself could not be made: the event comes back and the report is retried
+        except Exception:
+            log.exception("could not report the failure; the event is acknowledged", extra={"ctx": ctx})
+            return Outcome(Action.IGNORED, f"unreported {type(exc).__name__}")
 
     def reconcile(self) -> TickReport:
         """One scheduled tick: publish job state changes, then sweep drops that never completed."""
         report = self.reconciler.tick()
-        for outcome in self.drop_handler.sweep_incomplete():
-            log.info(f"swept: {outcome.detail}", extra={"ctx": {"jobId": outcome.job_id, "outcome": outcome.action}})
-            report.published.append((outcome.job_id or "", "REJECTED"))
+        for outcome in self.drop_handler.sweep():
+            log.info(f"swept: {outcome.detail}", extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
+            if outcome.key:
+                report.published.append((outcome.key, outcome.action.value.upper()))
         return report
 
 
@@ -88,10 +134,17 @@ _app_lock = threading.Lock()
 
 
 def get_app() -> App:
-    """The instance's App, built on first use from the environment."""
+    """The instance's App, built on first use from the environment.
+
+    Raises:
+        ConfigurationError: the settings are invalid (every problem listed).
+    """
     global _app
     with _app_lock:
         if _app is None:
             logs.configure()
             _app = App(Settings.from_env())
         return _app
+
+
+__all__ = ["App", "get_app", "SubmitterError"]

@@ -1,14 +1,16 @@
-"""The message envelope for job and drop state events (pure).
+"""The message envelope for job state events and verdicts (pure).
 
-Every message is a CloudEvent 1.0 in the Pub/Sub protocol binding's `ce-`
-attribute convention, with JSON data. Plain attributes `jobId`, `state`,
-`terminal` (and `reason` for verdicts) let subscriptions filter. The ordering
-key is the jobId. `ce-id` is deterministic per (jobId, state), so consumers can
-drop duplicates of at-least-once delivery by (`ce-source`, `ce-id`).
+Every message is a CloudEvent 1.0 in the Pub/Sub protocol binding's `ce-` attribute convention, with
+JSON data (`schemas/job-event.v1.schema.json`). Plain attributes `jobId`, `state`, `terminal` (and
+`reason` for verdicts) let subscriptions filter. The ordering key is the job key. `ce-id` is
+deterministic per (job key, state), so consumers can drop duplicates of at-least-once delivery by
+(`ce-source`, `ce-id`).
 
-Pub/Sub limits (https://cloud.google.com/pubsub/quotas#resource_limits):
-attribute values <= 1024 bytes, keys <= 256 bytes, <= 100 attributes, message
-<= 10 MB. Attributes are cut on a character boundary; the full text is in the data.
+Every message fits, whatever the input: Pub/Sub allows attribute values of 1024 bytes, 100 attributes
+and 10 MB per message (https://cloud.google.com/pubsub/quotas#resource_limits). Attributes are cut on a
+character boundary; texts in the data are made safe (valid UTF-8, control characters escaped) and
+capped; violations are capped in count with a summary of the rest. A message that would still be too
+large is a bug (`MessageTooLarge`), never a reason to redeliver an event forever.
 """
 
 from __future__ import annotations
@@ -18,66 +20,69 @@ import datetime as dt
 import json
 from typing import Any
 
-from .states import State
+from .clock import rfc3339
+from .model import JobStatus, PublishedState
+from .reasons import Reason
+from .text import TRUNCATED, safe_text, truncate_utf8
 
 SPEC_VERSION = "1.0"
 EVENT_TYPE = "dev.drop-submitter.job.v1.stateChanged"
 DATA_SCHEMA_VERSION = "1"
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
-MAX_ERROR_MESSAGE_CHARS = 64 * 1024  # the data keeps far below Pub/Sub's 10 MB
-TRUNCATED = "…[truncated]"
+MAX_ERROR_MESSAGE_CHARS = 64 * 1024
+MAX_VIOLATIONS = 100
+MAX_WARNINGS = 50
+MAX_WARNING_CHARS = 2000
+MAX_MESSAGE_BYTES = 9 * 1024 * 1024  # below Pub/Sub's 10 MB, leaving room for attributes
 
 
-@dataclasses.dataclass(frozen=True)
-class DropRef:
-    """Where a job came from: the drop bucket, folder, job.yaml object and its generation."""
-
-    bucket: str
-    folder: str
-    object: str
-    generation: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "folder": self.folder, "object": self.object,
-                "generation": str(self.generation)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DropRef":
-        return cls(bucket=d["bucket"], folder=d["folder"], object=d["object"], generation=int(d["generation"]))
+class MessageTooLarge(Exception):
+    """An encoded message exceeds MAX_MESSAGE_BYTES despite the caps (a bug: reported, never redelivered)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class JobEvent:
-    """One state change of a job or verdict on a drop, before encoding.
+    """One state change of a job, or one verdict, before encoding.
 
     Attributes:
-        job_id: the training job's id (for REJECTED drops, the id it would have had).
-        state: the new state.
-        previous_state: the state published before this one, if any.
-        drop: the drop the job came from.
+        key: the job key (published as `jobId`; for REJECTED inputs, the key the job would have had).
+        state: the new state (a JobState or a Verdict).
+        origin: where the job came from, as the data carries it (e.g. {"drop": {"bucket", "folder",
+            "object", "generation"}}).
         time: when the submitter observed the change (aware datetime).
-        reason / message / violations: for REJECTED and SUBMIT_FAILED.
+        previous_state: the state published before this one, if any.
+        reason / message / violations: for REJECTED and SUBMIT_FAILED (violations as `Violation.as_dict`).
         warnings: notes that did not block submission (retired runtime, region far from the data).
-        error_message: the job's `errorMessage` (FAILED, CANCELLED).
-        labels / job_dir / backend: context consumers need without another lookup.
-        job: selected fields of the API's job resource (createTime, startTime,
-            endTime, trainingOutput) when known.
+        error_message: the job's errorMessage (FAILED, CANCELLED).
+        labels / job_dir / backend / resource_name: context consumers need without another lookup.
+        create_time / start_time / end_time: the job's times, when known (RFC 3339).
+        detail: backend fields consumers may want (e.g. {"trainingOutput": {...}}).
     """
 
-    job_id: str
-    state: State
-    drop: DropRef
+    key: str
+    state: PublishedState
+    origin: dict[str, Any]
     time: dt.datetime
-    previous_state: State | None = None
-    reason: str | None = None
+    previous_state: PublishedState | None = None
+    reason: Reason | None = None
     message: str | None = None
     violations: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
     error_message: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     job_dir: str | None = None
-    backend: str = "ml_v1"
-    job: dict[str, Any] = dataclasses.field(default_factory=dict)
+    backend: str = ""
+    resource_name: str | None = None
+    create_time: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def with_status(self, status: JobStatus) -> "JobEvent":
+        """This event with the times, error message and detail a backend reported."""
+        return dataclasses.replace(self, error_message=status.error_message, create_time=status.create_time,
+                                   start_time=status.start_time, end_time=status.end_time, detail=status.detail,
+                                   resource_name=status.handle.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,71 +94,86 @@ class OutgoingMessage:
     ordering_key: str
 
 
-def ce_id(job_id: str, state: State) -> str:
-    """Deterministic CloudEvent id for (jobId, state): a redelivered publish has the same id."""
-    return f"{job_id}/{state.value}"
+def ce_id(key: str, state: PublishedState) -> str:
+    """Deterministic CloudEvent id for (job key, state): a redelivered publish has the same id."""
+    return f"{key}/{state.value}"
 
 
 def encode(event: JobEvent, *, source: str) -> OutgoingMessage:
-    """Encode a JobEvent as a Pub/Sub message.
+    """Encode a JobEvent as a Pub/Sub message that fits Pub/Sub's limits.
 
     Args:
         event: the event.
         source: the CloudEvent `source`, e.g. "//drop-submitter/projects/P/buckets/B".
     Returns:
-        OutgoingMessage whose attributes are all str, each <= 1024 bytes.
+        OutgoingMessage whose attributes are all str, each <= 1024 bytes, data < 9 MiB.
+    Raises:
+        MessageTooLarge: the caps did not bring the data under MAX_MESSAGE_BYTES (a bug).
     """
     data: dict[str, Any] = {
         "schemaVersion": DATA_SCHEMA_VERSION,
-        "jobId": event.job_id,
+        "jobId": event.key,
         "state": event.state.value,
         "previousState": event.previous_state.value if event.previous_state else None,
         "seq": event.state.rank,
         "terminal": event.state.is_terminal,
-        "time": _rfc3339(event.time),
-        "drop": event.drop.as_dict(),
-        "labels": dict(event.labels),
+        "time": rfc3339(event.time),
+        **event.origin,
+        "labels": {safe_text(str(k), 256): safe_text(str(v), 256) for k, v in event.labels.items()},
         "jobDir": event.job_dir,
         "backend": event.backend,
-        "errorMessage": _cap(event.error_message, MAX_ERROR_MESSAGE_CHARS),
-        "reason": event.reason,
-        "message": _cap(event.message, MAX_ERROR_MESSAGE_CHARS),
-        "violations": list(event.violations),
-        "warnings": list(event.warnings),
+        "errorMessage": _safe(event.error_message, MAX_ERROR_MESSAGE_CHARS),
+        "reason": str(event.reason) if event.reason else None,
+        "message": _safe(event.message, MAX_ERROR_MESSAGE_CHARS),
+        "violations": capped_violations(list(event.violations)),
+        "warnings": [safe_text(w, MAX_WARNING_CHARS) for w in event.warnings[:MAX_WARNINGS]],
     }
-    for key in ("createTime", "startTime", "endTime", "trainingOutput"):
-        if event.job.get(key) is not None:
-            data[key] = event.job[key]
+    if event.resource_name:
+        data["resourceName"] = event.resource_name
+    for field, value in (("createTime", event.create_time), ("startTime", event.start_time),
+                         ("endTime", event.end_time)):
+        if value is not None:
+            data[field] = value
+    data.update({k: v for k, v in event.detail.items() if v is not None})
     attributes = {
         "ce-specversion": SPEC_VERSION,
         "ce-type": EVENT_TYPE,
         "ce-source": source,
-        "ce-id": ce_id(event.job_id, event.state),
-        "ce-subject": f"jobs/{event.job_id}",
-        "ce-time": _rfc3339(event.time),
+        "ce-id": ce_id(event.key, event.state),
+        "ce-subject": f"jobs/{event.key}",
+        "ce-time": rfc3339(event.time),
         "content-type": "application/json",
-        "jobId": event.job_id,
+        "jobId": event.key,
         "state": event.state.value,
         "terminal": "true" if event.state.is_terminal else "false",
     }
     if event.reason:
-        attributes["reason"] = event.reason
-    return OutgoingMessage(
-        data=json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8"),
-        attributes=clean_attributes(attributes),
-        ordering_key=event.job_id,
-    )
+        attributes["reason"] = str(event.reason)
+    body = json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(f"the {event.state.value} message for {event.key} is {len(body)} bytes")
+    return OutgoingMessage(data=body, attributes=clean_attributes(attributes), ordering_key=event.key)
+
+
+def capped_violations(violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most MAX_VIOLATIONS entries; the rest summarised in one last entry ("and 329,990 more")."""
+    if len(violations) <= MAX_VIOLATIONS:
+        return violations
+    kept = violations[: MAX_VIOLATIONS - 1]
+    rest = len(violations) - len(kept)
+    return kept + [{"field": "(more)", "message": f"and {rest:,} more problems like the ones above; fix those and "
+                    "validate again (submitter validate) to see the rest", "reason": kept[-1]["reason"]}]
 
 
 def clean_attributes(attributes: dict[str, Any]) -> dict[str, str]:
     """Make attributes safe for Pub/Sub: str values, None dropped, values cut to 1024 bytes.
 
-    Booleans become "true"/"false" (never "True"), numbers their decimal form.
-    Keys longer than 256 bytes and attributes past the 100th are dropped.
+    Booleans become "true"/"false" (never "True"), numbers their decimal form. Keys longer than 256
+    bytes and attributes past the 100th are dropped; texts are made safe (valid UTF-8, no controls).
     """
     out: dict[str, str] = {}
     for key, value in attributes.items():
-        if value is None or len(out) >= 100 or len(str(key).encode("utf-8")) > 256:
+        if value is None or len(out) >= 100 or len(str(key).encode("utf-8", "replace")) > 256:
             continue
         if isinstance(value, bool):
             text = "true" if value else "false"
@@ -161,27 +181,12 @@ def clean_attributes(attributes: dict[str, Any]) -> dict[str, str]:
             text = value.decode("utf-8", errors="replace")
         else:
             text = str(value)
-        out[str(key)] = truncate_utf8(text, MAX_ATTRIBUTE_VALUE_BYTES)
+        out[str(key)] = truncate_utf8(safe_text(text, keep_newlines=False), MAX_ATTRIBUTE_VALUE_BYTES)
     return out
 
 
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """Cut `text` to at most `max_bytes` UTF-8 bytes on a character boundary, marking the cut."""
-    raw = text.encode("utf-8")
-    if len(raw) <= max_bytes:
-        return text
-    budget = max_bytes - len(TRUNCATED.encode("utf-8"))
-    return raw[:budget].decode("utf-8", errors="ignore") + TRUNCATED
-
-
-def _cap(text: str | None, max_chars: int) -> str | None:
-    if text is None or len(text) <= max_chars:
-        return text
-    return text[: max_chars - len(TRUNCATED)] + TRUNCATED
-
-
-def _rfc3339(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _safe(text: str | None, max_chars: int) -> str | None:
+    return None if text is None else safe_text(text, max_chars)
 
 
 def decode(data: bytes, attributes: dict[str, str]) -> dict[str, Any]:

@@ -1,54 +1,65 @@
-"""Cloud Storage adapter for drops: list a drop folder, read objects pinned to a generation.
+"""Cloud Storage adapter (google-cloud-storage; honours STORAGE_EMULATOR_HOST).
 
-Reads are always pinned to the generation named by the event or the listing,
-so a late event never sees newer content. (The gcp-storage-emulator ignores
-`generation` on reads; the metadata check below still catches an overwrite
-there. Real GCS answers 404 for an overwritten generation.)
+Implements `objects.ObjectStore`. Every library failure is translated into the error tree
+(`errors.py`): 404 -> ObjectGone, 5xx/429/connection errors -> StorageUnavailable, other 4xx ->
+StorageRefused. The client is built lazily on first use, never at import.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
+import contextlib
 import threading
+from typing import Any, BinaryIO, Iterator, cast
 
-class ObjectMissing(Exception):
-    """The object, or the requested generation of it, no longer exists."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ObjectInfo:
-    """Metadata of one object: name, generation, size (bytes), crc32c/md5 (base64), custom metadata."""
-
-    bucket: str
-    name: str
-    generation: int
-    size: int
-    crc32c: str = ""
-    md5_hash: str = ""
-    updated: str = ""
-
-    @property
-    def uri(self) -> str:
-        return f"gs://{self.bucket}/{self.name}"
+from .errors import ObjectGone, StorageRefused, StorageUnavailable
+from .objects import ObjectInfo, TooLarge
 
 
-class DropStorage:
-    """GCS reads for the submitter (google-cloud-storage; honours STORAGE_EMULATOR_HOST).
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Translate google-cloud-storage / google-api-core / requests failures inside the block.
+
+    Args:
+        what: the operation, for messages ("read gs://b/o#12").
+    Raises:
+        ObjectGone, StorageUnavailable, StorageRefused.
+    """
+    from google.api_core import exceptions as core
+
+    try:
+        yield
+    except core.NotFound:
+        raise ObjectGone(f"{what}: not found") from None
+    except (core.TooManyRequests, core.ServerError, core.RetryError) as exc:
+        raise StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except core.GoogleAPICallError as exc:
+        raise StorageRefused(f"{what}: {exc.code} {exc.message}") from exc
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        # requests' and urllib3's own exception types (ConnectionError, Timeout, ChunkedEncodingError)
+        if type(exc).__module__.split(".")[0] in ("requests", "urllib3", "google"):
+            raise StorageUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+class GcsObjectStore:
+    """Reads on Cloud Storage for the submitter.
 
     Args:
         project: project for the client.
-        client: an existing `google.cloud.storage.Client` (tests); built lazily otherwise.
+        client: an existing `google.cloud.storage.Client`; built lazily otherwise.
     """
 
-    def __init__(self, project: str, client=None):
+    def __init__(self, project: str, client: Any = None):
         self.project = project
         self._client = client
         self._lock = threading.Lock()
         self._locations: dict[str, str | None] = {}
 
     @property
-    def client(self):
+    def client(self) -> Any:
+        """The google.cloud.storage.Client (built on first use)."""
         with self._lock:
             if self._client is None:
                 from google.cloud import storage
@@ -57,63 +68,49 @@ class DropStorage:
             return self._client
 
     def list_folder(self, bucket: str, folder: str) -> list[ObjectInfo]:
-        """Objects directly inside `folder` (not its subfolders).
+        with storage_errors(f"list gs://{bucket}/{folder}/"):
+            blobs = list(self.client.list_blobs(bucket, prefix=folder + "/", delimiter="/"))
+        return [_info(bucket, b) for b in blobs]
 
-        Args:
-            folder: folder name without trailing slash.
-        """
-        blobs = self.client.list_blobs(bucket, prefix=folder + "/", delimiter="/")
-        return [ObjectInfo(bucket=bucket, name=b.name, generation=int(b.generation or 0), size=int(b.size or 0),
-                           crc32c=b.crc32c or "", md5_hash=b.md5_hash or "",
-                           updated=b.updated.isoformat() if b.updated else "")
-                for b in blobs]
+    def stat(self, bucket: str, name: str) -> ObjectInfo:
+        with storage_errors(f"stat gs://{bucket}/{name}"):
+            blob = self.client.bucket(bucket).get_blob(name)
+        if blob is None:
+            raise ObjectGone(f"gs://{bucket}/{name}: not found")
+        return _info(bucket, blob)
 
     def read(self, bucket: str, name: str, generation: int, *, max_bytes: int) -> bytes:
-        """The bytes of `name` at exactly `generation`.
+        blob = self._pinned_blob(bucket, name, generation, max_bytes)
+        with storage_errors(f"read gs://{bucket}/{name}#{generation}"):
+            return cast(bytes, blob.download_as_bytes())
 
-        Raises:
-            ObjectMissing: that generation no longer exists (overwritten or deleted).
-            ValueError: the object is larger than `max_bytes`.
-        """
-        blob = self._pinned_blob(bucket, name, generation)
-        if (blob.size or 0) > max_bytes:
-            raise ValueError(f"gs://{bucket}/{name} is {blob.size} bytes; the limit is {max_bytes}")
-        from google.api_core.exceptions import NotFound
-
-        try:
-            return blob.download_as_bytes()  # the blob is pinned to `generation`
-        except NotFound:
-            raise ObjectMissing(f"gs://{bucket}/{name}#{generation}") from None
-
-    def open(self, bucket: str, name: str, generation: int, *, max_bytes: int) -> io.BufferedIOBase:
-        """A streaming reader of `name` at `generation` (for package inspection; memory stays flat).
-
-        Raises:
-            ObjectMissing, ValueError: as for `read`.
-        """
-        blob = self._pinned_blob(bucket, name, generation)
-        if (blob.size or 0) > max_bytes:
-            raise ValueError(f"gs://{bucket}/{name} is {blob.size} bytes; the limit is {max_bytes}")
-        return blob.open("rb", chunk_size=1024 * 1024)
+    def open(self, bucket: str, name: str, generation: int, *, max_bytes: int) -> BinaryIO:
+        blob = self._pinned_blob(bucket, name, generation, max_bytes)
+        with storage_errors(f"open gs://{bucket}/{name}#{generation}"):
+            return cast(BinaryIO, blob.open("rb", chunk_size=1024 * 1024))
 
     def bucket_location(self, bucket: str) -> str | None:
-        """The bucket's location in lowercase ("us-central1", "us"), cached per instance; None if unreadable."""
         if bucket not in self._locations:
             try:
-                location = self.client.get_bucket(bucket).location
-            except Exception:  # a missing permission must not block submission: the check is advisory
-                location = None
+                with storage_errors(f"get bucket {bucket}"):
+                    location = self.client.get_bucket(bucket).location
+            except (StorageRefused, StorageUnavailable, ObjectGone):
+                location = None  # advisory only: a missing permission must not block submission
             self._locations[bucket] = location.lower() if location else None
         return self._locations[bucket]
 
-    def _pinned_blob(self, bucket: str, name: str, generation: int):
-        from google.api_core.exceptions import NotFound
-
+    def _pinned_blob(self, bucket: str, name: str, generation: int, max_bytes: int) -> Any:
         blob = self.client.bucket(bucket).blob(name, generation=generation)
-        try:
+        with storage_errors(f"stat gs://{bucket}/{name}#{generation}"):
             blob.reload()
-        except NotFound:
-            raise ObjectMissing(f"gs://{bucket}/{name}#{generation}") from None
         if int(blob.generation or 0) != generation:
-            raise ObjectMissing(f"gs://{bucket}/{name}#{generation} was overwritten by generation {blob.generation}")
+            raise ObjectGone(f"gs://{bucket}/{name}#{generation} was overwritten by generation {blob.generation}")
+        if (blob.size or 0) > max_bytes:
+            raise TooLarge(f"gs://{bucket}/{name}", int(blob.size), max_bytes)
         return blob
+
+
+def _info(bucket: str, blob: Any) -> ObjectInfo:
+    return ObjectInfo(bucket=bucket, name=blob.name, generation=int(blob.generation or 0), size=int(blob.size or 0),
+                      crc32c=blob.crc32c or "", md5_hash=blob.md5_hash or "",
+                      updated=blob.updated.isoformat() if blob.updated else "")

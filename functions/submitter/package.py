@@ -11,14 +11,42 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 import tarfile
 import zlib
 from typing import Any, BinaryIO
 
-from .spec import Reason, Violation
+from .errors import SpecRejected
+from .reasons import Reason, Violation
+from .text import safe_text
 
 MAX_MEMBERS = 20_000
 MAX_UNPACKED_BYTES = 2 * 1024 ** 3
+# GNU long-name/long-link and PAX extended headers are read whole by tarfile; anything above this is
+# refused before it is read, so memory stays bounded whatever the archive claims. Paths are at most
+# 4096 bytes on Linux; a PAX record set for one member has no business being larger.
+MAX_EXTENDED_HEADER_BYTES = 64 * 1024
+MAX_LINK_HOPS = 40  # like the kernel's symlink limit
+
+
+class _HeaderTooLarge(Exception):
+    def __init__(self, kind: str, size: int):
+        super().__init__(f"has a {kind} header of {size} bytes (at most {MAX_EXTENDED_HEADER_BYTES}); refusing it "
+                         "unread")
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """TarInfo whose long-name and PAX headers are refused above MAX_EXTENDED_HEADER_BYTES before being read."""
+
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
+            raise _HeaderTooLarge("GNU long-name", self.size)
+        return super()._proc_gnulong(archive)  # type: ignore[misc,no-any-return]
+
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
+            raise _HeaderTooLarge("PAX extended", self.size)
+        return super()._proc_pax(archive)  # type: ignore[misc,no-any-return]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +71,10 @@ class PackageInfo:
         """
         parts = module.split(".")
         rel = "/".join(parts) + ".py"
+        if parts[0] in sys.stdlib_module_names:
+            return Violation("trainingInput.pythonModule", f"pythonModule {module!r} starts with {parts[0]!r}, a module "
+                             "of Python's standard library, which `python -m` finds before any installed package; "
+                             "rename your package", Reason.MODULE_NOT_IN_PACKAGE, module)
         for root in ("", "src/"):
             if root + rel in self.files or root + "/".join(parts) + "/__main__.py" in self.files:
                 missing = [root + "/".join(parts[:i]) for i in range(1, len(parts))
@@ -74,12 +106,12 @@ class PackageInfo:
         return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
 
 
-class PackageRejected(Exception):
-    """The package is not a safe, installable sdist; `violation` says why."""
+class PackageRejected(SpecRejected):
+    """The package is not a safe, installable sdist; `violation` says why (reason PACKAGE_INVALID)."""
 
     def __init__(self, violation: Violation):
+        super().__init__([violation])
         self.violation = violation
-        super().__init__(violation.message)
 
 
 def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_MEMBERS,
@@ -100,12 +132,16 @@ def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_M
     def reject(message: str) -> PackageRejected:
         return PackageRejected(Violation(filename, message, Reason.PACKAGE_INVALID))
 
+    def shown(name: str) -> str:
+        return repr(safe_text(name, 120, keep_newlines=False))
+
     files: set[str] = set()
+    links: dict[str, str] = {}  # symlink member path -> target, to resolve chains against the archive root
     tops: set[str] = set()
     total = 0
     count = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
+        with tarfile.open(fileobj=stream, mode="r|gz", tarinfo=_CappedTarInfo) as archive:
             for member in archive:
                 count += 1
                 if count > max_members:
@@ -116,42 +152,62 @@ def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_M
                 name = member.name
                 parts = [p for p in name.split("/") if p not in ("", ".")]
                 if name.startswith("/") or ".." in parts:
-                    raise reject(f"member {name!r} has an absolute path or '..'; refusing an unsafe archive")
+                    raise reject(f"member {shown(name)} has an absolute path or '..'; refusing an unsafe archive")
                 if member.isdev() or member.isfifo():
-                    raise reject(f"member {name!r} is a device or FIFO; refusing an unsafe archive")
+                    raise reject(f"member {shown(name)} is a device or FIFO; refusing an unsafe archive")
+                through = next((("/".join(parts[:i])) for i in range(1, len(parts)) if "/".join(parts[:i]) in links),
+                               None)
+                if through is not None:
+                    raise reject(f"member {shown(name)} lies under the link {shown(through)}; refusing an archive that "
+                                 "places files through links")
                 if member.issym() or member.islnk():
                     target = member.linkname
-                    depth = len(parts) - 1 if member.issym() else 0
-                    resolved = _normalise(parts[:depth] + target.split("/")) if not target.startswith("/") else None
-                    if resolved is None:
-                        raise reject(f"link {name!r} -> {target!r} points outside the archive")
+                    base = parts[:-1] if member.issym() else []
+                    if target.startswith("/") or _resolve(base + target.split("/"), links) is None:
+                        raise reject(f"link {shown(name)} -> {shown(target)} points outside the archive")
+                    if member.issym():
+                        links["/".join(parts)] = target
                 if not parts:
                     continue
                 tops.add(parts[0])
                 if member.isfile() and len(parts) > 1:
                     files.add("/".join(parts[1:]))
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-        raise reject(f"is not a gzip-compressed tar archive (an sdist): {exc}") from None
+    except _HeaderTooLarge as exc:
+        raise reject(str(exc)) from None
+    except (tarfile.TarError, zlib.error, EOFError, OSError, UnicodeError) as exc:
+        raise reject(f"is not a gzip-compressed tar archive (an sdist): {safe_text(str(exc), 200)}") from None
     if count == 0:
         raise reject("is an empty archive")
     if len(tops) != 1:
-        raise reject(f"must hold one top-level directory (an sdist like trainer-0.1/), found {sorted(tops)[:5]}")
+        found = ", ".join(shown(t) for t in sorted(tops)[:5])
+        raise reject(f"must hold one top-level directory (an sdist like trainer-0.1/), found {found}")
     if not ({"setup.py", "pyproject.toml"} & files):
-        raise reject(f"{next(iter(tops))}/ has neither setup.py nor pyproject.toml, so pip cannot install it")
+        raise reject(f"{shown(next(iter(tops)))} has neither setup.py nor pyproject.toml, so pip cannot install it")
     return PackageInfo(filename=filename, top_dir=next(iter(tops)), files=frozenset(files))
 
 
-def _normalise(parts: list[str]) -> list[str] | None:
+def _resolve(parts: list[str], links: dict[str, str]) -> list[str] | None:
+    """Resolve a path inside the archive, following the archive's own symlinks; None when it leaves the root."""
     out: list[str] = []
-    for p in parts:
-        if p in ("", "."):
+    pending = list(parts)
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
             continue
-        if p == "..":
+        if part == "..":
             if not out:
                 return None
             out.pop()
-        else:
-            out.append(p)
+            continue
+        out.append(part)
+        target = links.get("/".join(out))
+        if target is not None:
+            hops += 1
+            if hops > MAX_LINK_HOPS or target.startswith("/"):
+                return None
+            out.pop()
+            pending = target.split("/") + pending
     return out
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from . import rules
-from .spec import Violation
+from .reasons import Reason, Violation
 
-POLICY_VIOLATION = "POLICY_VIOLATION"
+POLICY_VIOLATION = Reason.POLICY_VIOLATION
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,26 +1,30 @@
 """Pub/Sub adapter: one lazily built publisher per instance, ordering keys, every future awaited.
 
-The publisher batches in a background thread; a function that returns before
-the futures resolve loses messages, so `publish` waits for each one (with a
-timeout) and raises if any failed. A failed publish pauses its ordering key
-until `resume_publish`, which is called before raising so the redelivered
-invocation can publish again.
+The publisher batches in a background thread; a function that returns before the futures resolve
+loses messages, so `publish` waits for each one (with a timeout) and raises if any failed. A failed
+publish pauses its ordering key until `resume_publish`, which is called before raising so the
+redelivered invocation can publish again.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 from .envelope import OutgoingMessage
+from .errors import PublishFailed
 
 
-class PublishError(Exception):
-    """Publishing failed (transient from the function's point of view: the event is redelivered)."""
+class Publisher(Protocol):
+    """Publishes encoded messages to the events topic."""
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Publish in order and wait for all; returns message ids. Raises errors.PublishFailed."""
+        ...
 
 
-class EventPublisher:
-    """Publishes OutgoingMessages to one topic.
+class PubSubPublisher:
+    """Publishes OutgoingMessages to one topic (google-cloud-pubsub, message ordering on).
 
     Args:
         topic: full topic path `projects/P/topics/T`.
@@ -28,14 +32,15 @@ class EventPublisher:
         client: a `pubsub_v1.PublisherClient` with message ordering enabled (tests); built lazily otherwise.
     """
 
-    def __init__(self, topic: str, timeout_s: float = 30.0, client=None):
+    def __init__(self, topic: str, timeout_s: float = 30.0, client: Any = None):
         self.topic = topic
         self.timeout_s = timeout_s
         self._client = client
         self._lock = threading.Lock()
 
     @property
-    def client(self):
+    def client(self) -> Any:
+        """The PublisherClient (built on first use)."""
         with self._lock:
             if self._client is None:
                 from google.cloud import pubsub_v1
@@ -50,8 +55,8 @@ class EventPublisher:
         Returns:
             The Pub/Sub message ids, in order.
         Raises:
-            PublishError: any publish failed or timed out; the message names the topic
-                (e.g. "topic ... not found") and the ordering keys were resumed.
+            PublishFailed: any publish failed or timed out; the message names the topic (e.g. "topic ... not
+                found") and the ordering keys were resumed.
         """
         client = self.client
         futures = [(m, client.publish(self.topic, m.data, ordering_key=m.ordering_key, **m.attributes))
@@ -60,14 +65,14 @@ class EventPublisher:
         for message, future in futures:
             try:
                 ids.append(future.result(timeout=self.timeout_s))
-            except Exception as exc:  # every failure is looked at: NotFound, DeadlineExceeded, timeout, ...
+            except Exception as exc:  # every failure of a future is a failed publish: NotFound, timeout, ...
                 try:
                     client.resume_publish(self.topic, message.ordering_key)
                 except RuntimeError:
-                    pass  # the key was not paused (e.g. our wait timed out while the publish is still in flight)
+                    pass  # the key was not paused (our wait timed out while the publish is still in flight)
                 errors.append(_describe(self.topic, exc))
         if errors:
-            raise PublishError("; ".join(errors))
+            raise PublishFailed("; ".join(errors))
         return ids
 
 

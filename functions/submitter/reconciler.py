@@ -1,38 +1,39 @@
 """Following submitted jobs and publishing each state change once (the scheduled path).
 
-Each tick: list the followed jobs (state store), list the training API's
-active jobs page by page with a server-side state filter, fetch individually
-only followed jobs missing from that list (they finished, or the list lags),
-and publish every state that ranks above the last one published. States are
-never invented and never go backwards; STATE_UNSPECIFIED or a missing state
-is ignored; a terminal state is published once and the job is then forgotten.
+Each tick: list the followed jobs (state store), list the backend's active jobs page by page (a
+server-side filter), fetch individually only followed jobs missing from that list (they finished, or
+the list lags), and publish every state that ranks above the last one published. States are never
+invented and never go backwards; a status without a state (STATE_UNSPECIFIED) is ignored; a terminal
+state is published once and the job is then forgotten. Jobs are matched by their backend resource
+name, so the reconciler knows nothing of any API's ids or state names.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
-from typing import Callable
 
 from . import logs
-from .backends import BackendError, TrainingBackend
+from .backends import TrainingBackend
+from .clock import Clock
 from .envelope import JobEvent, encode
-from .ledger import JobRecord, Ledger
-from .publisher import EventPublisher
+from .errors import BackendRefused
+from .leases import Leases
+from .ledger import TICK_LOCK_KEY, Ledger
+from .model import JobState, JobStatus
+from .publisher import Publisher
+from .reasons import Reason
+from .records import JobRecord
 from .retry import call_with_retries
-from .states import ACTIVE_API_STATES, State, observed_state
 
 log = logs.get("reconciler")
-ACTIVE_FILTER = " OR ".join(f"state:{s.value}" for s in ACTIVE_API_STATES)
-PAGE_SIZE = 100  # the API's maximum pageSize
 MAX_MISSES = 5  # ticks in a row with a permanent API error before a job is given up as lost
 TICK_LEASE_S = 300.0  # a tick lock older than this belongs to a dead tick (ticks take seconds)
 
 
 @dataclasses.dataclass
 class TickReport:
-    """What one tick did: jobs followed, API calls made, (jobId, state) pairs published."""
+    """What one tick did: jobs followed, API calls made, (job key, state) pairs published."""
 
     followed: int = 0
     api_calls: int = 0
@@ -48,26 +49,26 @@ class Reconciler:
         publisher: Pub/Sub publisher.
         ledger: followed jobs and their last published state.
         source: CloudEvent source of published events.
-        now: clock.
+        clock: time.
     """
 
-    def __init__(self, backend: TrainingBackend, publisher: EventPublisher, ledger: Ledger, source: str,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
-        self.backend, self.publisher, self.ledger, self.source, self.now = backend, publisher, ledger, source, now
+    def __init__(self, backend: TrainingBackend, publisher: Publisher, ledger: Ledger, source: str, clock: Clock):
+        self.backend, self.publisher, self.ledger, self.source, self.clock = backend, publisher, ledger, source, clock
+        self.leases = Leases(ledger.store, clock)
 
     def tick(self) -> TickReport:
-        """One reconciliation pass. Raises on transient faults after bounded retries (the next tick retries).
+        """One reconciliation pass. Raises TransientErrors after bounded retries (the next tick retries).
 
         Ticks never overlap: one that finds another running (a slow tick, a second instance) returns at
         once, so an older record can never publish a state after another tick published a later one.
         """
-        owner = uuid.uuid4().hex
-        if not self.ledger.lock_ticks(owner, self.now(), TICK_LEASE_S):
+        lease = self.leases.acquire(TICK_LOCK_KEY, uuid.uuid4().hex, TICK_LEASE_S)
+        if lease is None:
             return TickReport(skipped=True)
         try:
             return self._tick()
         finally:
-            self.ledger.unlock_ticks(owner)
+            self.leases.release(lease)
 
     def _tick(self) -> TickReport:
         report = TickReport()
@@ -77,22 +78,30 @@ class Reconciler:
             return report
         active = self._list_active(report)
         for record in followed:
-            job = active.get(record.job_id)
-            if job is None:
+            status = active.get(record.handle.name)
+            if status is None:
                 report.api_calls += 1
                 try:
-                    job = call_with_retries(lambda: self.backend.get_job(record.job_id))
-                except BackendError as exc:
-                    if exc.transient:
-                        raise
+                    status = call_with_retries(lambda: self.backend.status(record.handle), clock=self.clock)
+                except BackendRefused as exc:
                     self._missed(record, exc)
                     continue
-            self._advance(record, job, report)
+            self._advance(record, status, report)
         return report
 
-    def _missed(self, record: JobRecord, exc: BackendError) -> None:
+    def _list_active(self, report: TickReport) -> dict[str, JobStatus]:
+        statuses: dict[str, JobStatus] = {}
+        token = None
+        while True:
+            report.api_calls += 1
+            page, token = call_with_retries(lambda: self.backend.list_active(page_token=token), clock=self.clock)
+            statuses.update({s.handle.name: s for s in page})
+            if not token:
+                return statuses
+
+    def _missed(self, record: JobRecord, exc: BackendRefused) -> None:
         """A permanent error reading a followed job: retry on later ticks, give it up after MAX_MISSES."""
-        ctx = {"jobId": record.job_id, "state": record.state.value}
+        ctx = {"jobId": record.key, "state": record.state.value}
         if record.misses + 1 >= MAX_MISSES:
             self.ledger.lose(record)
             log.error(f"job no longer readable after {MAX_MISSES} ticks ({exc}); stopped following it, no state "
@@ -101,27 +110,15 @@ class Reconciler:
             self.ledger.missed(record)
             log.warning(f"cannot read job: {exc}", extra={"ctx": ctx})
 
-    def _list_active(self, report: TickReport) -> dict[str, dict]:
-        jobs: dict[str, dict] = {}
-        token = None
-        while True:
-            report.api_calls += 1
-            page, token = call_with_retries(
-                lambda: self.backend.list_jobs(filter=ACTIVE_FILTER, page_size=PAGE_SIZE, page_token=token))
-            jobs.update({j["jobId"]: j for j in page if "jobId" in j})
-            if not token:
-                return jobs
-
-    def _advance(self, record: JobRecord, job: dict, report: TickReport) -> None:
-        state = observed_state(job)
+    def _advance(self, record: JobRecord, status: JobStatus, report: TickReport) -> None:
+        state = status.state
         if state is None or state.rank <= record.state.rank:
             return  # nothing new, unspecified, or a stale read that would go backwards
-        event = JobEvent(job_id=record.job_id, state=state, previous_state=record.state, drop=record.drop,
-                         time=self.now(), error_message=job.get("errorMessage") or None,
-                         reason="JOB_FAILED" if state is State.FAILED else None, labels=record.labels,
-                         job_dir=record.job_dir, backend=record.backend, job=job)
+        event = JobEvent(key=record.key, state=state, previous_state=record.state, origin=record.origin,
+                         time=self.clock.now(), reason=Reason.JOB_FAILED if state is JobState.FAILED else None,
+                         labels=record.labels, job_dir=record.job_dir, backend=record.handle.backend).with_status(status)
         ids = self.publisher.publish([encode(event, source=self.source)])
         self.ledger.advance(record, state)
-        report.published.append((record.job_id, state.value))
-        log.info(f"published {state.value}", extra={"ctx": {"jobId": record.job_id, "state": state.value,
-                                                            "messageIds": ids, "drop": record.drop.folder}})
+        report.published.append((record.key, state.value))
+        log.info(f"published {state.value}", extra={"ctx": {"jobId": record.key, "state": state.value,
+                                                            "messageIds": ids}})

@@ -1,45 +1,45 @@
-"""Bounded retries with jitter for transient faults (google-api-core's Retry).
+"""Bounded retries with jittered exponential backoff for transient faults (tenacity).
 
-Only errors the retry table calls transient are retried; after the deadline
-the last error propagates so the invocation fails and Eventarc redelivers.
+Only `TransientError`s are retried (adapters translate their libraries' failures into the error tree);
+after the deadline the last error propagates, so the invocation fails and Eventarc redelivers. The
+clock is injected: tests run retries on a virtual clock.
 """
 
 from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from google.api_core import exceptions as core_exceptions
-from google.api_core.retry import Retry
+import tenacity
 
-from .backends.errors import BackendError
+from .clock import Clock, SystemClock
+from .errors import TransientError
 
 T = TypeVar("T")
-
-TRANSIENT_CORE = (core_exceptions.ServiceUnavailable, core_exceptions.DeadlineExceeded,
-                  core_exceptions.InternalServerError, core_exceptions.TooManyRequests,
-                  core_exceptions.BadGateway, core_exceptions.GatewayTimeout)
+_SYSTEM = SystemClock()
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True for faults a retry can fix: transient BackendErrors, GCS/Pub/Sub 5xx/429, connection errors."""
-    if isinstance(exc, BackendError):
-        return exc.transient
-    return isinstance(exc, TRANSIENT_CORE + (ConnectionError, TimeoutError))
-
-
-def call_with_retries(fn: Callable[[], T], *, deadline_s: float = 30.0, initial_s: float = 0.5,
-                      maximum_s: float = 8.0) -> T:
-    """Call `fn`, retrying transient faults with exponential backoff and jitter.
+def call_with_retries(fn: Callable[[], T], *, clock: Clock = _SYSTEM, deadline_s: float = 30.0,
+                      initial_s: float = 0.5, maximum_s: float = 8.0) -> T:
+    """Call `fn`, retrying TransientErrors with exponential backoff and full jitter.
 
     Args:
         fn: the call.
-        deadline_s: total seconds of retrying before the last error is raised.
-        initial_s / maximum_s: first and largest delay between tries (seconds).
+        clock: where time is read and slept (a FakeClock in tests).
+        deadline_s: seconds of retrying after which the last error is raised.
+        initial_s / maximum_s: the backoff's first and largest delay ceiling (seconds).
     Raises:
-        whatever `fn` raised, once permanent or once the deadline passed.
+        whatever `fn` raised: at once when it is not a TransientError, else once the deadline passed.
     """
-    retry = Retry(predicate=is_transient, initial=initial_s, maximum=maximum_s, multiplier=2.0, timeout=deadline_s)
-    try:
-        return retry(fn)()
-    except core_exceptions.RetryError as exc:
-        raise (exc.cause or exc) from None
+    start = clock.monotonic()
+
+    def out_of_time(state: tenacity.RetryCallState) -> bool:
+        return clock.monotonic() - start >= deadline_s
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientError),
+        stop=out_of_time,
+        wait=tenacity.wait_random_exponential(multiplier=initial_s, max=maximum_s),
+        sleep=clock.sleep,
+        reraise=True,
+    )
+    return retrying(fn)

@@ -1,6 +1,7 @@
-"""Semantic rules for a completed TrainingInput (pure).
+"""Semantic rules for a completed Job (pure): every rule the schema cannot express, each in one place.
 
-Each rule names its source. "ml.v1.json" is the ml v1 discovery document bundled
+The schema layer (`schema.py`) owns field names, types and enums; this module owns what the values mean
+and how fields go together; the deployment's caps are `policy.py`'s. Each rule names its source. "ml.v1.json" is the ml v1 discovery document bundled
 with google-api-python-client (field descriptions of GoogleCloudMlV1__TrainingInput,
 __ReplicaConfig, __Scheduling, __DiskConfig, __HyperparameterSpec, __ParameterSpec);
 "machine-types" is https://cloud.google.com/ai-platform/training/docs/machine-types;
@@ -15,10 +16,15 @@ import difflib
 import re
 from typing import Any
 
-from .spec import Violation
+from . import naming
+from .reasons import Reason, Violation
 
-INVALID_MACHINE_CONFIG = "INVALID_MACHINE_CONFIG"
-UNSUPPORTED_RUNTIME = "UNSUPPORTED_RUNTIME"
+INVALID_MACHINE_CONFIG = Reason.INVALID_MACHINE_CONFIG
+UNSUPPORTED_RUNTIME = Reason.UNSUPPORTED_RUNTIME
+# Strings that still hold `{{...}}`, `{name}` or `<placeholder>` after a skipped templating step.
+TEMPLATE_RE = re.compile(r"\{\{.*?\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}|<[A-Za-z_][A-Za-z0-9_ -]*>")
+DOTTED_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+MAX_PACKAGE_URIS = 100  # ml.v1.json TrainingInput.packageUris: "at most 100"
 
 # Replica roles: (count field, type field, config field, TF_CONFIG name). Source: ml.v1.json TrainingInput.
 ROLES = (
@@ -86,7 +92,6 @@ PRESET_ACCELERATORS = {"BASIC_GPU": 1}
 
 DURATION_RE = re.compile(r"^(\d+(\.\d{1,9})?)s$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
-REGION_RE = re.compile(r"^[a-z]+-[a-z]+\d+$")
 
 
 @dataclasses.dataclass
@@ -96,7 +101,7 @@ class Findings:
     violations: list[Violation] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
-    def bad(self, field: str, message: str, value: Any = None, reason: str = "SPEC_INVALID") -> None:
+    def bad(self, field: str, message: str, value: Any = None, reason: Reason = Reason.SPEC_INVALID) -> None:
         self.violations.append(Violation(field, message, reason, value))
 
 
@@ -154,19 +159,133 @@ def accelerator_total(ti: dict[str, Any]) -> int:
     return total
 
 
-def check_training_input(ti: dict[str, Any]) -> Findings:
-    """All semantic rules on a completed TrainingInput; every violation is collected."""
+def check_job(job: dict[str, Any], protected_prefixes: tuple[str, ...] = ()) -> Findings:
+    """Every semantic rule on a completed Job; all violations are collected, each with its fix.
+
+    Job-level rules (ml.v1.json field descriptions; naming.py for the name rules): jobId syntax; labels
+    (syntax, at most 64, the submitter's own key reserved is policy's business); no unrendered template
+    placeholders in any string; trainingInput present as a mapping (its fields' types are the schema's).
+
+    Args:
+        job: the completed Job dict.
+        protected_prefixes: gs:// prefixes a jobDir must not point into.
+    """
     f = Findings()
+    job_id = job.get("jobId")
+    if isinstance(job_id, str) and not naming.is_valid_job_id(job_id):
+        f.bad("jobId", f"{job_id!r} is not a valid jobId: {naming.JOB_ID_RULE}. Rename it, or remove jobId to let "
+              "the submitter derive one from the drop", job_id, Reason.INVALID_JOB_ID)
+    _check_labels(job.get("labels"), f)
+    ti = job.get("trainingInput")
+    if ti is None:
+        f.bad("trainingInput", "is required: a mapping of TrainingInput fields (pythonModule, args, ...)")
+        return f
+    if not isinstance(ti, dict):
+        return f  # the schema reports the type
+    _check_templates(ti, "trainingInput", f)
+    _check_program(ti, f)
+    _check_locations(ti, protected_prefixes, f)
     _check_tier_and_machines(ti, f)
     _check_runtime(ti, f)
     _check_scheduling(ti.get("scheduling"), f)
     _check_disks(ti, f)
     account = ti.get("serviceAccount")
-    if account is not None and (not isinstance(account, str) or not EMAIL_RE.match(account)):
+    if isinstance(account, str) and not EMAIL_RE.match(account):
         f.bad("trainingInput.serviceAccount", f"must be a service account email, got {account!r}", account)
     if isinstance(ti.get("hyperparameters"), dict):
         _check_hyperparameters(ti["hyperparameters"], f)
     return f
+
+
+def _check_labels(labels: Any, f: Findings) -> None:
+    """Label syntax (labels-overview); the schema reports non-mapping labels and non-string values."""
+    if not isinstance(labels, dict):
+        return
+    if len(labels) > naming.MAX_LABELS:
+        f.bad("labels", f"has {len(labels)} labels; at most {naming.MAX_LABELS}", None, Reason.INVALID_LABELS)
+    for key, value in labels.items():
+        field = f"labels.{key}"
+        if isinstance(key, str) and not naming.is_valid_label_key(key):
+            f.bad(field, f"label key {key!r} is not allowed: {naming.LABEL_RULE}", key, Reason.INVALID_LABELS)
+        if isinstance(value, str) and not naming.is_valid_label_value(value):
+            f.bad(field, f"label value {value!r} is not allowed: {naming.LABEL_RULE}", value, Reason.INVALID_LABELS)
+
+
+def _check_templates(value: Any, path: str, f: Findings) -> None:
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if TEMPLATE_RE.search(item):
+                f.bad(where, f"holds an unrendered template placeholder: {item!r}; render the template before "
+                      "dropping", item, Reason.TEMPLATE_UNRENDERED)
+        elif isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+
+
+def _image_uri(ti: dict[str, Any]) -> Any:
+    master = ti.get("masterConfig")
+    return master.get("imageUri") if isinstance(master, dict) else None
+
+
+def _check_program(ti: dict[str, Any], f: Findings) -> None:
+    """What runs: pythonModule (ml.v1.json: "The Python module name to run after installing the packages"),
+    args (a list of strings passed to the program), and the custom container alternative."""
+    module = ti.get("pythonModule")
+    if module is None:
+        if not _image_uri(ti):
+            f.bad("trainingInput.pythonModule", "is required: the dotted module to run with `python -m`, e.g. "
+                  "trainer.task")
+    elif isinstance(module, str) and not DOTTED_MODULE_RE.fullmatch(module):
+        hint = ""
+        if module.endswith(".py") or "/" in module:
+            hint = f" (write {module.removesuffix('.py').replace('/', '.')!r})"
+        f.bad("trainingInput.pythonModule", f"must be a dotted module name, got {module!r}{hint}", module)
+    args = ti.get("args")
+    if isinstance(args, list):
+        for i, item in enumerate(args):
+            field = f"trainingInput.args[{i}]"
+            if not isinstance(item, str):
+                continue  # the schema reports the type
+            if item == "--":
+                f.bad(field, "'--' is gcloud CLI syntax; remove it from args", item)
+            elif item.strip() == "\\":
+                f.bad(field, "is a bare backslash (a shell line continuation); remove it", item)
+            elif ti.get("jobDir") and (item == "--job-dir" or item.startswith("--job-dir=")):
+                f.bad(field, "passes --job-dir, but the service passes jobDir to the trainer as --job-dir itself (it "
+                      "would arrive twice and the last one wins); remove it from args and set trainingInput.jobDir",
+                      item)
+            elif any(ord(c) < 32 and c not in "\t\n" or ord(c) == 127 for c in item):
+                f.bad(field, "holds a control character (NUL, escape, ...), which no shell or trainer expects; "
+                      "remove it", item)
+
+
+def _check_locations(ti: dict[str, Any], protected_prefixes: tuple[str, ...], f: Findings) -> None:
+    """packageUris (at most 100 gs:// URIs), jobDir (gs://bucket/path, outside the submitter's areas), region."""
+    uris = ti.get("packageUris")
+    if isinstance(uris, list):
+        if len(uris) > MAX_PACKAGE_URIS:
+            f.bad("trainingInput.packageUris", f"has {len(uris)} entries; at most {MAX_PACKAGE_URIS} are allowed")
+        for i, uri in enumerate(uris):
+            if isinstance(uri, str) and not naming.GCS_URI_RE.fullmatch(uri):
+                f.bad(f"trainingInput.packageUris[{i}]", f"{uri!r} is not a gs://bucket/object URI", uri)
+    job_dir = ti.get("jobDir")
+    if isinstance(job_dir, str):
+        if not naming.GCS_DIR_RE.fullmatch(job_dir):
+            f.bad("trainingInput.jobDir", f"must be gs://<bucket>/<path> with a valid bucket name, got {job_dir!r}",
+                  job_dir)
+        else:
+            path = job_dir.rstrip("/") + "/"
+            inside = [p for p in protected_prefixes if path.startswith(p)]
+            if inside:
+                f.bad("trainingInput.jobDir", f"{job_dir} is inside {inside[0]}, where training outputs would look "
+                      "like new drops or overwrite the submitter's records; use the outputs bucket (or leave jobDir "
+                      "out to get the default)", job_dir)
+    region = ti.get("region")
+    if isinstance(region, str) and not naming.REGION_RE.fullmatch(region):
+        f.bad("trainingInput.region", f"must be a region name like us-central1, got {region!r}", region)
 
 
 def _check_tier_and_machines(ti: dict[str, Any], f: Findings) -> None:
@@ -260,6 +379,9 @@ def _check_accelerator(path: str, acc: Any, machine: Any, f: Findings) -> None:
 def _check_runtime(ti: dict[str, Any], f: Findings) -> None:
     runtime, python = ti.get("runtimeVersion"), ti.get("pythonVersion")
     image = (ti.get("masterConfig") or {}).get("imageUri") if isinstance(ti.get("masterConfig"), dict) else None
+    if runtime is not None and image:
+        f.bad("trainingInput.runtimeVersion", "runtimeVersion and masterConfig.imageUri are mutually exclusive; "
+              "keep one", runtime)
     if not isinstance(runtime, str):
         if runtime is None and not image:
             f.bad("trainingInput.runtimeVersion", "set runtimeVersion (e.g. \"2.11\") or masterConfig.imageUri")

@@ -63,7 +63,8 @@ import re
 import shlex
 from typing import Any, Iterator, Mapping
 
-from . import spec as _spec  # module reference: Violation/Reason are looked up at call time
+from .reasons import Reason, Violation
+from .rules import TEMPLATE_RE as _TEMPLATE_RE
 
 DOCUMENT_PACKAGE = "googleapiclient"
 DOCUMENT_PATH = "discovery_cache/documents/ml.v1.json"
@@ -85,7 +86,6 @@ _DURATION_PART_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)")
 _DECIMAL_INT_RE = re.compile(r"[+-]?\d+")
 _YAML11_EXP_RE = re.compile(r"([+-]?\d+)([eE][+-]?\d+)")
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
-_TEMPLATE_RE = re.compile(r"\{\{.*?\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}|<[A-Za-z_][A-Za-z0-9_ -]*>")
 _PLACEHOLDER_SUFFIX = "_UNSPECIFIED"
 
 
@@ -204,7 +204,7 @@ def _prop_output_only(prop: Mapping[str, Any]) -> bool:
 
 
 # -- the walk --------------------------------------------------------------------------------------
-def check_job(job: Any, *, raw_scalars: Mapping[str, str] | None = None) -> list[Any]:
+def check_job(job: Any, *, raw_scalars: Mapping[str, str] | None = None) -> list[Violation]:
     """Check a Job dict against `GoogleCloudMlV1__Job`; returns every violation (empty = fine).
 
     Args:
@@ -217,23 +217,29 @@ def check_job(job: Any, *, raw_scalars: Mapping[str, str] | None = None) -> list
             (`spec.ParsedSpec.raw_scalars`), used to show what a number was written as
             (`runtimeVersion: 2.10` reads as 2.1).
     Returns:
-        list of `spec.Violation` (reason SPEC_INVALID), each with the field path
+        list of `Violation` (reason SPEC_INVALID; INVALID_LABELS under labels, INVALID_JOB_ID for jobId), each
+        with the field path
         ("trainingInput.scheduling.maxWaitTime", "trainingInput.hyperparameters.params[0].type",
         "labels.team"), a message holding the offending value and the fix, and the value.
         Required fields are not checked here.
     """
-    out: list[Any] = []
+    out: list[Violation] = []
     _Walker(out, raw_scalars or {}).object(job, JOB_SCHEMA, "")
     return out
 
 
+# Reasons by the field a violation is under: label and jobId problems keep their own reason codes.
+_REASON_BY_ROOT = {"labels": Reason.INVALID_LABELS, "jobId": Reason.INVALID_JOB_ID}
+
+
 class _Walker:
-    def __init__(self, out: list[Any], raw_scalars: Mapping[str, str]):
+    def __init__(self, out: list[Violation], raw_scalars: Mapping[str, str]):
         self.out = out
         self.raw = raw_scalars
 
     def report(self, path: str, message: str, value: Any) -> None:
-        self.out.append(_spec.Violation(path or "job", message, _spec.Reason.SPEC_INVALID, value))
+        root = re.split(r"[.\[]", path, maxsplit=1)[0]
+        self.out.append(Violation(path or "job", message, _REASON_BY_ROOT.get(root, Reason.SPEC_INVALID), value))
 
     # objects (schemas with properties)
     def object(self, value: Any, schema_name: str, path: str) -> None:
@@ -295,7 +301,8 @@ class _Walker:
             elif isinstance(value, float):
                 hint = " (YAML reads an unquoted 2.10 as the number 2.1)"
             if raw is not None:
-                fix = f'write "{raw}"'
+                key = path.rsplit(".", 1)[-1]
+                fix = f'write {key}: "{raw}"' if re.fullmatch(r"[A-Za-z]\w*", key) else f'write "{raw}"'
             elif isinstance(value, bool):
                 fix = "quote the word you wrote"
             elif isinstance(value, int):

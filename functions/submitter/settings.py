@@ -16,20 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from .backends import KNOWN_BACKENDS
+from .errors import ConfigurationError
+from .naming import BUCKET_RE, PROJECT_ID_RE, REGION_RE
 from .policy import Policy
 
 ENV_PREFIX = "SUBMITTER_"
 Kind = Literal["str", "float", "int", "bool"]
-
-# Google's naming rules, checked at start so a typo or an unrendered `{PROJECT}` fails loudly.
-# Project ids: https://cloud.google.com/resource-manager/docs/creating-managing-projects (6-30 characters,
-# lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen).
-PROJECT_ID_RE = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
-# Regions: https://cloud.google.com/about/locations (e.g. us-central1, europe-west4, northamerica-northeast1).
-REGION_RE = re.compile(r"[a-z]+-[a-z]+\d+")
-# Bucket names: https://cloud.google.com/storage/docs/buckets#naming (3-63 characters without dots).
-BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]")
-
 
 @dataclasses.dataclass(frozen=True)
 class Variable:
@@ -94,8 +86,7 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 
-class SettingsError(ValueError):
-    """A required setting is missing or a value is malformed; the message names the variable and the rule."""
+SettingsError = ConfigurationError  # the name the CLI and tests know
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """One pipeline from job.yaml text to a checked Job: parse, merge, complete, check (pure).
 
-The Cloud Function and `submitter validate` / `submitter submit` run exactly
-this code, so a spec that validates offline is the spec the function submits.
+The Cloud Function and `submitter validate` / `submitter submit` run exactly this code, so a spec that
+validates offline is the spec the function submits.
 
-Precedence, highest first: explicit flags (CLI only), the file, what the drop
-implies (packageUris, default jobDir), deployment defaults (region,
-runtimeVersion, pythonVersion), then the policy's maxRunningTime cap. Nothing
-the user wrote is dropped silently: a flag that replaces a value from the file
-produces a note saying so.
+Precedence, highest first: explicit flags (CLI only), the file, what the input implies (packageUris,
+default jobDir), deployment defaults (region, runtimeVersion, pythonVersion), then the policy's
+maxRunningTime cap. Nothing the user wrote is dropped silently: a flag that replaces a value from the
+file produces a note saying so.
+
+Who checks what (each rule has one owner): `schema.py` field names, types and enums (from the ml v1
+discovery document); `rules.py` what values mean and how fields go together; `policy.py` the
+deployment's caps; `package.py` the packages (run by the submission path, which reads them).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import dataclasses
 from typing import Any
 
 from . import rules, schema
+from .errors import SpecRejected
 from .policy import Policy
-from .spec import DropContext, ParsedSpec, SpecRejected, Violation, check_essentials, complete, parse_job_yaml
+from .reasons import Reason, Violation, unique_violations
+from .spec import ParsedSpec, SpecDefaults, complete, parse_job_yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +61,8 @@ class Checked:
 
 
 _TI_FLAGS = (("module_name", "pythonModule"), ("region", "region"), ("runtime_version", "runtimeVersion"),
-             ("python_version", "pythonVersion"), ("scale_tier", "scaleTier"), ("job_dir", "jobDir"))
+             ("python_version", "pythonVersion"), ("scale_tier", "scaleTier"), ("job_dir", "jobDir"),
+             ("args", "args"), ("package_uris", "packageUris"))
 
 
 def apply_overrides(job: dict[str, Any], flags: Overrides) -> tuple[dict[str, Any], list[str]]:
@@ -69,8 +75,7 @@ def apply_overrides(job: dict[str, Any], flags: Overrides) -> tuple[dict[str, An
             return out, notes  # a malformed trainingInput is reported by the checks, not papered over
         ti = {}
     ti = dict(ti)
-    pairs = list(_TI_FLAGS) + [("args", "args"), ("package_uris", "packageUris")]
-    for attr, field in pairs:
+    for attr, field in _TI_FLAGS:
         value = getattr(flags, attr)
         if value is None or (attr == "args" and not value):
             continue
@@ -89,73 +94,52 @@ def apply_overrides(job: dict[str, Any], flags: Overrides) -> tuple[dict[str, An
     return out, notes
 
 
-def check(parsed: ParsedSpec, ctx: DropContext, derived_job_id: str, policy: Policy,
+def check(parsed: ParsedSpec, defaults: SpecDefaults, derived_job_id: str, policy: Policy,
           flags: Overrides | None = None) -> Checked:
     """Merge, complete and check a parsed spec.
 
     Args:
         parsed: the parsed job.yaml.
-        ctx: what the drop and the deployment imply.
+        defaults: what the input and the deployment imply.
         derived_job_id: the jobId to use when neither flags nor file name one.
         policy: the deployment policy.
         flags: CLI overrides, if any.
     Returns:
-        Checked; `violations` lists every problem (schema, essentials, semantic rules, policy),
-        one per field path.
+        Checked; `violations` lists every problem (schema, rules, policy), once per (field, reason).
     """
     job, notes = apply_overrides(parsed.job, flags or Overrides())
-    job = complete(job, ctx, derived_job_id)
+    violations = _reserved_labels(job, defaults.labels)
+    job, filled = complete(job, defaults, derived_job_id)
+    notes += filled
     warnings = list(parsed.warnings)
     ti = job.get("trainingInput")
     if isinstance(ti, dict):
-        runtime = ti.get("runtimeVersion")
-        if isinstance(runtime, str) and "pythonVersion" not in ti and rules.python_versions_for(runtime):
-            ti["pythonVersion"] = rules.python_versions_for(runtime)[0]
-            notes.append(f"pythonVersion {ti['pythonVersion']} filled from runtimeVersion {runtime}")
         policy.fill(ti)
-    # The schema and the essential checks overlap (types of args, versions, labels): one message per field.
-    violations = _one_per_field(check_essentials(job, parsed.raw_scalars)
-                                + schema.check_job(job, raw_scalars=parsed.raw_scalars))
+    violations += schema.check_job(job, raw_scalars=parsed.raw_scalars)
+    findings = rules.check_job(job, defaults.protected_prefixes)
+    violations += findings.violations
+    warnings += findings.warnings
     if isinstance(ti, dict):
-        job_dir = ti.get("jobDir")
-        if isinstance(job_dir, str):
-            violations += _protected_job_dir(job_dir, ctx.protected_prefixes)
-        findings = rules.check_training_input(ti)
-        taken = {(v.field, v.reason) for v in violations}
-        # Semantic rules and policy say different things about the same field (an A100 on n1 *and* A100 not
-        # allowed): keep both, so one pass lists everything to fix.
-        violations += [v for v in findings.violations + policy.check(ti) if (v.field, v.reason) not in taken]
-        warnings += findings.warnings
-    return Checked(job=job, violations=violations, warnings=warnings, notes=notes)
+        violations += policy.check(ti)
+    return Checked(job=job, violations=unique_violations(violations), warnings=warnings, notes=notes)
 
 
-def _protected_job_dir(job_dir: str, protected: tuple[str, ...]) -> list[Violation]:
-    path = job_dir.rstrip("/") + "/"
-    for prefix in protected:
-        if path.startswith(prefix):
-            return [Violation("trainingInput.jobDir", f"{job_dir} is inside {prefix}, where training outputs would "
-                              "look like new drops or overwrite the submitter's records; use the outputs bucket "
-                              "(or leave jobDir out to get the default)", value=job_dir)]
-    return []
+def _reserved_labels(job: dict[str, Any], marker: dict[str, str]) -> list[Violation]:
+    """The submitter's own label marks its jobs; a spec may not set it to something else."""
+    labels = job.get("labels")
+    if not isinstance(labels, dict):
+        return []
+    return [Violation(f"labels.{key}", f"label {key!r} is reserved: the submitter sets it to {value!r} on every job "
+                      "it creates (consumers and the reconciler rely on it); use another key", Reason.INVALID_LABELS,
+                      labels[key])
+            for key, value in marker.items() if key in labels and labels[key] != value]
 
 
-def check_text(text: bytes | str, filename: str, ctx: DropContext, derived_job_id: str, policy: Policy,
+def check_text(text: bytes | str, filename: str, defaults: SpecDefaults, derived_job_id: str, policy: Policy,
                flags: Overrides | None = None) -> Checked:
     """`parse_job_yaml` then `check`; a parse failure becomes a Checked with its violations."""
     try:
         parsed = parse_job_yaml(text, filename)
     except SpecRejected as exc:
         return Checked(job={}, violations=exc.violations, warnings=[], notes=[])
-    return check(parsed, ctx, derived_job_id, policy, flags)
-
-
-def _one_per_field(violations: list[Violation]) -> list[Violation]:
-    """Keep the first violation for each field path (earlier layers give the more precise message)."""
-    seen: set[str] = set()
-    out = []
-    for v in violations:
-        if v.field in seen:
-            continue
-        seen.add(v.field)
-        out.append(v)
-    return out
+    return check(parsed, defaults, derived_job_id, policy, flags)

@@ -42,8 +42,8 @@ def run_drop(env: dict[str, str], package: Path, job_yaml: bytes, folder: str, t
     os.environ["STORAGE_EMULATOR_HOST"] = env["STORAGE_EMULATOR_HOST"]
     from google.cloud import storage
 
-    from submitter.dropper import upload_drop
-    from submitter.follow import EventFollower, is_final
+    from submitter_cli.dropper import upload_drop
+    from submitter_cli.follow import EventFollower, is_final
 
     client = storage.Client(project=env["PROJECT"])
     received: list[dict] = []

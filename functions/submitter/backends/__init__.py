@@ -1,48 +1,87 @@
-"""Training backends: one interface, one adapter per API.
+"""Training backends: one interface, one adapter per training API.
 
-`TrainingBackend` is what the submitter and the reconciler call; `ml_v1`
-(AI Platform Training) is the first adapter. Vertex AI custom training
-(`aiplatform` v1) is the planned default for the cloud and plugs in here.
+`TrainingBackend` is all the core knows about a training API. Each adapter translates the neutral job
+model (`model.py`) to and from its API, owns its idempotency (how a retried submission finds the job an
+earlier attempt created), maps its states onto `JobState`, and translates its failures into the error
+tree (`errors.BackendRefused`, `errors.JobConflict`, `errors.BackendUnavailable`).
+
+Adapters: `ml_v1` (AI Platform Training `projects.jobs`; the local training service speaks it).
+Adapters are built with a transport: tests pass an in-memory API instead of patching internals.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import AlreadyExists, BackendError, classify_http_error  # noqa: F401  (public API)
+from ..model import JobHandle, JobRequest, JobStatus, Submission
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 # Every backend a deployment may name in SUBMITTER_BACKEND (settings.py checks against this).
 KNOWN_BACKENDS: tuple[str, ...] = ("ml_v1",)
+PAGE_SIZE = 100  # the APIs' maximum page size
 
 
 class TrainingBackend(Protocol):
-    """The calls the submitter makes on a training API (resource dicts use the API's camelCase).
+    """The calls the core makes on a training API.
 
-    Every method raises `BackendError` (with `.transient` telling whether a retry
-    can help) or its subclass `AlreadyExists`.
+    Every method raises `errors.BackendUnavailable` for faults a retry may fix and `errors.BackendRefused`
+    for permanent refusals (with a reason and, where the API says, the remedy).
     """
 
     name: str
 
-    def create_job(self, job: dict) -> dict:
-        """Create `job` (a Job resource with jobId); returns the created resource."""
+    def submit(self, request: JobRequest) -> Submission:
+        """Create the job for `request.key`, or adopt the one an earlier attempt for the same key created.
 
-    def get_job(self, job_id: str) -> dict:
-        """The Job resource for `job_id`."""
+        Raises:
+            JobConflict: a different job already holds the key (the message names the differing fields).
+        """
+        ...
 
-    def list_jobs(self, *, filter: str | None = None, page_size: int = 100,
-                  page_token: str | None = None) -> tuple[list[dict], str | None]:
-        """One page of jobs: (jobs, next_page_token or None). An empty `{}` answer is ([], None)."""
+    def status(self, handle: JobHandle) -> JobStatus:
+        """The job's current status."""
+        ...
 
-    def cancel_job(self, job_id: str) -> None:
-        """Ask the service to cancel `job_id`."""
+    def find(self, key: str) -> JobStatus | None:
+        """The job the submitter created for `key` (or, for ml v1, the job with that jobId), or None."""
+        ...
+
+    def list_active(self, page_token: str | None = None) -> tuple[list[JobStatus], str | None]:
+        """One page of jobs that have not finished (server-side filter): (statuses, next page token or None)."""
+        ...
+
+    def list_jobs(self, page_token: str | None = None) -> tuple[list[JobStatus], str | None]:
+        """One page of the project's jobs, newest first: (statuses, next page token or None)."""
+        ...
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Ask the service to cancel the job."""
+        ...
+
+    def describe(self, handle: JobHandle) -> dict[str, Any]:
+        """The API's own resource for the job (for `--json` output)."""
+        ...
 
 
-def build_backend(settings) -> TrainingBackend:
-    """The backend named by `settings.backend` (built lazily by the caller, never at import)."""
+def build_backend(settings: "Settings", transport: Any = None) -> TrainingBackend:
+    """The backend named by `settings.backend` (built lazily by the caller, never at import).
+
+    Args:
+        settings: deployment settings (backend, project, endpoint, credentials).
+        transport: an httplib2-compatible object to send requests through (an in-memory API in tests);
+            None for the real network with Google credentials (or none on the local stack).
+    Raises:
+        ConfigurationError: the backend name is not in KNOWN_BACKENDS.
+    """
+    from ..errors import ConfigurationError
+
     if settings.backend == "ml_v1":
         from .ml_v1 import MlV1Backend
 
         return MlV1Backend(project=settings.project, endpoint=settings.training_api_endpoint,
-                           anonymous=settings.anonymous_credentials)
-    raise ValueError(f"unknown backend {settings.backend!r}")
+                           anonymous=settings.anonymous_credentials, label=(settings.job_label_key,
+                                                                              settings.job_label_value),
+                           transport=transport)
+    raise ConfigurationError(f"unknown backend {settings.backend!r} (known: {', '.join(KNOWN_BACKENDS)})")

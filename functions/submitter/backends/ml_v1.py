@@ -1,18 +1,31 @@
-"""AI Platform Training (`ml` v1) through google-api-python-client.
+"""AI Platform Training (`ml` v1, `projects.jobs`) through google-api-python-client.
 
-Uses the discovery document bundled with the client (no network fetch), so it
-works against the local training service with
-`client_options={"api_endpoint": ...}` and anonymous credentials.
+Uses the discovery document bundled with the client (no network fetch), so it works against the local
+training service with an endpoint override and anonymous credentials. Built with a transport (any
+httplib2-compatible object), so tests drive it with an in-memory API.
+
+Idempotency: the job key is the client-chosen jobId; a retried `jobs.create` answers 409 ALREADY_EXISTS,
+and the existing job is adopted when its normalised TrainingInput equals ours (Kubeflow Pipelines' ML
+Engine component does the same), otherwise it is a JOB_ID_CONFLICT naming the differing fields.
+
+States: the API's `GoogleCloudMlV1__Job.state` enum maps one to one onto `JobState`;
+STATE_UNSPECIFIED (and any value this code does not know) maps to None.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
-from .errors import BackendError, classify_http_error, transport_error
+from ..errors import BackendError, BackendRefused, JobConflict
+from ..model import ACTIVE_STATES, JobHandle, JobRequest, JobState, JobStatus, Submission
+from ..reasons import Reason
+from . import PAGE_SIZE
+from .google_errors import CallContext, classify, transport_error
 
 HTTP_TIMEOUT_S = 30
+ACTIVE_FILTER = " OR ".join(f"state:{s.value}" for s in ACTIVE_STATES)
 
 
 class MlV1Backend:
@@ -22,42 +35,54 @@ class MlV1Backend:
         project: project id; jobs live under `projects/{project}`.
         endpoint: API endpoint override (e.g. "http://127.0.0.1:8090"); None for Google's.
         anonymous: use no credentials (local stack); otherwise Application Default Credentials.
+        label: the (key, value) label that marks the submitter's jobs.
+        transport: an httplib2-compatible object (`request(uri, method, body, headers)`) to send requests
+            through; None builds one authorised HTTP client per thread (httplib2 is not thread-safe).
     """
 
     name = "ml_v1"
 
-    def __init__(self, project: str, endpoint: str | None = None, anonymous: bool = False):
-        self.project = project
-        self.endpoint = endpoint
-        self.anonymous = anonymous
-        # httplib2 connections are not thread-safe: one client per thread, built on first use.
+    def __init__(self, project: str, endpoint: str | None = None, anonymous: bool = False,
+                 label: tuple[str, str] = ("submitter", "drop"), transport: Any = None):
+        self.project, self.endpoint, self.anonymous, self.label = project, endpoint, anonymous, label
+        self._transport = transport
         self._local = threading.local()
+        self._context = CallContext(project=project, api="ml.googleapis.com")
 
-    def _jobs(self):
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _jobs(self) -> Any:
         jobs = getattr(self._local, "jobs", None)
         if jobs is None:
-            import google.auth
-            import google_auth_httplib2
-            import httplib2
-            from google.auth.credentials import AnonymousCredentials
             from googleapiclient import discovery
 
-            creds = AnonymousCredentials() if self.anonymous else google.auth.default(
-                scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
-            http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=HTTP_TIMEOUT_S))
             options = {"api_endpoint": self.endpoint} if self.endpoint else None
-            service = discovery.build("ml", "v1", http=http, client_options=options, static_discovery=True,
+            service = discovery.build("ml", "v1", http=self._http(), client_options=options, static_discovery=True,
                                       cache_discovery=False)
             jobs = self._local.jobs = service.projects().jobs()
         return jobs
 
-    def _execute(self, request):
+    def _http(self) -> Any:
+        if self._transport is not None:
+            return self._transport
+        import google.auth
+        import google_auth_httplib2
+        import httplib2
+        from google.auth.credentials import AnonymousCredentials
+
+        creds = AnonymousCredentials() if self.anonymous else google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
+        identity = getattr(creds, "service_account_email", None)
+        if identity:
+            self._context = CallContext(project=self.project, identity=identity, api="ml.googleapis.com")
+        return google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=HTTP_TIMEOUT_S))
+
+    def _execute(self, request: Any) -> Any:
         from googleapiclient.errors import HttpError
 
         try:
             return request.execute(num_retries=0)
         except HttpError as exc:
-            raise classify_http_error(exc.resp.status, exc.content) from None
+            raise classify(exc.resp.status, exc.content, self._context) from None
         except (OSError, socket.timeout, ConnectionError) as exc:
             raise transport_error(exc) from None
         except Exception as exc:  # httplib2 raises its own exception types for transport failures
@@ -65,28 +90,128 @@ class MlV1Backend:
                 raise transport_error(exc) from None
             raise
 
-    def create_job(self, job: dict) -> dict:
-        """`projects.jobs.create`; raises AlreadyExists on 409."""
-        return self._execute(self._jobs().create(parent=f"projects/{self.project}", body=job))
+    def _name(self, key: str) -> str:
+        return f"projects/{self.project}/jobs/{key}"
 
-    def get_job(self, job_id: str) -> dict:
+    def _status(self, job: dict[str, Any]) -> JobStatus:
+        key = str(job.get("jobId", ""))
+        api_state = str(job.get("state") or "STATE_UNSPECIFIED")
+        try:
+            state: JobState | None = JobState(api_state)
+        except ValueError:
+            state = None  # STATE_UNSPECIFIED or a state this code does not know: wait, do not guess
+        ti = job.get("trainingInput") or {}
+        detail = {"trainingOutput": job["trainingOutput"]} if job.get("trainingOutput") is not None else {}
+        return JobStatus(handle=JobHandle(self.name, self._name(key), key), state=state, api_state=api_state,
+                         create_time=job.get("createTime"), start_time=job.get("startTime"),
+                         end_time=job.get("endTime"), error_message=job.get("errorMessage") or None,
+                         labels=dict(job.get("labels") or {}), output_dir=ti.get("jobDir"), detail=detail)
+
+    # -- TrainingBackend --------------------------------------------------------------------------
+    def submit(self, request: JobRequest) -> Submission:
+        """`projects.jobs.create` with jobId = the job key; on 409 adopt the existing job if it is the same.
+
+        Raises:
+            JobConflict: a job with this id exists and its TrainingInput differs.
+            BackendRefused: the API refused (also a 409 whose job then cannot be read).
+            BackendUnavailable: transient faults.
+        """
+        job = {**request.job, "jobId": request.key}
+        try:
+            created = self._execute(self._jobs().create(parent=f"projects/{self.project}", body=job))
+            return Submission(self._status(created))
+        except BackendRefused as exc:
+            if exc.code != 409:
+                raise
+        try:
+            existing = self._execute(self._jobs().get(name=self._name(request.key)))
+        except BackendRefused as exc:
+            raise BackendRefused(exc.code, exc.status, f"jobs.create answered 409 ALREADY_EXISTS but jobs.get "
+                                 f"answered {exc.code} {exc.status}: {exc.message}", reason=exc.reason) from None
+        diff = differences(normalize_training_input(job.get("trainingInput") or {}),
+                           normalize_training_input(existing.get("trainingInput") or {}))
+        if diff:
+            # The other job may be someone else's: name none of its fields in a message that gets published.
+            raise JobConflict(request.key, diff, f"a job named {request.key} already exists and is not the job this "
+                              "input describes; choose another jobId, or remove jobId to get one derived from the drop")
+        return Submission(self._status(existing), adopted=True)
+
+    def status(self, handle: JobHandle) -> JobStatus:
         """`projects.jobs.get`."""
-        return self._execute(self._jobs().get(name=f"projects/{self.project}/jobs/{job_id}"))
+        return self._status(self.describe(handle))
 
-    def list_jobs(self, *, filter: str | None = None, page_size: int = 100,
-                  page_token: str | None = None) -> tuple[list[dict], str | None]:
-        """`projects.jobs.list`; the API answers `{}` when nothing matches."""
-        kwargs = {"parent": f"projects/{self.project}", "pageSize": page_size}
-        if filter:
-            kwargs["filter"] = filter
+    def describe(self, handle: JobHandle) -> dict[str, Any]:
+        """The Job resource."""
+        return dict(self._execute(self._jobs().get(name=handle.name)))
+
+    def find(self, key: str) -> JobStatus | None:
+        """The job with jobId `key`, or None (404)."""
+        try:
+            return self.status(JobHandle(self.name, self._name(key), key))
+        except BackendRefused as exc:
+            if exc.reason is Reason.NOT_FOUND:
+                return None
+            raise
+
+    def list_active(self, page_token: str | None = None) -> tuple[list[JobStatus], str | None]:
+        """`projects.jobs.list` with the active-state filter; the API answers `{}` when nothing matches."""
+        return self._list(ACTIVE_FILTER, page_token)
+
+    def list_jobs(self, page_token: str | None = None) -> tuple[list[JobStatus], str | None]:
+        """`projects.jobs.list` without a filter."""
+        return self._list(None, page_token)
+
+    def _list(self, filter_: str | None, page_token: str | None) -> tuple[list[JobStatus], str | None]:
+        kwargs: dict[str, Any] = {"parent": f"projects/{self.project}", "pageSize": PAGE_SIZE}
+        if filter_:
+            kwargs["filter"] = filter_
         if page_token:
             kwargs["pageToken"] = page_token
         answer = self._execute(self._jobs().list(**kwargs)) or {}
-        return list(answer.get("jobs") or []), answer.get("nextPageToken") or None
+        jobs = [j for j in answer.get("jobs") or [] if isinstance(j, dict) and j.get("jobId")]
+        return [self._status(j) for j in jobs], answer.get("nextPageToken") or None
 
-    def cancel_job(self, job_id: str) -> None:
+    def cancel(self, handle: JobHandle) -> None:
         """`projects.jobs.cancel`."""
-        self._execute(self._jobs().cancel(name=f"projects/{self.project}/jobs/{job_id}", body={}))
+        self._execute(self._jobs().cancel(name=handle.name, body={}))
 
 
-__all__ = ["MlV1Backend", "BackendError"]
+def normalize_training_input(ti: dict[str, Any]) -> dict[str, Any]:
+    """A comparable form of a TrainingInput, as the server echoes it.
+
+    The service drops empty fields (`args: []`), echoes int64 fields as strings, treats a missing
+    scaleTier as BASIC, and adds output-only or defaulted fields that a spec never sets.
+    """
+    def norm(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items() if not _empty(v)}
+        if isinstance(value, list):
+            return [norm(v) for v in value]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            return str(value) if float(value) != int(value) else str(int(value))
+        return value
+
+    out = norm(ti if isinstance(ti, dict) else {})
+    out.setdefault("scaleTier", "BASIC")
+    return dict(out)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == [] or value == {} or value == ""
+
+
+def differences(a: dict[str, Any], b: dict[str, Any], path: str = "trainingInput") -> list[str]:
+    """Dotted paths where two normalised TrainingInputs differ."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+                out += differences(a[key], b[key], f"{path}.{key}")
+            else:
+                out.append(f"{path}.{key}")
+    return out
+
+
+__all__ = ["MlV1Backend", "BackendError", "normalize_training_input", "differences", "ACTIVE_FILTER"]

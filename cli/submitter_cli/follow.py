@@ -13,7 +13,7 @@ import queue
 import uuid
 from typing import Iterator
 
-from .states import State
+from submitter.model import published_state
 
 
 class EventFollower:
@@ -88,6 +88,7 @@ class EventFollower:
 def is_final(event: dict) -> bool:
     """True for an event after which nothing more comes for that job or drop."""
     try:
-        return State(event["data"]["state"]).is_terminal
-    except (KeyError, ValueError):
+        state = published_state(event["data"]["state"])
+    except (KeyError, TypeError):
         return False
+    return state is not None and state.is_terminal

@@ -1,22 +1,31 @@
-"""gcloud-style job flags shared by `validate` and `submit`, and the offline check both run."""
+"""gcloud-style job flags shared by `validate` and `submit`, and the offline check both run.
+
+The offline check is the function's own planner (`submitter.planning.Planner`) reading local packages
+through `LocalPackages`: the same merge, checks, policy and package inspection the function applies.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
-from .. import naming, validation
-from ..package import PackageInfo, PackageRejected, duplicate_distributions, inspect_package, module_violations
-from ..settings import Settings
-from ..spec import DropContext, Reason, SpecRejected, Violation, parse_job_yaml
-from ..submission import protected_prefixes
-from ..validation import Overrides
+from submitter import naming
+from submitter.clock import SystemClock
+from submitter.drops import missing_packages
+from submitter.errors import SpecRejected
+from submitter.planning import Plan, Planner, SpecInput, spec_defaults
+from submitter.reasons import Reason, Violation
+from submitter.settings import Settings
+from submitter.spec import parse_job_yaml
+from submitter.validation import Overrides
+
+from .local_files import LocalPackages
 
 
-def job_flags(fn):
+def job_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a command with the gcloud-style flags (`gcloud ai-platform jobs submit training`)."""
     options = [
         click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
@@ -59,10 +68,9 @@ def overrides_from(kw: dict[str, Any], package_uris: list[str] | None) -> Overri
 class Offline:
     """Result of the offline check: what the function would do with this drop."""
 
-    checked: validation.Checked
+    checked: Plan
     job_id: str
     local_packages: list[Path]
-    spec_file: Path | None
 
 
 def read_spec(path: Path, settings: Settings) -> bytes:
@@ -91,47 +99,40 @@ def split_packages(raw: str | None) -> tuple[list[Path], list[str]]:
 def check_offline(settings: Settings, spec_text: bytes, spec_name: str, drop_name: str,
                   local_packages: list[Path], remote_packages: list[str], kw: dict[str, Any],
                   generation: int = 0) -> Offline:
-    """Complete and check a spec exactly as the function would for a drop `<prefix><drop_name>/`.
+    """Plan a spec exactly as the function would for a drop `<prefix><drop_name>/` holding `local_packages`.
 
-    Local packages are inspected from their tar headers; gs:// packages are taken as given.
+    Local packages are inspected from their tar headers; gs:// packages cannot be read offline and are
+    taken as given. A packageUris entry naming a file of the drop folder that is not there is a violation
+    (the live drop would wait for it).
     """
     folder = settings.drop_prefix + drop_name
-    drop_uris = [f"gs://{settings.drop_bucket}/{folder}/{p.name}" for p in local_packages]
+    files = {f"gs://{settings.drop_bucket}/{folder}/{p.name}": p for p in local_packages}
     # Packages given as gs:// URIs must be listed in packageUris; local ones ride in the drop.
-    flags = overrides_from(kw, drop_uris + remote_packages if remote_packages else None)
+    flags = overrides_from(kw, list(files) + remote_packages if remote_packages else None)
     derived = naming.derive_job_id(drop_name, generation)
     try:
         parsed = parse_job_yaml(spec_text, spec_name)
     except SpecRejected as exc:
-        failed = validation.Checked(job={}, violations=exc.violations, warnings=[], notes=[])
-        return Offline(checked=failed, job_id=derived, local_packages=local_packages, spec_file=None)
+        failed = Plan(job={}, job_id=derived, violations=exc.violations, warnings=[], notes=[])
+        return Offline(checked=failed, job_id=derived, local_packages=local_packages)
     named = flags.job_id if flags.job_id is not None else parsed.job.get("jobId")
     job_id = named if naming.is_valid_job_id(named) else derived
-    ctx = DropContext(package_uris=tuple(drop_uris), default_job_dir=f"gs://{settings.output_bucket}/{folder}/{job_id}",
-                      region=settings.region, runtime_version=settings.runtime_version,
-                      python_version=settings.python_version,
-                      labels={settings.job_label_key: settings.job_label_value},
-                      protected_prefixes=protected_prefixes(settings))
-    checked = validation.check(parsed, ctx, derived, settings.policy, flags)
-    ti = checked.job.get("trainingInput")
-    infos: list[PackageInfo] = []
-    problems: list[Violation] = []
-    for path in local_packages:
-        try:
-            with path.open("rb") as stream:
-                infos.append(inspect_package(stream, path.name))
-        except PackageRejected as exc:
-            problems.append(exc.violation)
-        except OSError as exc:
-            problems.append(Violation(str(path), f"cannot be read: {exc}", Reason.PACKAGE_INVALID))
+    store = LocalPackages(files)
+    spec = SpecInput(parsed=parsed, defaults=spec_defaults(settings, folder, job_id, tuple(files)),
+                     packages={uri: store.info(uri) for uri in files})
+    plan = Planner(settings, store, SystemClock()).plan(spec, derived, flags=flags, inspect_unlisted=False)
+    ti = plan.job.get("trainingInput")
     if isinstance(ti, dict):
-        taken = {v.field for v in checked.violations}
-        problems += duplicate_distributions(infos) or module_violations(infos, ti.get("pythonModule"))
-        checked.violations += [v for v in problems if v.field not in taken]
-    if not local_packages and not remote_packages and isinstance(ti, dict) and not ti.get("packageUris"):
-        checked.violations.append(Violation("trainingInput.packageUris", "no package: give --packages (a local "
-                                            ".tar.gz or a gs:// URI) or a drop folder holding one"))
-    return Offline(checked=checked, job_id=job_id, local_packages=local_packages, spec_file=None)
+        missing = missing_packages(plan.job, settings.drop_bucket, folder, [p.name for p in local_packages])
+        uris = ti.get("packageUris")
+        if missing and isinstance(uris, list) and uris:
+            plan.violations += [Violation("trainingInput.packageUris", f"names {name}, which the drop folder does not "
+                                          "hold: the drop would wait for it; add the file or fix the URI",
+                                          Reason.PACKAGE_INVALID, name) for name in missing]
+        elif not files and not remote_packages and not uris:
+            plan.violations.append(Violation("trainingInput.packageUris", "no package: give --packages (a local "
+                                             ".tar.gz or a gs:// URI) or a drop folder holding one"))
+    return Offline(checked=plan, job_id=str(job_id), local_packages=local_packages)
 
 
 def render(result: Offline, as_json: bool, source: str, from_env: bool) -> None:
@@ -154,8 +155,9 @@ def render(result: Offline, as_json: bool, source: str, from_env: bool) -> None:
     else:
         click.echo(f"{source}: {len(c.violations)} problem{'s' if len(c.violations) != 1 else ''}")
         for v in c.violations:
-            value = f" (got {v.value!r})" if v.value is not None and repr(v.value) not in v.message else ""
-            click.echo(f"  {v.field}: {v.message}{value}  [{v.reason}]")
+            shown = v.as_dict()
+            value = f" (got {shown['value']!r})" if "value" in shown and repr(v.value) not in v.message else ""
+            click.echo(f"  {shown['field']}: {shown['message']}{value}  [{v.reason.value}]")
     for w in c.warnings:
         click.echo(f"  warning: {w}")
     for n in c.notes:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 import time
 from typing import Any, Callable
@@ -50,24 +49,19 @@ class WatchError(click.ClickException):
 
 def exit_code_for(state: str) -> int | None:
     """The exit code for a final state (0 only for SUCCEEDED), None while the job is not final."""
-    from ..states import State
+    from submitter.model import published_state
 
-    try:
-        s = State(state)
-    except ValueError:
-        return None
-    if not s.is_terminal:
+    s = published_state(state)
+    if s is None or not s.is_terminal:
         return None
     return EXIT_SUCCEEDED if s.is_success else EXIT_FAILED
 
 
 def _seq(state: str) -> int | None:
-    from ..states import State
+    from submitter.model import published_state
 
-    try:
-        return State(state).rank
-    except ValueError:
-        return None
+    s = published_state(state)
+    return None if s is None else s.rank
 
 
 def _now() -> str:
@@ -108,15 +102,14 @@ class Tracker:
         return True
 
 
-def api_entry(job: dict[str, Any]) -> dict[str, Any]:
-    """The printable entry for a training-API job resource (`origin: api`)."""
-    state = job.get("state") or "STATE_UNSPECIFIED"
+def api_entry(job: Any) -> dict[str, Any]:
+    """The printable entry for a backend's JobStatus (`origin: api`)."""
+    state = job.state.value if job.state is not None else (job.api_state or "STATE_UNSPECIFIED")
     seq = _seq(state)
-    return {"origin": "api", "jobId": job.get("jobId"), "state": state, "seq": seq,
-            "terminal": None if seq is None else seq == 5, "time": _now(),
-            "reason": "JOB_FAILED" if state == "FAILED" else None, "errorMessage": job.get("errorMessage") or None,
-            "message": None, "jobDir": (job.get("trainingInput") or {}).get("jobDir"),
-            "labels": job.get("labels") or {}}
+    return {"origin": "api", "jobId": job.handle.key, "state": state, "seq": seq,
+            "terminal": None if seq is None else exit_code_for(state) is not None, "time": _now(),
+            "reason": "JOB_FAILED" if state == "FAILED" else None, "errorMessage": job.error_message,
+            "message": None, "jobDir": job.output_dir, "labels": job.labels}
 
 
 def event_entry(event: dict[str, Any]) -> dict[str, Any]:
@@ -146,66 +139,65 @@ def render(entry: dict[str, Any], as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def find_verdict(settings, ledger, job_id: str) -> dict[str, Any] | None:
+def find_verdict(settings, ledger, job_id: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
     """A REJECTED or SUBMIT_FAILED verdict recorded for `job_id`, when the jobId was derived from a drop
     folder and the job.yaml generation (`run_001_1718000000000001`); None otherwise.
 
     Reads the state bucket: lists the drops' status documents and matches each folder's derived jobId.
     """
-    from .. import naming
-    from ..envelope import DropRef
+    from submitter import naming
+    from submitter.drops import DropRef, status_key
+    from submitter.model import Verdict
 
-    # `<name>_<generation>`, or `<name>_<generation>_<8 hex>` when the name was cut to fit 128 characters
-    generations = {int(m.group(1)) for m in (re.search(r"_(\d+)$", job_id), re.search(r"_(\d+)_[0-9a-f]{8}$", job_id))
-                   if m}
+    generations = naming.generations_in(job_id)
     if not generations:
         return None
     head = f"status/{settings.drop_bucket}/{settings.drop_prefix}"
-    for key in ledger.store.list(head):
+    for key in sorted(ledger.store.versions(head)):
         folder = key[len(f"status/{settings.drop_bucket}/"):].removesuffix(".json")
         name = folder[len(settings.drop_prefix):]
         generation = next((g for g in generations if naming.derive_job_id(name, g) == job_id), None)
         if generation is None:
             continue
         drop = DropRef(settings.drop_bucket, folder, f"{folder}/job.yaml", generation)
-        verdict = ledger.verdict(drop) or {}
-        status = ledger.status(settings.drop_bucket, folder) or {}
-        state = verdict.get("state") or (status.get("state") if status.get("jobId") == job_id else None)
-        if state in ("REJECTED", "SUBMIT_FAILED"):
-            same = status.get("jobId") == job_id
-            return {"origin": "ledger", "jobId": job_id, "state": state, "seq": 5, "terminal": True,
-                    "time": _rfc3339(status.get("time")) if same else _now(), "reason": status.get("reason") if same else None,
-                    "errorMessage": None, "message": status.get("message") if same else None,
-                    "violations": status.get("violations") if same else [], "jobDir": None, "labels": {},
+        verdict = ledger.verdict(drop.origin())
+        status = ledger.status(status_key(settings.drop_bucket, folder))
+        same = status is not None and status.key == job_id
+        state = verdict.state.value if verdict else (status.state.value if same and status else None)
+        if state in (Verdict.REJECTED.value, Verdict.SUBMIT_FAILED.value):
+            return {"origin": "ledger", "jobId": job_id, "state": state, "seq": _seq(state), "terminal": True,
+                    "time": _rfc3339(status.time.isoformat()) if same and status else _now(),
+                    "reason": status.reason if same and status else None, "errorMessage": None,
+                    "message": status.message if same and status else None,
+                    "violations": list(status.violations) if same and status else [], "jobDir": None, "labels": {},
                     "drop": drop.as_dict()}
     return None
 
 
-def _current_job(settings, backend, ledger_factory, job_id: str) -> dict[str, Any] | None:
-    from ..backends import BackendError
-    from ..retry import call_with_retries
+def _current_job(settings, backend, ledger_factory, job_id: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+    from submitter.errors import BackendError
+    from submitter.retry import call_with_retries
 
     try:
-        return api_entry(call_with_retries(lambda: backend.get_job(job_id), deadline_s=20))
+        found = call_with_retries(lambda: backend.find(job_id), deadline_s=20)
     except BackendError as exc:
-        if exc.code != 404:
-            raise WatchError(f"training API: {exc}")
+        raise WatchError(f"training API: {exc}")
+    if found is not None:
+        return api_entry(found)
     try:
         return find_verdict(settings, ledger_factory(), job_id)
     except Exception:  # best effort: the state bucket may not be readable by this user
         return None
 
 
-def _current_active(settings, backend) -> list[dict[str, Any]]:
-    from ..backends import BackendError
-    from ..reconciler import ACTIVE_FILTER
+def _current_active(settings, backend) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    from submitter.errors import BackendError
 
     out, token = [], None
     try:
         while True:
-            page, token = backend.list_jobs(filter=ACTIVE_FILTER, page_token=token)
-            out += [api_entry(j) for j in page
-                    if (j.get("labels") or {}).get(settings.job_label_key) == settings.job_label_value]
+            page, token = backend.list_active(page_token=token)
+            out += [api_entry(j) for j in page if j.labels.get(settings.job_label_key) == settings.job_label_value]
             if not token:
                 return out
     except BackendError as exc:
@@ -229,7 +221,7 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
     """
     if ledger_factory is None:
         def ledger_factory():
-            from ..app import App
+            from submitter.app import App
 
             return App(settings).ledger
 
@@ -298,8 +290,9 @@ def watch(job_id: str | None, as_json: bool, timeout_s: float | None) -> None:
     2 after --timeout; 3 when the watch cannot run. Without JOB_ID, follows every job until Ctrl-C or
     --timeout.
     """
-    from ..backends import build_backend
-    from ..follow import EventFollower
+    from submitter.backends import build_backend
+
+    from .follow import EventFollower
 
     settings = load_settings()
     backend = build_backend(settings)

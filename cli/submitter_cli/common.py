@@ -1,10 +1,14 @@
-"""Helpers shared by the CLI commands: settings and backend with friendly errors."""
+"""Helpers shared by the CLI commands: settings, backend and records with friendly errors."""
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import click
 
-from ..settings import Settings, SettingsError
+from submitter.settings import Settings, SettingsError
+
+T = TypeVar("T")
 
 
 def load_settings() -> Settings:
@@ -15,16 +19,23 @@ def load_settings() -> Settings:
         raise click.ClickException(f"{exc}\n(for the local stack: `make up && source .local/stack.env`)")
 
 
-def backend(settings: Settings | None = None):
+def backend(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     """The configured training backend."""
-    from ..backends import build_backend
+    from submitter.backends import build_backend
 
     return build_backend(settings or load_settings())
 
 
-def call(fn):
+def ledger(settings: Settings):  # type: ignore[no-untyped-def]
+    """The submitter's records in the state bucket."""
+    from submitter.app import App
+
+    return App(settings).ledger
+
+
+def call(fn: Callable[[], T]) -> T:
     """Run a backend call, turning BackendError into a one-line ClickException."""
-    from ..backends import BackendError
+    from submitter.errors import BackendError
 
     try:
         return fn()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..settings import Settings, SettingsError
+from submitter.settings import Settings, SettingsError
+
 from .options import check_offline, job_flags, read_spec, render, split_packages
 
 

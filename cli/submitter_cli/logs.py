@@ -94,17 +94,17 @@ def logs(job_id: str, replica: str | None, follow: bool) -> None:
         time.sleep(FOLLOW_INTERVAL_S)
 
 
-def _final(settings, job_id: str) -> bool:
-    from ..backends import BackendError, build_backend
-    from ..states import observed_state
+def _final(settings, job_id: str) -> bool:  # type: ignore[no-untyped-def]
+    from submitter.backends import build_backend
+    from submitter.errors import BackendRefused, BackendUnavailable
 
     try:
-        state = observed_state(build_backend(settings).get_job(job_id))
-    except BackendError as exc:
-        if exc.transient:
-            return False
+        found = build_backend(settings).find(job_id)
+    except BackendUnavailable:
+        return False
+    except BackendRefused as exc:
         raise click.ClickException(f"training API: {exc}")
-    return state is not None and state.is_terminal
+    return found is not None and found.state is not None and found.state.is_terminal
 
 
 __all__ = ["logs", "cloud_logging_hint"]

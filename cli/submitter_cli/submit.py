@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 import yaml
 
-from .. import naming
-from ..dropper import upload_drop
-from ..spec import load_yaml
-from ..validation import apply_overrides
+from submitter import naming
+from submitter.spec import load_yaml
+from submitter.validation import apply_overrides
+
+from .dropper import upload_drop
 from .common import load_settings
 from .options import check_offline, job_flags, overrides_from, read_spec, render, split_packages
 

@@ -1,0 +1,219 @@
+"""The drop origin: storage events of the drop bucket -> decisions (drops.py) -> the one submission path.
+
+`DropHandler.handle` runs for every finalize event: the pure `drops.classify` decides with no I/O whether
+the object can belong to a drop; one snapshot (the folder listing and the submitter's records) feeds the
+pure `drops.decide`; this module then does what the decision says: note what an incomplete drop waits
+for, note a package that arrived late, recognise a byte-identical re-upload, or read job.yaml (pinned to
+its generation) and hand it to `Submitter.submit`. `sweep` is the scheduled pass over drops that stayed
+incomplete. Every write the drop protocol needs beyond the submission path (pending drops, last
+submitted spec) happens here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+from . import drops, logs, naming
+from .clock import Clock
+from .drops import AlreadyDecided, DropObject, DropRef, Evaluate, Identical, Ignored, Snapshot, Wait
+from .errors import ObjectGone, SpecRejected
+from .events import StorageObjectEvent, event_age_seconds
+from .ledger import Ledger, claim_key, pending_age
+from .model import DropStatus, Verdict
+from .objects import ObjectInfo, ObjectStore
+from .reasons import Reason, Violation
+from .records import PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
+from .settings import Settings
+from .spec import ParsedSpec, parse_job_yaml
+from .planning import SpecInput, spec_defaults
+from .submission import Action, Outcome, Submitter
+
+log = logs.get("drops")
+
+
+class DropHandler:
+    """Handles storage events for one deployment's drop bucket.
+
+    Args:
+        settings: deployment settings.
+        storage: reads the drop bucket.
+        submitter: the one submission path.
+        ledger: the submitter's records.
+        clock: time.
+    """
+
+    def __init__(self, settings: Settings, storage: ObjectStore, submitter: Submitter, ledger: Ledger, clock: Clock):
+        self.settings, self.storage, self.submitter, self.ledger, self.clock = settings, storage, submitter, ledger, clock
+        self.rules = drops.DropRules(settings.drop_prefix, settings.max_spec_bytes, settings.duplicate_window_s)
+
+    def classify(self, event: StorageObjectEvent) -> DropObject | Ignored:
+        """What the object of `event` is to the drop protocol (pure)."""
+        s = self.settings
+        reserved = (s.state_prefix,) if s.state_bucket == s.drop_bucket else ()
+        return drops.classify(event, drop_bucket=s.drop_bucket, drop_prefix=s.drop_prefix,
+                              reserved_prefixes=reserved)
+
+    # -- events -----------------------------------------------------------------------------------
+    def handle(self, event: StorageObjectEvent) -> Outcome:
+        """Process one finalize event. Raises only TransientErrors (the event is then redelivered)."""
+        where = self.classify(event)
+        if isinstance(where, Ignored):
+            return Outcome(Action.IGNORED, where.why)
+        age = event_age_seconds(event, self.clock.now())
+        if age is not None and age > self.settings.max_event_age_s:
+            return Outcome(Action.IGNORED, f"event older than {self.settings.max_event_age_s:.0f}s (age {age:.0f}s)")
+        try:
+            return self._decide(event.bucket, where, event.generation)
+        except ObjectGone as exc:
+            return Outcome(Action.IGNORED, f"stale event: {exc}")
+
+    def _snapshot(self, bucket: str, folder: str) -> Snapshot:
+        listing = self.submitter.retry(lambda: self.storage.list_folder(bucket, folder))
+        by_name = {o.filename: o for o in listing}
+        spec = by_name.get(drops.JOB_SPEC_NAME)
+        verdict = last = None
+        if spec is not None and spec.size > 0:
+            verdict = self.ledger.verdict(drops.drop_ref(bucket, folder, spec).origin())
+            if verdict is None:
+                last = self.ledger.last_spec(bucket, folder)
+        return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=self.clock.now())
+
+    def _decide(self, bucket: str, where: DropObject, generation: int) -> Outcome:
+        snapshot = self._snapshot(bucket, where.folder)
+        decision = drops.decide(bucket, where, generation, snapshot, self.rules)
+        if isinstance(decision, Ignored):
+            return Outcome(Action.IGNORED, decision.why)
+        if isinstance(decision, Wait):
+            return self._wait(bucket, where.folder, decision.missing)
+        if isinstance(decision, AlreadyDecided):
+            if decision.late_package:
+                self._note_late_package(decision)
+            return Outcome(Action.DUPLICATE, f"{decision.drop.object}#{decision.drop.generation} was already handled",
+                           decision.key)
+        if isinstance(decision, Identical):
+            return self._identical(decision)
+        return self._evaluate(decision)
+
+    def _wait(self, bucket: str, folder: str, missing: tuple[str, ...]) -> Outcome:
+        self.ledger.note_pending(PendingDrop(bucket, folder, missing, self.clock.now()))
+        return Outcome(Action.WAITING, f"drop {folder}/ is waiting for {', '.join(missing)}")
+
+    def _note_late_package(self, decision: AlreadyDecided) -> None:
+        """A package that arrives after its drop was submitted is not part of the job: say so on the status."""
+        note = (f"{decision.late_package} arrived after job {decision.verdict.key} was submitted and is not part of "
+                "it (a drop without packageUris is submitted with the packages present when it completes). Upload "
+                "packages before job.yaml, or list them in trainingInput.packageUris, then upload job.yaml again.")
+        self.ledger.add_status_note(decision.drop.origin(), note)
+        log.warning(note, extra={"ctx": {"jobId": decision.verdict.key, "drop": decision.drop.folder}})
+
+    def _identical(self, decision: Identical) -> Outcome:
+        """Not a new submission: record it once as the earlier job's, tell the uploader, publish nothing."""
+        drop, previous = decision.drop, decision.previous
+        note = (f"generation {drop.generation} is byte-identical to generation {previous.generation}, submitted as "
+                f"{previous.key} {decision.age_s:.0f}s ago; not resubmitted. To rerun on purpose, change anything in "
+                "job.yaml (for example a label).")
+        origin = drop.origin()
+        if self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, previous.key)):
+            self.ledger.write_status(origin, StatusDocument(state=DropStatus.DUPLICATE, key=previous.key,
+                                                            time=self.clock.now(), origin=origin.fields, message=note))
+        return Outcome(Action.DUPLICATE, note, previous.key)
+
+    def _evaluate(self, decision: Evaluate) -> Outcome:
+        drop, spec_obj = decision.drop, decision.spec
+        parsed, errors = self._read_spec(decision)
+        if parsed is not None:
+            present = [o.filename for o in decision.packages]
+            missing = drops.missing_packages(parsed.job, drop.bucket, drop.folder, present)
+            if missing:
+                outcome = self._wait(drop.bucket, drop.folder, tuple(missing))
+                return dataclasses.replace(outcome, key=decision.key)
+        named = parsed.job.get("jobId") if parsed is not None else None
+        job_id = named if naming.is_valid_job_id(named) else decision.key
+        defaults = spec_defaults(self.settings, drop.folder, str(job_id), tuple(o.uri for o in decision.packages))
+        spec = SpecInput(parsed=parsed, errors=errors, defaults=defaults,
+                         packages={o.uri: o for o in decision.packages})
+        outcome = self.submitter.submit(spec, drop.origin(), decision.key)
+        self.ledger.clear_pending(drop.bucket, drop.folder)
+        if outcome.action in (Action.SUBMITTED, Action.ADOPTED) and outcome.key:
+            self.ledger.remember_spec(drop.bucket, drop.folder, SubmittedSpec(
+                spec_obj.generation, spec_obj.crc32c, spec_obj.size, outcome.key, self.clock.now()))
+        return outcome
+
+    def _read_spec(self, decision: Evaluate) -> tuple[ParsedSpec | None, tuple[Violation, ...]]:
+        drop, spec_obj = decision.drop, decision.spec
+        limit = self.settings.max_spec_bytes
+        if decision.too_large:  # never read it: the size is in the listing
+            return None, (Violation(drop.object, f"is {spec_obj.size} bytes; a job.yaml may be at most {limit} bytes "
+                                    "(SUBMITTER_MAX_SPEC_BYTES)", Reason.SPEC_TOO_LARGE, spec_obj.size),)
+        text = self.submitter.retry(lambda: self.storage.read(drop.bucket, drop.object, drop.generation,
+                                                              max_bytes=limit))
+        try:
+            return parse_job_yaml(text, filename=drop.object), ()
+        except SpecRejected as exc:
+            return None, tuple(exc.violations)
+
+    # -- the scheduled sweep ------------------------------------------------------------------------
+    def sweep(self) -> list[Outcome]:
+        """Decide, once each, drops still incomplete `incomplete_drop_s` after their first object.
+
+        Each is re-read from its current listing (never from a stale record): a drop that completed and was
+        never decided (its invocation died) is submitted now; one still incomplete is REJECTED with reason
+        INCOMPLETE_DROP naming what is missing now; one decided meanwhile is forgotten.
+        """
+        out = []
+        now = self.clock.now()
+        for pending in self.ledger.pending():
+            age = pending_age(pending, now)
+            if age < self.settings.incomplete_drop_s:
+                continue
+            outcome = self._sweep_one(pending, age)
+            if outcome is not None:
+                out.append(outcome)
+            self.ledger.clear_pending(pending.bucket, pending.folder)
+        return out
+
+    def _sweep_one(self, pending: PendingDrop, age: float) -> Outcome | None:
+        bucket, folder = pending.bucket, pending.folder
+        snapshot = self._snapshot(bucket, folder)
+        drop = drops.drop_ref(bucket, folder, snapshot.spec)
+        origin = drop.origin()
+        if snapshot.verdict is not None:
+            return None
+        key = naming.derive_job_id(folder[len(self.settings.drop_prefix):], drop.generation)
+        missing: tuple[str, ...]
+        absent = drops.spec_absence(snapshot.spec)
+        if absent is not None or snapshot.spec is None:
+            missing = (absent or drops.JOB_SPEC_NAME,)
+        else:
+            evaluate = Evaluate(drop, key, snapshot.spec, tuple(snapshot.packages),
+                                too_large=snapshot.spec.size > self.settings.max_spec_bytes)
+            parsed, _ = self._read_spec(evaluate)
+            present = [o.filename for o in snapshot.packages]
+            missing = tuple(drops.missing_packages(parsed.job, bucket, folder, present)) if parsed else ()
+            if not missing:
+                return self._evaluate(evaluate)  # complete but never decided: decide it now
+        message = (f"drop {folder}/ is still incomplete after {age:.0f}s: missing {', '.join(missing)}. Upload the "
+                   "missing files, then job.yaml again (a new generation) to submit.")
+        lease = self.submitter.leases.acquire(claim_key(origin), "sweep", self.settings.claim_lease_s)
+        if lease is None:
+            return None
+        return self.submitter.refuse(origin, key, Verdict.REJECTED,
+                                     [Violation(f"{folder}/", message, Reason.INCOMPLETE_DROP)],
+                                     reason=Reason.INCOMPLETE_DROP, message=message)
+
+    # -- bugs -------------------------------------------------------------------------------------
+    def report_bug(self, event: StorageObjectEvent, exc: BaseException) -> Outcome:
+        """Report an unexpected failure on `event`'s drop once (SUBMIT_FAILED INTERNAL_ERROR), so the event is
+        acknowledged instead of redelivered for 24 h. An event that concerns no drop is only logged."""
+        where = self.classify(event)
+        if isinstance(where, Ignored):
+            return Outcome(Action.IGNORED, f"bug while ignoring an event: {type(exc).__name__}")
+        listing: Mapping[str, ObjectInfo] = {o.filename: o for o in self.submitter.retry(
+            lambda: self.storage.list_folder(event.bucket, where.folder))}
+        spec = listing.get(drops.JOB_SPEC_NAME)
+        if spec is None or spec.size == 0:
+            return Outcome(Action.IGNORED, f"bug on an incomplete drop: {type(exc).__name__}")
+        drop: DropRef = drops.drop_ref(event.bucket, where.folder, spec)
+        key = naming.derive_job_id(where.drop_name, drop.generation)
+        return self.submitter.report_bug(drop.origin(), key, exc)

@@ -1,0 +1,214 @@
+"""The neutral job model every part of the submitter speaks (pure).
+
+Backends translate their API's resources to and from these types; the reconciler, the ledger, the
+message envelope and the CLI never see an API's own state names or resource shapes.
+
+- `JobState`: a training job's state as published (the names consumers know from AI Platform Training:
+  QUEUED, PREPARING, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED).
+- `Verdict`: the submitter's own decision about an input (SUBMITTED, REJECTED, SUBMIT_FAILED). Kept apart
+  from job states: a verdict is never reported by a training API.
+- `JobHandle`: which job, in which backend: the backend's resource name and the submitter's job key.
+- `JobStatus`: what a backend reports about a job, translated.
+- `JobRequest` / `Submission`: what the core asks a backend to run, and what it got.
+
+Ranks order a job's life: SUBMITTED 0 < QUEUED 1 < PREPARING 2 < RUNNING 3 < CANCELLING 4 < every final
+state 5. A job never moves to a lower rank, and the rank is the message's `seq`, so it increases even
+when two publishers race. Only SUCCEEDED is success; terminal and successful are kept apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Union
+
+FINAL_RANK = 5
+
+
+class JobState(str, enum.Enum):
+    """A training job's state, as published."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    QUEUED = "QUEUED"
+    PREPARING = "PREPARING"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def rank(self) -> int:
+        """QUEUED 1, PREPARING 2, RUNNING 3, CANCELLING 4, SUCCEEDED/FAILED/CANCELLED 5."""
+        return _JOB_RANK[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED (CANCELLING is not terminal)."""
+        return self.rank == FINAL_RANK
+
+    @property
+    def is_success(self) -> bool:
+        """True only for SUCCEEDED."""
+        return self is JobState.SUCCEEDED
+
+
+_JOB_RANK = {JobState.QUEUED: 1, JobState.PREPARING: 2, JobState.RUNNING: 3, JobState.CANCELLING: 4,
+             JobState.SUCCEEDED: FINAL_RANK, JobState.FAILED: FINAL_RANK, JobState.CANCELLED: FINAL_RANK}
+ACTIVE_STATES = (JobState.QUEUED, JobState.PREPARING, JobState.RUNNING, JobState.CANCELLING)
+
+
+class Verdict(str, enum.Enum):
+    """The submitter's decision about one input (a job.yaml generation, a data batch)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    SUBMITTED = "SUBMITTED"
+    REJECTED = "REJECTED"
+    SUBMIT_FAILED = "SUBMIT_FAILED"
+
+    @property
+    def rank(self) -> int:
+        """SUBMITTED 0 (the job's life starts), REJECTED and SUBMIT_FAILED 5 (nothing follows)."""
+        return 0 if self is Verdict.SUBMITTED else FINAL_RANK
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for REJECTED and SUBMIT_FAILED."""
+        return self is not Verdict.SUBMITTED
+
+    @property
+    def is_success(self) -> bool:
+        """Never: a verdict is not a finished job."""
+        return False
+
+
+PublishedState = Union[JobState, Verdict]
+
+
+def published_state(text: str | None) -> PublishedState | None:
+    """The published state named `text` ("RUNNING", "REJECTED", ...), or None for anything else."""
+    for kind in (JobState, Verdict):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return None
+
+
+class DropStatus(str, enum.Enum):
+    """What a drop's status document says, for the uploader (`submitter drop-status`)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    SUBMITTED = "SUBMITTED"
+    REJECTED = "REJECTED"
+    SUBMIT_FAILED = "SUBMIT_FAILED"
+    DUPLICATE = "DUPLICATE"  # a byte-identical re-upload of a submitted job.yaml: a normal outcome
+    WAITING = "WAITING"  # incomplete: the status names what the drop waits for
+
+    @property
+    def exit_code(self) -> int:
+        """`submitter drop-status` exit code: 0 submitted or duplicate, 1 refused, 3 no verdict yet."""
+        return {DropStatus.SUBMITTED: 0, DropStatus.DUPLICATE: 0, DropStatus.WAITING: 3}.get(self, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobHandle:
+    """Which job, where.
+
+    Attributes:
+        backend: the backend's name ("ml_v1", "vertex", ...).
+        name: the backend's resource name ("projects/p/jobs/run_1",
+            "projects/p/locations/us-central1/customJobs/123").
+        key: the submitter's job key (the jobId consumers key on), deterministic per input.
+    """
+
+    backend: str
+    name: str
+    key: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"backend": self.backend, "name": self.name, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobHandle":
+        return cls(backend=str(d["backend"]), name=str(d["name"]), key=str(d["key"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStatus:
+    """A backend's report on one job, translated.
+
+    Attributes:
+        handle: the job.
+        state: the published state, or None when the API says nothing usable (STATE_UNSPECIFIED, a state
+            this submitter does not know): a poller then keeps waiting instead of guessing.
+        api_state: the API's own state text, for display ("JOB_STATE_RUNNING", "STATE_UNSPECIFIED").
+        create_time / start_time / end_time: RFC 3339 timestamps, when the API reports them.
+        error_message: the API's error message (FAILED, CANCELLED), if any.
+        labels: the job's labels.
+        output_dir: where the job writes its outputs (jobDir, baseOutputDirectory), if known.
+        detail: backend-specific fields consumers may want, keyed by the API's own names
+            (e.g. {"trainingOutput": {...}} for ml v1).
+    """
+
+    handle: JobHandle
+    state: JobState | None
+    api_state: str = ""
+    create_time: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    error_message: str | None = None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    output_dir: str | None = None
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRequest:
+    """What the core asks a backend to run.
+
+    Attributes:
+        key: the submitter's job key (for ml v1 also the jobId).
+        job: the completed, validated Job resource in the AI Platform Training shape
+            ({"jobId", "labels", "trainingInput": {...}}); each backend translates it.
+        display_name: a human name for backends that want one (the drop folder).
+    """
+
+    key: str
+    job: dict[str, Any]
+    display_name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """The outcome of a successful `TrainingBackend.submit`: the job's status, and whether an existing job
+    created by an earlier attempt for the same key was adopted instead of creating a new one."""
+
+    status: JobStatus
+    adopted: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a job came from, as the core needs it, whatever the kind of input (a drop, a data batch).
+
+    Attributes:
+        record_key: where the input's claim and verdict live in the state store, unique per input
+            ("drops/<bucket>/<folder>/<generation>").
+        fields: what the input contributes to every event and status document ({"drop": {...}}).
+        status_key: the status document the uploader reads, or None.
+        name: a human name for the input (the drop folder), used as a job's display name.
+        bucket: the bucket the input lives in (to advise on the job's region), if any.
+    """
+
+    record_key: str
+    fields: dict[str, Any]
+    status_key: str | None
+    name: str
+    bucket: str | None = None

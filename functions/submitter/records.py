@@ -1,0 +1,167 @@
+"""The submitter's own records, typed (pure): what `ledger.Ledger` stores as JSON documents.
+
+Each record converts to and from the JSON document stored in the state bucket; the JSON keys are the
+message contract's names (jobId, state, ...) so a person reading the bucket sees familiar fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from .clock import iso, parse_iso
+from .model import DropStatus, JobHandle, JobState, PublishedState, Verdict, published_state
+
+
+@dataclasses.dataclass(frozen=True)
+class VerdictRecord:
+    """The verdict on one input (a job.yaml generation): final, recorded once.
+
+    Attributes:
+        state: SUBMITTED, REJECTED or SUBMIT_FAILED.
+        key: the job key.
+        package_uris: the packages a submitted job uses (to explain a package that arrives later).
+    """
+
+    state: Verdict
+    key: str
+    package_uris: tuple[str, ...] | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"state": self.state.value, "jobId": self.key}
+        if self.package_uris is not None:
+            doc["packageUris"] = list(self.package_uris)
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "VerdictRecord":
+        uris = doc.get("packageUris")
+        return cls(state=Verdict(doc["state"]), key=str(doc["jobId"]),
+                   package_uris=tuple(uris) if isinstance(uris, list) else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRecord:
+    """A followed job: which job, the last state published for it, and the context its events carry.
+
+    Attributes:
+        handle: backend, resource name and job key.
+        state: the last published state (SUBMITTED, then job states).
+        origin: the origin fields events carry (e.g. {"drop": {...}}).
+        labels / job_dir: context for consumers.
+        token: the record's generation in the store (for compare-and-set).
+        misses: consecutive ticks on which the API answered a permanent error for this job.
+    """
+
+    handle: JobHandle
+    state: PublishedState
+    origin: dict[str, Any]
+    labels: dict[str, str]
+    job_dir: str | None
+    token: int = 0
+    misses: int = 0
+
+    @property
+    def key(self) -> str:
+        return self.handle.key
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"jobId": self.handle.key, "state": self.state.value, "handle": self.handle.as_dict(),
+                "origin": self.origin, "labels": self.labels, "jobDir": self.job_dir, "misses": self.misses}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], token: int = 0) -> "JobRecord":
+        state = published_state(doc.get("state"))
+        if state is None:
+            raise ValueError(f"job record with unknown state {doc.get('state')!r}")
+        return cls(handle=JobHandle.from_dict(doc["handle"]), state=state, origin=dict(doc.get("origin") or {}),
+                   labels=dict(doc.get("labels") or {}), job_dir=doc.get("jobDir"), token=token,
+                   misses=int(doc.get("misses", 0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingDrop:
+    """An incomplete drop: what it lacks and since when (swept after `incomplete_drop_s`)."""
+
+    bucket: str
+    folder: str
+    missing: tuple[str, ...]
+    since: dt.datetime
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "folder": self.folder, "missing": list(self.missing), "since": iso(self.since)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "PendingDrop":
+        return cls(bucket=str(doc["bucket"]), folder=str(doc["folder"]), missing=tuple(doc.get("missing") or ()),
+                   since=parse_iso(doc["since"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmittedSpec:
+    """The last submitted job.yaml of a folder, to recognise a byte-identical re-upload."""
+
+    generation: int
+    crc32c: str
+    size: int
+    key: str
+    time: dt.datetime
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"generation": str(self.generation), "crc32c": self.crc32c, "size": self.size, "jobId": self.key,
+                "time": iso(self.time)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "SubmittedSpec":
+        return cls(generation=int(doc["generation"]), crc32c=str(doc["crc32c"]), size=int(doc["size"]),
+                   key=str(doc["jobId"]), time=parse_iso(doc["time"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusDocument:
+    """The latest word on a drop, where the uploader reads it (`submitter drop-status`).
+
+    Attributes:
+        state: SUBMITTED, REJECTED, SUBMIT_FAILED, DUPLICATE or WAITING.
+        key: the job key (or the one the job would have had).
+        time: when it was written.
+        origin: the origin fields (e.g. {"drop": {...}}).
+        reason / message / violations / warnings / notes / job_dir / resource_name: as in the events.
+        missing: what a WAITING drop waits for.
+    """
+
+    state: DropStatus
+    key: str | None
+    time: dt.datetime
+    origin: dict[str, Any]
+    reason: str | None = None
+    message: str | None = None
+    violations: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    job_dir: str | None = None
+    resource_name: str | None = None
+    missing: tuple[str, ...] = ()
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"state": self.state.value, "jobId": self.key, "time": iso(self.time), **self.origin,
+                               "reason": self.reason, "message": self.message, "violations": list(self.violations),
+                               "warnings": list(self.warnings), "notes": list(self.notes), "jobDir": self.job_dir}
+        if self.resource_name:
+            doc["resourceName"] = self.resource_name
+        if self.missing:
+            doc["missing"] = list(self.missing)
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "StatusDocument":
+        origin = {k: doc[k] for k in ("drop", "trigger") if k in doc}
+        return cls(state=DropStatus(doc["state"]), key=doc.get("jobId"), time=parse_iso(doc["time"]), origin=origin,
+                   reason=doc.get("reason"), message=doc.get("message"),
+                   violations=tuple(doc.get("violations") or ()), warnings=tuple(doc.get("warnings") or ()),
+                   notes=tuple(doc.get("notes") or ()), job_dir=doc.get("jobDir"),
+                   resource_name=doc.get("resourceName"), missing=tuple(doc.get("missing") or ()))
+
+
+__all__ = ["VerdictRecord", "JobRecord", "PendingDrop", "SubmittedSpec", "StatusDocument", "JobState"]
