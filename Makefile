@@ -72,9 +72,10 @@ stage: venv
 	$(PY) infra/stage_source.py
 
 REGION ?= us-central1
-UPLOADERS ?=
 NOTIFY_EMAILS ?=
 BACKEND ?= vertex
+DATA_BUCKETS ?=
+SMOKE ?= true
 DEPLOYER = drop-submitter-deployer@$(PROJECT).iam.gserviceaccount.com
 
 need-project:
@@ -86,11 +87,13 @@ bootstrap: need-project
 
 # The one command: checks, tests, stage, terraform apply and a smoke check, in Cloud Build, as the deployer.
 deploy: need-project
+	@test "$(origin UPLOADERS)" != undefined || { \
+	  echo "deploy: say who may upload drops: UPLOADERS=group:team@example.com[,user:...] (UPLOADERS= for nobody)" >&2; exit 2; }
 	@gcloud iam service-accounts describe $(DEPLOYER) --project $(PROJECT) >/dev/null 2>&1 || { \
 	  echo "deploy: $(DEPLOYER) does not exist: run 'make bootstrap PROJECT=$(PROJECT) REGION=$(REGION)' once first" >&2; exit 2; }
 	gcloud builds submit --project $(PROJECT) --config cloudbuild.yaml --ignore-file infra/.gcloudignore \
 	  --service-account projects/$(PROJECT)/serviceAccounts/$(DEPLOYER) \
-	  --substitutions '^|^_REGION=$(REGION)|_UPLOADERS=$(UPLOADERS)|_NOTIFY_EMAILS=$(NOTIFY_EMAILS)|_BACKEND=$(BACKEND)' .
+	  --substitutions '^|^_REGION=$(REGION)|_UPLOADERS=$(UPLOADERS)|_NOTIFY_EMAILS=$(NOTIFY_EMAILS)|_BACKEND=$(BACKEND)|_DATA_BUCKETS=$(DATA_BUCKETS)|_SMOKE=$(SMOKE)' .
 
 # Teardown, from your machine (needs terraform >= 1.5 and `gcloud auth application-default login`): lets Terraform
 # delete non-empty buckets, then destroys everything it created. The state bucket and the deployer stay (README).

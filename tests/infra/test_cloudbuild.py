@@ -85,3 +85,22 @@ def test_configure_step_sets_every_variable_without_default():
     required = {name for name, body in load().variables.items() if "default" not in body}
     for name in required:
         assert f'"{name}"' in configure, f"cloudbuild.yaml does not set the required variable {name}"
+
+
+def test_the_guide_names_every_value_a_user_must_supply_and_nothing_else():
+    """infra/README.md "Values you supply" == the Terraform variables without default (+ optional REGION and
+    NOTIFY_EMAILS), and `make deploy` passes each of them on."""
+    guide = (REPO / "infra" / "README.md").read_text()
+    table = guide.split("## Values you supply", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \|.*\| (yes|no)[^|]*\|$", table, flags=re.M))
+    assert rows == {"PROJECT": "yes", "UPLOADERS": "yes", "REGION": "no", "NOTIFY_EMAILS": "no"}
+    make_to_tf = {"PROJECT": "project_id", "UPLOADERS": "uploaders", "REGION": "region",
+                  "NOTIFY_EMAILS": "notification_emails"}
+    variables = load().variables
+    required = {name for name, body in variables.items() if "default" not in body}
+    assert {make_to_tf[k] for k, v in rows.items() if v == "yes"} == required
+    makefile = (REPO / "Makefile").read_text()
+    deploy = makefile.split("\ndeploy:", 1)[1].split("\n\n", 1)[0]
+    for make_var in ("REGION", "UPLOADERS", "NOTIFY_EMAILS"):
+        assert f"$({make_var})" in deploy, f"make deploy does not pass {make_var}"
+    assert "$(PROJECT)" in deploy
