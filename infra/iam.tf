@@ -31,10 +31,11 @@ locals {
   }
 
   # Service accounts a job may run as besides the training account: those the deployment policy allows
-  # (allowed_service_accounts in the policy staged with the function source, see source.tf).
+  # (allowed_service_accounts in the policy staged with the function source, see source.tf). Built from values
+  # known at plan time (the training email is spelled out, not read back), as for_each requires.
   policy_service_accounts = toset([
     for email in try(coalescelist(local.staged_policy.allowed_service_accounts, []), []) : email
-    if email != google_service_account.training.email
+    if email != "${google_service_account.training.account_id}@${var.project_id}.iam.gserviceaccount.com"
   ])
 
   # The identity running Terraform (Cloud Build's deployer account, or a person): it must be allowed to act as
