@@ -49,6 +49,8 @@ PROJECT_GRANTABLE_ROLES=(
 )
 
 say() { printf '\n== %s\n' "$*"; }
+# A service account just created can take a few seconds to be visible to IAM: retry grants a few times.
+retry() { local i; for i in 1 2 3 4 5 6; do "$@" && return 0; echo "  (retrying in 10 s)" >&2; sleep 10; done; "$@"; }
 
 command -v gcloud >/dev/null || { echo "bootstrap: gcloud is required (https://cloud.google.com/sdk/docs/install)" >&2; exit 1; }
 ME="$(gcloud config get-value account 2>/dev/null)"
@@ -74,7 +76,7 @@ fi
 
 say "Roles of the deployer"
 for role in "${DEPLOYER_ROLES[@]}"; do
-  gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$DEPLOYER" --role "$role" \
+  retry gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$DEPLOYER" --role "$role" \
     --condition None --quiet >/dev/null
   echo "  $role"
 done
@@ -85,14 +87,14 @@ roles_list=$(printf "'%s', " "${PROJECT_GRANTABLE_ROLES[@]}")
 cat >"$condition_file" <<EOF
 title: drop-submitter grants only
 description: The deployer may grant or revoke only the project-level roles that infra/iam.tf uses.
-expression: api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([${roles_list%, }])
+expression: "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([${roles_list%, }])"
 EOF
-gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$DEPLOYER" \
+retry gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$DEPLOYER" \
   --role roles/resourcemanager.projectIamAdmin --condition-from-file "$condition_file" --quiet >/dev/null
 echo "  roles/resourcemanager.projectIamAdmin (only for: ${PROJECT_GRANTABLE_ROLES[*]})"
 
 say "Letting $ME_MEMBER start builds as the deployer"
-gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" --project "$PROJECT" \
+retry gcloud iam service-accounts add-iam-policy-binding "$DEPLOYER" --project "$PROJECT" \
   --member "$ME_MEMBER" --role roles/iam.serviceAccountUser --quiet >/dev/null
 
 say "Done. Deploy with:"

@@ -8,6 +8,8 @@ operations, variables and outputs.
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -421,3 +423,66 @@ def test_terraform_fmt_is_clean():
     result = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- variable validations, evaluated by the real Terraform (variables need no provider) --------------------------
+
+GOOD_VARS = {"project_id": "my-ml-project", "region": "europe-west4",
+             "uploaders": ["group:ml-team@example.com", "user:alice@example.com"],
+             "notification_emails": ["oncall@example.com"], "backend": "vertex", "drop_prefix": "incoming/",
+             "data_buckets": {"vision.data": "US"},
+             "deployer_member": "serviceAccount:drop-submitter-deployer@my-ml-project.iam.gserviceaccount.com"}
+
+BAD_VARS = [
+    ("project_id", "My Project"),
+    ("region", "us-central1-a"),
+    ("uploaders", ["allUsers"]),
+    ("uploaders", ["ml-team@example.com"]),
+    ("backend", "sagemaker"),
+    ("drop_prefix", "incoming"),
+    ("data_buckets", {"gs://vision-data": "us"}),
+    ("notification_emails", ["oncall"]),
+    ("function_timeout_seconds", 600),
+    ("reconcile_timeout_seconds", 300),
+    ("reconcile_stale_minutes", 1),
+    ("staging_max_age_days", 1),
+    ("deployer_member", "drop-submitter-deployer"),
+]
+
+
+@pytest.fixture(scope="module")
+def variables_only(tmp_path_factory):
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not installed")
+    work = tmp_path_factory.mktemp("variables")
+    shutil.copy(INFRA / "variables.tf", work / "variables.tf")
+    env = {"PATH": os.environ["PATH"], "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1",
+           "HOME": str(work)}
+    init = subprocess.run(["terraform", "init", "-input=false", "-no-color"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert init.returncode == 0, init.stdout + init.stderr
+    return work, env
+
+
+def _plan(variables_only, values: dict) -> subprocess.CompletedProcess:
+    work, env = variables_only
+    (work / "test.auto.tfvars.json").write_text(json.dumps(values))
+    return subprocess.run(["terraform", "plan", "-input=false", "-no-color", "-lock=false"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_good_values_pass_the_validations(variables_only):
+    result = _plan(variables_only, GOOD_VARS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_project_and_uploaders_are_needed(variables_only):
+    result = _plan(variables_only, {"project_id": "my-ml-project", "uploaders": []})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name,value", BAD_VARS, ids=[f"{n}={v}" for n, v in BAD_VARS])
+def test_bad_values_are_refused(variables_only, name, value):
+    result = _plan(variables_only, {**GOOD_VARS, name: value})
+    assert result.returncode != 0
+    assert "Invalid value for variable" in result.stderr, result.stderr
