@@ -7,7 +7,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo test unit bench clean
+.PHONY: venv runtime up down demo test unit bench clean checkov stage need-project bootstrap deploy destroy
 
 venv: $(STAMP)
 
@@ -37,7 +37,7 @@ down: venv
 demo: venv runtime
 	$(PY) -m submitter_local.demo
 
-test: venv runtime
+test: venv runtime checkov
 	$(PY) -m pytest -q
 
 bench: venv
@@ -48,3 +48,59 @@ unit: venv
 
 clean: down
 	rm -rf .local
+
+# ---- Deployment (infra/README.md) ----------------------------------------------------------------------------
+
+# checkov lives in its own virtual environment: its dependency tree (bc-python-hcl2 and pinned libraries) clashes
+# with python-hcl2 in .venv. Installed once (about a minute), then reused while the pin is unchanged.
+CHECKOV_VENV := .local/checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): infra/checkov-requirements.txt
+	mkdir -p .local
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip >.local/checkov-install.log 2>&1 || (cat .local/checkov-install.log; exit 1)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/checkov-requirements.txt >>.local/checkov-install.log 2>&1 || (cat .local/checkov-install.log; exit 1)
+	touch $@
+
+# Static checks of infra/: any failed check fails the target (and so `make test`); skips are justified in place.
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --directory infra --framework terraform --skip-download --compact --quiet
+
+# The function source archive Terraform deploys (infra/.build/function-source.zip, named by its SHA-256).
+stage: venv
+	$(PY) infra/stage_source.py
+
+REGION ?= us-central1
+NOTIFY_EMAILS ?=
+BACKEND ?= vertex
+DATA_BUCKETS ?=
+SMOKE ?= true
+DEPLOYER = drop-submitter-deployer@$(PROJECT).iam.gserviceaccount.com
+
+need-project:
+	@test -n "$(PROJECT)" || { echo "usage: make $(MAKECMDGOALS) PROJECT=<project id> [REGION=us-central1] ..." >&2; exit 2; }
+
+# Once per project, as a project administrator: state bucket + deployer account and its roles.
+bootstrap: need-project
+	infra/bootstrap.sh $(PROJECT) $(REGION)
+
+# The one command: checks, tests, stage, terraform apply and a smoke check, in Cloud Build, as the deployer.
+deploy: need-project
+	@test "$(origin UPLOADERS)" != undefined || { \
+	  echo "deploy: say who may upload drops: UPLOADERS=group:team@example.com[,user:...] (UPLOADERS= for nobody)" >&2; exit 2; }
+	@gcloud iam service-accounts describe $(DEPLOYER) --project $(PROJECT) >/dev/null 2>&1 || { \
+	  echo "deploy: $(DEPLOYER) does not exist: run 'make bootstrap PROJECT=$(PROJECT) REGION=$(REGION)' once first" >&2; exit 2; }
+	gcloud builds submit --project $(PROJECT) --config cloudbuild.yaml --ignore-file infra/.gcloudignore \
+	  --service-account projects/$(PROJECT)/serviceAccounts/$(DEPLOYER) \
+	  --substitutions '^|^_REGION=$(REGION)|_UPLOADERS=$(UPLOADERS)|_NOTIFY_EMAILS=$(NOTIFY_EMAILS)|_BACKEND=$(BACKEND)|_DATA_BUCKETS=$(DATA_BUCKETS)|_SMOKE=$(SMOKE)' .
+
+# Teardown, from your machine (needs terraform >= 1.5 and `gcloud auth application-default login`): lets Terraform
+# delete non-empty buckets, then destroys everything it created. The state bucket and the deployer stay (README).
+destroy: need-project stage
+	cd infra && terraform init -input=false -reconfigure -backend-config=bucket=$(PROJECT)-tfstate
+	cd infra && terraform apply -input=false -auto-approve -var project_id=$(PROJECT) -var region=$(REGION) \
+	  -var 'uploaders=[]' -var force_destroy_buckets=true -target=google_storage_bucket.drop \
+	  -target=google_storage_bucket.outputs -target=google_storage_bucket.state -target=google_storage_bucket.staging
+	cd infra && terraform destroy -input=false -var project_id=$(PROJECT) -var region=$(REGION) -var 'uploaders=[]' \
+	  -var force_destroy_buckets=true
