@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent
@@ -113,7 +113,8 @@ def ensure_subscription(subscriber, subscription: str, topic: str | None) -> boo
         return False
     except NotFound:
         if not topic:
-            raise SystemExit(f"consumer: {subscription} does not exist; give --topic (or SUBMITTER_TOPIC) to create it")
+            raise SystemExit(f"consumer: {subscription} does not exist; give --topic (or SUBMITTER_TOPIC) to create "
+                             "it") from None
     try:
         subscriber.create_subscription(request={"name": subscription, "topic": topic,
                                                 "enable_message_ordering": True, "ack_deadline_seconds": 60})
@@ -125,7 +126,8 @@ def ensure_subscription(subscriber, subscription: str, topic: str | None) -> boo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Act on SUCCEEDED and FAILED job events.")
     parser.add_argument("subscription", help="subscription name or projects/P/subscriptions/S")
-    parser.add_argument("--project", default=os.environ.get("SUBMITTER_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    parser.add_argument("--project",
+                        default=os.environ.get("SUBMITTER_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT"))
     parser.add_argument("--topic", default=os.environ.get("SUBMITTER_TOPIC"),
                         help="topic to create the subscription on when it is missing")
     parser.add_argument("--timeout", type=float, default=None, help="stop after SECONDS")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeMlApi, FakePublisher, FakeStorage
 from submitter.app import App
 from submitter.backends.ml_v1 import MlV1Backend
 from submitter.clock import FakeClock
@@ -20,9 +19,11 @@ from submitter.ledger import Ledger
 from submitter.settings import Settings
 from submitter.state_store import InMemoryStateStore
 
+from fakes import FakeMlApi, FakePublisher, FakeStorage
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-NOW = dt.datetime(2024, 6, 10, 12, 0, 5, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 6, 10, 12, 0, 5, tzinfo=dt.UTC)
 
 BASELINE_YAML = b"""trainingInput:
   scaleTier: BASIC

@@ -26,7 +26,7 @@ from submitter.envelope import OutgoingMessage
 from submitter.errors import ObjectGone, PublishFailed
 from submitter.objects import ObjectInfo, TooLarge
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class FakeStorage:

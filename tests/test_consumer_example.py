@@ -11,9 +11,10 @@ import json
 
 import pytest
 
-from conftest import NOW, REPO
 from submitter.drops import DropRef
 from submitter.envelope import JobEvent, encode
+
+from conftest import NOW, REPO
 from helpers import State
 
 SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
@@ -30,7 +31,8 @@ def consumer():
 
 
 def message(state: State, source: str = SOURCE, **kw):
-    event = JobEvent(key="run_001_1718000000000001", state=state, origin={"drop": DROP.as_dict()}, time=NOW, job_dir=JOB_DIR,
+    event = JobEvent(key="run_001_1718000000000001", state=state, origin={"drop": DROP.as_dict()}, time=NOW,
+                     job_dir=JOB_DIR,
                      previous_state=State.RUNNING if state.rank == 5 else None, **kw)
     out = encode(event, source=source)
     return dict(out.attributes), out.data

@@ -16,10 +16,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import BASELINE_YAML, NOW, World, make_tarball
 from submitter.drops import DropRef
-from submitter.envelope import (JobEvent, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ERROR_MESSAGE_CHARS, TRUNCATED,
-                                ce_id, encode)
+from submitter.envelope import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ERROR_MESSAGE_CHARS, JobEvent, ce_id, encode
+from submitter.text import TRUNCATED
+
+from conftest import BASELINE_YAML, NOW, World, make_tarball
 from helpers import State
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -147,8 +148,9 @@ def test_encode_of_each_state_validates(state):
 
 def test_ce_id_is_deterministic_per_job_and_state():
     def encoded(state, minute, **kw):
-        time = dt.datetime(2024, 6, 10, 12, minute, tzinfo=dt.timezone.utc)
-        return encode(JobEvent(key="run_7", state=state, origin={"drop": DROP.as_dict()}, time=time, **kw), source=SOURCE)
+        time = dt.datetime(2024, 6, 10, 12, minute, tzinfo=dt.UTC)
+        event = JobEvent(key="run_7", state=state, origin={"drop": DROP.as_dict()}, time=time, **kw)
+        return encode(event, source=SOURCE)
 
     a = encoded(State.RUNNING, 1, previous_state=State.QUEUED)
     b = encoded(State.RUNNING, 9, previous_state=State.PREPARING, labels={"x": "y"})

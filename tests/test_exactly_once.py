@@ -12,12 +12,13 @@ import threading
 
 import pytest
 
-from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World
-from fakes import FakePublisher
 from submitter.app import App
 from submitter.backends.google_errors import classify
 from submitter.drops import status_key
 from submitter.errors import BackendUnavailable, ClaimBusy
+
+from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World
+from fakes import FakePublisher
 
 
 def world_with_clock(**settings):
@@ -225,8 +226,8 @@ def test_F9c_adopted_job_that_already_failed_publishes_failed_without_resubmitti
     first = w.drop("incoming/run-015")
     w.api.set_state(first.job_id, "FAILED", errorMessage="The replica master 0 exited with a non-zero status of 1.")
     # The verdict was lost (e.g. the state bucket was wiped): the redelivery meets a 409 and a FAILED job.
-    w.store.delete(next(k for k in w.store.keys() if k.startswith("drops/")))
-    w.store.delete(next(k for k in w.store.keys() if k.startswith("claims/")))
+    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("drops/")))
+    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("claims/")))
     again = w.deliver("incoming/run-015/job.yaml", event_id="evt-late")
     assert again.action == "adopted" and w.api.count("create") == 2 and len(w.api.jobs) == 1
     w.reconciler.tick()

@@ -4,16 +4,16 @@ path, or in exactly one verdict, never an exception (an exception would be a 500
 
 from __future__ import annotations
 
+import json
 import random
 
 import yaml
 
-from conftest import World
 from submitter.policy import Policy
-import json
-
 from submitter.spec import SpecDefaults as DropContext
 from submitter.validation import check_text
+
+from conftest import World
 
 VALUES = [None, 0, -1, 1.5, True, "", "x", "{{a}}", "<bucket>", [], [1, "a", None], {}, {"a": 1}, {"type": "X"},
           [{"parameterName": 1}], "1800s", 10 ** 30, "CUSTOM", "n1-standard-8", "gs://b/p.tar.gz"]

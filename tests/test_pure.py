@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-
 import io
 import json
 import tarfile
 
 import pytest
 
-from conftest import BASELINE_YAML, baseline_files, make_tarball, storage_event
-from helpers import State
 from submitter import envelope, naming, rules, schema, spec
 from submitter.backends.ml_v1 import normalize_training_input
 from submitter.drops import DropObject, DropRef, Ignored, ObjectRole, classify
@@ -19,9 +16,13 @@ from submitter.errors import EventInvalid as EventError
 from submitter.errors import SpecRejected
 from submitter.events import parse_event
 from submitter.model import JobState
-from submitter.reasons import unique_violations
 from submitter.package import PackageRejected, inspect_package
+from submitter.reasons import unique_violations
 from submitter.settings import Settings, SettingsError
+from submitter.text import TRUNCATED
+
+from conftest import BASELINE_YAML, baseline_files, make_tarball, storage_event
+from helpers import State
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def _event(**kw):
 
     base = dict(key="j1", state=JobState.FAILED,
                 origin={"drop": DropRef("b", "incoming/r", "incoming/r/job.yaml", 7).as_dict()},
-                time=dt.datetime(2024, 6, 10, tzinfo=dt.timezone.utc))
+                time=dt.datetime(2024, 6, 10, tzinfo=dt.UTC))
     base.update(kw)
     return envelope.JobEvent(**base)
 
@@ -207,7 +208,7 @@ def test_attributes_are_bounded_strings_and_data_keeps_full_text():
     text = "The replica master 0 exited with a non-zero status of 1. Traceback ... " * 50
     msg = envelope.encode(_event(error_message=text, reason="ü" * 600), source="//s")
     assert all(isinstance(v, str) and len(v.encode()) <= 1024 for v in msg.attributes.values())
-    assert msg.attributes["reason"].endswith(envelope.TRUNCATED)
+    assert msg.attributes["reason"].endswith(TRUNCATED)
     assert json.loads(msg.data)["errorMessage"] == text
 
 
@@ -228,12 +229,14 @@ def test_clean_attributes_handles_non_strings():
 def test_terminal_is_not_success():
     assert State.FAILED.is_terminal and not State.FAILED.is_success
     assert not State.CANCELLING.is_terminal
-    from fakes import FakeMlApi
     from submitter.backends.ml_v1 import MlV1Backend
+
+    from fakes import FakeMlApi
 
     backend = MlV1Backend("demo-project", transport=FakeMlApi())
     assert backend._status({"jobId": "j", "state": "STATE_UNSPECIFIED"}).state is None
-    assert backend._status({"jobId": "j"}).state is None and backend._status({"jobId": "j", "state": "NEW"}).state is None
+    assert backend._status({"jobId": "j"}).state is None
+    assert backend._status({"jobId": "j", "state": "NEW"}).state is None
 
 
 # -- settings ----------------------------------------------------------------------------------

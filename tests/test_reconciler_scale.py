@@ -16,9 +16,6 @@ import threading
 
 import pytest
 
-from conftest import NOW
-from fakes import FakeMlApi, FakePublisher
-from helpers import State
 from submitter.backends import PAGE_SIZE
 from submitter.backends.ml_v1 import MlV1Backend
 from submitter.clock import FakeClock
@@ -28,6 +25,10 @@ from submitter.model import JobHandle, Verdict
 from submitter.reconciler import Reconciler
 from submitter.records import JobRecord
 from submitter.state_store import InMemoryStateStore
+
+from conftest import NOW
+from fakes import FakeMlApi, FakePublisher
+from helpers import State
 
 SOURCE = "//drop-submitter/projects/demo-project/buckets/drop-bucket"
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -56,7 +57,8 @@ def _full_object(schema_name: str, seen: frozenset[str] = frozenset()) -> dict[s
     return {f: _sample(p, seen | {schema_name}) for f, p in _input_fields(schema_name)}
 
 
-def _enum_fields(schema_name: str = schema.JOB_SCHEMA, parts: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], dict]]:
+def _enum_fields(schema_name: str = schema.JOB_SCHEMA,
+                 parts: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], dict]]:
     """(path parts, property) of every enum reachable from Job through input fields; "[]" marks a list item."""
     for field, prop in _input_fields(schema_name):
         here = parts + (field,)

@@ -15,9 +15,10 @@ import time
 import pytest
 import requests
 
-from conftest import running_stack
 from submitter_local.demo import read_metrics, run_drop
 from submitter_local.stack import REPO
+
+from conftest import running_stack
 
 pytestmark = pytest.mark.stack
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import os
 import time
 
 import pytest
 import requests
 from cloudevents.conversion import to_binary
 
-from conftest import BASELINE_TARBALL, BASELINE_YAML
 from submitter_local.relay import storage_event
 from submitter_local.stack import Stack, StackConfig
+
+from conftest import BASELINE_TARBALL, BASELINE_YAML
 
 pytestmark = pytest.mark.stack
 DROPS = 50

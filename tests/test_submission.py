@@ -121,7 +121,7 @@ def test_ignored_objects_publish_nothing(world):
         "zero-byte": world.deliver("incoming/run-020/job.yaml", generation=8, size=0),
         "outside prefix": world.deliver("elsewhere/run-020/job.yaml", generation=9, size=10),
     }
-    assert {k: v.action for k, v in cases.items()} == {k: "ignored" for k in cases}
+    assert {k: v.action for k, v in cases.items()} == dict.fromkeys(cases, "ignored")
     assert not world.publisher.messages and not world.api.calls
 
 

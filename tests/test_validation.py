@@ -4,18 +4,17 @@ spec cases of ../shared/cases/FIELD_CASES.md (F6, F7, F8, F11, F12, F13, spec pa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import BASELINE_TARBALL, BASELINE_YAML, SHARED, World, baseline_files, make_tarball
-from submitter import rules
-from submitter_cli import main as cli
 from submitter.policy import Policy
 from submitter.spec import SpecDefaults as DropContext
 from submitter.validation import Overrides, check_text
+from submitter_cli import main as cli
+
+from conftest import BASELINE_TARBALL, BASELINE_YAML, SHARED, World, baseline_files, make_tarball
 
 CORPUS = sorted((SHARED / "corpus" / "real-configs").glob("*.yaml"))
 CTX = DropContext(("gs://drop-bucket/incoming/run-001/package.tar.gz",), "gs://drop-outputs/incoming/run-001/j",

@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_contract import validate_message
+
+from submitter.backends.ml_v1 import MlV1Backend
+from submitter.drops import DropRef
+from submitter.envelope import JobEvent, encode
+from submitter_cli.watch import EXIT_ERROR, Tracker, WatchError, render, run_watch
 
 from conftest import NOW, World
 from fakes import FakeMlApi
-from submitter.backends.ml_v1 import MlV1Backend
-from submitter_cli.watch import EXIT_ERROR, Tracker, WatchError, render, run_watch
-from submitter.drops import DropRef
-from submitter.envelope import JobEvent, encode
 from helpers import State
-from test_contract import validate_message
 
 JOB = "run_001_1718000000000001"
 DROP = DropRef("drop-bucket", "incoming/run-001", "incoming/run-001/job.yaml", 1718000000000001)

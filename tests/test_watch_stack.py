@@ -17,12 +17,13 @@ import time
 
 import pytest
 import requests
+from test_contract import DATA, errors, validate_message
 
 from submitter.naming import derive_job_id
-from conftest import running_stack
 from submitter_local.demo import run_drop
 from submitter_local.stack import REPO
-from test_contract import DATA, errors, validate_message
+
+from conftest import running_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
@@ -16,7 +17,7 @@ def load_settings() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
-        raise click.ClickException(f"{exc}\n(for the local stack: `make up && source .local/stack.env`)")
+        raise click.ClickException(f"{exc}\n(for the local stack: `make up && source .local/stack.env`)") from None
 
 
 def backend(settings: Settings | None = None):  # type: ignore[no-untyped-def]
@@ -40,4 +41,4 @@ def call(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except BackendError as exc:
-        raise click.ClickException(f"training API: {exc}")
+        raise click.ClickException(f"training API: {exc}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import queue
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from submitter.model import published_state
 
@@ -36,7 +36,7 @@ class EventFollower:
         self._subscriber = None
         self._future = None
 
-    def __enter__(self) -> "EventFollower":
+    def __enter__(self) -> EventFollower:
         from google.cloud import pubsub_v1
 
         self._subscriber = pubsub_v1.SubscriberClient()

@@ -62,7 +62,7 @@ def list_jobs(states: tuple[str, ...], show_all: bool) -> None:
     wanted = {s.upper() for s in states}
     token = None
     while True:
-        page, token = _call(lambda: backend.list_jobs(page_token=token))
+        page, token = _call(lambda t=token: backend.list_jobs(page_token=t))
         for job in page:
             ours = job.labels.get(settings.job_label_key) == settings.job_label_value
             state = job.state.value if job.state else job.api_state

@@ -51,7 +51,7 @@ def _fetch(url: str, replica: str | None, offset: int) -> tuple[bytes, int]:
     try:
         answer = requests.get(url, params=params, timeout=HTTP_TIMEOUT_S)
     except requests.RequestException as exc:
-        raise click.ClickException(f"training service at {url} cannot be reached: {exc}")
+        raise click.ClickException(f"training service at {url} cannot be reached: {exc}") from None
     if answer.status_code != 200:
         try:
             error = answer.json()["error"]
@@ -103,7 +103,7 @@ def _final(settings, job_id: str) -> bool:  # type: ignore[no-untyped-def]
     except BackendUnavailable:
         return False
     except BackendRefused as exc:
-        raise click.ClickException(f"training API: {exc}")
+        raise click.ClickException(f"training API: {exc}") from None
     return found is not None and found.state is not None and found.state.is_terminal
 
 

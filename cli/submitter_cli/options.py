@@ -7,8 +7,9 @@ through `LocalPackages`: the same merge, checks, policy and package inspection t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 

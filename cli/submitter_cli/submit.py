@@ -15,8 +15,8 @@ from submitter import naming
 from submitter.spec import load_yaml
 from submitter.validation import apply_overrides
 
-from .dropper import upload_drop
 from .common import load_settings
+from .dropper import upload_drop
 from .options import check_offline, job_flags, overrides_from, read_spec, render, split_packages
 
 
@@ -55,7 +55,7 @@ def submit(package_path: Path | None, build_isolation: bool, folder: str | None,
     spec_text = read_spec(config, settings) if config else b"trainingInput: {}\n"
     stem = package_path.name if package_path else (local[0].name.removesuffix(".tar.gz").split("-")[0]
                                                     if local else "job")
-    name = folder or f"{stem}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+    name = folder or f"{stem}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     if not naming.is_valid_drop_name(name):
         raise click.UsageError(f"--folder {name!r}: use letters, digits, '-', '_' and '.' only")
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,7 @@ def validate(drop_folder: Path | None, config: Path | None, packages: str | None
     try:
         settings, from_env = Settings.offline()
     except SettingsError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from None
     result = check_offline(settings, read_spec(spec_path, settings), str(spec_path), drop_name, local, remote, kw)
     render(result, as_json, str(spec_path), from_env)
     sys.exit(0 if result.checked.valid else 1)

@@ -31,7 +31,8 @@ import datetime as dt
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -71,12 +72,12 @@ def _now() -> str:
 def _rfc3339(iso: str | None) -> str:
     """An ISO timestamp (or now) as the events print it: UTC, milliseconds, `Z`."""
     try:
-        when = dt.datetime.fromisoformat(iso) if iso else dt.datetime.now(dt.timezone.utc)
+        when = dt.datetime.fromisoformat(iso) if iso else dt.datetime.now(dt.UTC)
     except ValueError:
-        when = dt.datetime.now(dt.timezone.utc)
+        when = dt.datetime.now(dt.UTC)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Tracker:
@@ -181,7 +182,7 @@ def _current_job(settings, backend, ledger_factory, job_id: str) -> dict[str, An
     try:
         found = call_with_retries(lambda: backend.find(job_id), deadline_s=20)
     except BackendError as exc:
-        raise WatchError(f"training API: {exc}")
+        raise WatchError(f"training API: {exc}") from None
     if found is not None:
         return api_entry(found)
     try:
@@ -201,7 +202,7 @@ def _current_active(settings, backend) -> list[dict[str, Any]]:  # type: ignore[
             if not token:
                 return out
     except BackendError as exc:
-        raise WatchError(f"training API: {exc}")
+        raise WatchError(f"training API: {exc}") from None
 
 
 def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: str | None, as_json: bool,
@@ -231,7 +232,7 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
         follower_cm = follower_factory()
         follower = follower_cm.__enter__()  # the subscription exists from here on
     except Exception as exc:
-        raise WatchError(f"cannot subscribe to {settings.topic}: {type(exc).__name__}: {exc}")
+        raise WatchError(f"cannot subscribe to {settings.topic}: {type(exc).__name__}: {exc}") from None
     try:
         if job_id:
             current = _current_job(settings, backend, ledger_factory, job_id)

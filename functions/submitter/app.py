@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import events as ev
 from . import logs
 from .backends import TrainingBackend, build_backend
 from .clock import Clock, SystemClock
 from .drop_handler import DropHandler
-from .errors import PermanentError, SubmitterError, TransientError
+from .errors import EventInvalid, PermanentError, SubmitterError, TransientError
 from .gcs import GcsObjectStore
 from .ledger import Ledger
-from .publisher import PubSubPublisher, Publisher
+from .publisher import Publisher, PubSubPublisher
 from .reconciler import Reconciler, TickReport
 from .settings import Settings
 from .state_store import GcsStateStore
@@ -47,28 +48,33 @@ class App:
                  publisher: Publisher | None = None):
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self._given = {"storage": storage, "ledger": ledger, "backend": backend, "publisher": publisher}
+        self._storage, self._ledger, self._backend, self._publisher = storage, ledger, backend, publisher
 
     @functools.cached_property
     def storage(self) -> Any:
-        return self._given["storage"] or GcsObjectStore(self.settings.project)
+        """The ObjectStore (Cloud Storage unless one was given)."""
+        return self._storage or GcsObjectStore(self.settings.project)
 
     @functools.cached_property
     def ledger(self) -> Ledger:
-        if self._given["ledger"] is not None:
-            return self._given["ledger"]  # type: ignore[no-any-return]
+        """The submitter's records (in the state bucket unless given)."""
+        if self._ledger is not None:
+            return self._ledger
         s = self.settings
         client = self.storage.client if isinstance(self.storage, GcsObjectStore) else None
         return Ledger(GcsStateStore(s.state_bucket, s.state_prefix, s.project, client=client))
 
     @functools.cached_property
     def backend(self) -> TrainingBackend:
-        return self._given["backend"] or build_backend(self.settings)  # type: ignore[no-any-return]
+        """The training API adapter named by the settings (unless given)."""
+        return self._backend if self._backend is not None else build_backend(self.settings)
 
     @functools.cached_property
     def publisher(self) -> Publisher:
-        return self._given["publisher"] or PubSubPublisher(  # type: ignore[no-any-return]
-            self.settings.topic, timeout_s=self.settings.publish_timeout_s)
+        """The events topic's publisher (unless given)."""
+        if self._publisher is not None:
+            return self._publisher
+        return PubSubPublisher(self.settings.topic, timeout_s=self.settings.publish_timeout_s)
 
     @functools.cached_property
     def submitter(self) -> Submitter:
@@ -90,7 +96,7 @@ class App:
         """
         try:
             event = ev.parse_event(attributes, data)
-        except ev.EventInvalid as exc:
+        except EventInvalid as exc:
             log.error(f"malformed storage event ignored: {exc}", extra={"ctx": {"eventId": str(attributes.get("id"))}})
             return Outcome(Action.IGNORED, str(exc))
         ctx = {"eventId": event.event_id, "object": event.name, "generation": str(event.generation)}

@@ -31,7 +31,7 @@ class SystemClock:
     """The real clock."""
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -80,9 +80,9 @@ def iso(value: dt.datetime) -> str:
 def parse_iso(value: str) -> dt.datetime:
     """Inverse of `iso`; a naive value is taken as UTC."""
     parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def rfc3339(value: dt.datetime) -> str:
     """UTC with milliseconds and `Z`, as messages carry it: 2024-06-10T12:00:05.000Z."""
-    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

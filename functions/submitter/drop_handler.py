@@ -12,7 +12,7 @@ submitted spec) happens here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 from . import drops, logs, naming
 from .clock import Clock
@@ -22,11 +22,11 @@ from .events import StorageObjectEvent, event_age_seconds
 from .ledger import Ledger, claim_key, pending_age
 from .model import DropStatus, Verdict
 from .objects import ObjectInfo, ObjectStore
+from .planning import SpecInput, spec_defaults
 from .reasons import Reason, Violation
 from .records import PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
 from .settings import Settings
 from .spec import ParsedSpec, parse_job_yaml
-from .planning import SpecInput, spec_defaults
 from .submission import Action, Outcome, Submitter
 
 log = logs.get("drops")
@@ -44,7 +44,8 @@ class DropHandler:
     """
 
     def __init__(self, settings: Settings, storage: ObjectStore, submitter: Submitter, ledger: Ledger, clock: Clock):
-        self.settings, self.storage, self.submitter, self.ledger, self.clock = settings, storage, submitter, ledger, clock
+        self.settings, self.storage, self.submitter = settings, storage, submitter
+        self.ledger, self.clock = ledger, clock
         self.rules = drops.DropRules(settings.drop_prefix, settings.max_spec_bytes, settings.duplicate_window_s)
 
     def classify(self, event: StorageObjectEvent) -> DropObject | Ignored:

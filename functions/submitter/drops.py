@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 from . import naming
 from .events import FINALIZED, WRITTEN_BY_KEY, WRITTEN_BY_VALUE, StorageObjectEvent
@@ -26,7 +27,7 @@ PACKAGE_SUFFIX = ".tar.gz"
 MAX_OBJECT_NAME_BYTES = 1024  # GCS object-name limit
 
 
-class ObjectRole(str, enum.Enum):
+class ObjectRole(enum.StrEnum):
     """What an object is to the drop protocol."""
 
     JOB_SPEC = "job_spec"
@@ -72,7 +73,7 @@ class DropRef:
                 "generation": str(self.generation)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DropRef":
+    def from_dict(cls, d: Mapping[str, Any]) -> DropRef:
         return cls(bucket=str(d["bucket"]), folder=str(d["folder"]), object=str(d["object"]),
                    generation=int(d["generation"]))
 
@@ -203,7 +204,7 @@ class Evaluate:
     too_large: bool = False
 
 
-Decision = Union[Ignored, Wait, AlreadyDecided, Identical, Evaluate]
+Decision: TypeAlias = Ignored | Wait | AlreadyDecided | Identical | Evaluate
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 from .clock import rfc3339
 from .model import JobStatus, PublishedState
 from .reasons import Reason
-from .text import TRUNCATED, safe_text, truncate_utf8
+from .text import safe_text, truncate_utf8
 
 SPEC_VERSION = "1.0"
 EVENT_TYPE = "dev.drop-submitter.job.v1.stateChanged"
@@ -78,7 +78,7 @@ class JobEvent:
     end_time: str | None = None
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def with_status(self, status: JobStatus) -> "JobEvent":
+    def with_status(self, status: JobStatus) -> JobEvent:
         """This event with the times, error message and detail a backend reported."""
         return dataclasses.replace(self, error_message=status.error_message, create_time=status.create_time,
                                    start_time=status.start_time, end_time=status.end_time, detail=status.detail,

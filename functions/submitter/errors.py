@@ -21,7 +21,8 @@ reports it once as a verdict with reason INTERNAL_ERROR, instead of letting Even
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .reasons import Reason, Violation
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import EventInvalid
 from .text import safe_text
@@ -70,7 +71,7 @@ def parse_timestamp(raw: Any) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise EventInvalid(f"CloudEvent time {safe_text(str(raw), 100)!r} is not an RFC 3339 timestamp") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def parse_event(attributes: Mapping[str, Any], data: Any) -> StorageObjectEvent:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, BinaryIO, Iterator, cast
+from collections.abc import Iterator
+from typing import Any, BinaryIO, cast
 
 from .errors import ObjectGone, StorageRefused, StorageUnavailable
 from .objects import ObjectInfo, TooLarge

@@ -20,7 +20,7 @@ class JsonFormatter(logging.Formatter):
         entry = {
             "severity": "WARNING" if record.levelname == "WARN" else record.levelname,
             "message": record.getMessage(),
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "logger": record.name,
         }
         ctx = getattr(record, "ctx", None) or {}

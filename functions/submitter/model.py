@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 FINAL_RANK = 5
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """A training job's state, as published."""
-
-    def __str__(self) -> str:
-        return self.value
 
     QUEUED = "QUEUED"
     PREPARING = "PREPARING"
@@ -60,11 +57,8 @@ _JOB_RANK = {JobState.QUEUED: 1, JobState.PREPARING: 2, JobState.RUNNING: 3, Job
 ACTIVE_STATES = (JobState.QUEUED, JobState.PREPARING, JobState.RUNNING, JobState.CANCELLING)
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """The submitter's decision about one input (a job.yaml generation, a data batch)."""
-
-    def __str__(self) -> str:
-        return self.value
 
     SUBMITTED = "SUBMITTED"
     REJECTED = "REJECTED"
@@ -86,24 +80,21 @@ class Verdict(str, enum.Enum):
         return False
 
 
-PublishedState = Union[JobState, Verdict]
+PublishedState: TypeAlias = JobState | Verdict
 
 
 def published_state(text: str | None) -> PublishedState | None:
     """The published state named `text` ("RUNNING", "REJECTED", ...), or None for anything else."""
-    for kind in (JobState, Verdict):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
+    if text in _BY_NAME:
+        return _BY_NAME[text]
     return None
 
 
-class DropStatus(str, enum.Enum):
-    """What a drop's status document says, for the uploader (`submitter drop-status`)."""
+_BY_NAME: dict[str | None, PublishedState] = {s.value: s for s in [*JobState, *Verdict]}
 
-    def __str__(self) -> str:
-        return self.value
+
+class DropStatus(enum.StrEnum):
+    """What a drop's status document says, for the uploader (`submitter drop-status`)."""
 
     SUBMITTED = "SUBMITTED"
     REJECTED = "REJECTED"
@@ -136,7 +127,7 @@ class JobHandle:
         return {"backend": self.backend, "name": self.name, "key": self.key}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JobHandle":
+    def from_dict(cls, d: dict[str, Any]) -> JobHandle:
         return cls(backend=str(d["backend"]), name=str(d["name"]), key=str(d["key"]))
 
 

@@ -38,12 +38,12 @@ class _HeaderTooLarge(Exception):
 class _CappedTarInfo(tarfile.TarInfo):
     """TarInfo whose long-name and PAX headers are refused above MAX_EXTENDED_HEADER_BYTES before being read."""
 
-    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         if self.size > MAX_EXTENDED_HEADER_BYTES:
             raise _HeaderTooLarge("GNU long-name", self.size)
         return super()._proc_gnulong(archive)  # type: ignore[misc,no-any-return]
 
-    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         if self.size > MAX_EXTENDED_HEADER_BYTES:
             raise _HeaderTooLarge("PAX extended", self.size)
         return super()._proc_pax(archive)  # type: ignore[misc,no-any-return]
@@ -72,9 +72,9 @@ class PackageInfo:
         parts = module.split(".")
         rel = "/".join(parts) + ".py"
         if parts[0] in sys.stdlib_module_names:
-            return Violation("trainingInput.pythonModule", f"pythonModule {module!r} starts with {parts[0]!r}, a module "
-                             "of Python's standard library, which `python -m` finds before any installed package; "
-                             "rename your package", Reason.MODULE_NOT_IN_PACKAGE, module)
+            return Violation("trainingInput.pythonModule", f"pythonModule {module!r} starts with {parts[0]!r}, a "
+                             "module of Python's standard library, which `python -m` finds before any installed "
+                             "package; rename your package", Reason.MODULE_NOT_IN_PACKAGE, module)
         for root in ("", "src/"):
             if root + rel in self.files or root + "/".join(parts) + "/__main__.py" in self.files:
                 missing = [root + "/".join(parts[:i]) for i in range(1, len(parts))
@@ -216,7 +216,8 @@ def module_violations(infos: list[PackageInfo], module: Any) -> list[Violation]:
     if not infos or not isinstance(module, str):
         return []
     problems = [info.module_problem(module) for info in infos]
-    return [problems[0]] if all(problems) else []
+    first = problems[0]
+    return [first] if first is not None and all(problems) else []
 
 
 def duplicate_distributions(infos: list[PackageInfo]) -> list[Violation]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Callable, TypeVar
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import validation
 from .clock import Clock
@@ -134,7 +136,7 @@ class Planner:
             field = f"trainingInput.packageUris[{i}]"
             bucket, name = match.group(1), match.group(2)
             try:
-                obj = known.get(uri) or self._retry(lambda: self.storage.stat(bucket, name))
+                obj = known.get(uri) or self._retry(functools.partial(self.storage.stat, bucket, name))
                 infos.append(self._inspect(obj))
             except PackageRejected as exc:
                 out.append(exc.violation)

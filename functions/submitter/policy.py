@@ -51,7 +51,7 @@ class Policy:
     allowed_service_accounts: tuple[str, ...] = ()
 
     @classmethod
-    def from_yaml(cls, text: str, source: str = "policy file") -> "Policy":
+    def from_yaml(cls, text: str, source: str = "policy file") -> Policy:
         """Parse a policy file; keys are the attribute names (`max_running_time_s` may be "86400s").
 
         Raises:
@@ -124,7 +124,7 @@ class Policy:
         if accelerators > self.max_accelerators:
             bad("trainingInput", f"the job asks for {accelerators} accelerators; at most {self.max_accelerators} "
                 "are allowed", accelerators)
-        scheduling = ti.get("scheduling") if isinstance(ti.get("scheduling"), dict) else {}
+        scheduling: dict[str, Any] = ti["scheduling"] if isinstance(ti.get("scheduling"), dict) else {}
         running = rules.parse_duration(scheduling.get("maxRunningTime"))
         if running is not None and running > self.max_running_time_s:
             bad("trainingInput.scheduling.maxRunningTime", f"{scheduling['maxRunningTime']} exceeds the cap of "

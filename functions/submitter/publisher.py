@@ -9,7 +9,8 @@ redelivered invocation can publish again.
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from .envelope import OutgoingMessage
 from .errors import PublishFailed

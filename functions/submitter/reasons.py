@@ -18,7 +18,7 @@ MAX_MESSAGE_CHARS = 2000
 MAX_FIELD_CHARS = 300
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Why a drop was rejected, a submission failed, or a job ended badly."""
 
     # REJECTED: the spec, the packages or the drop
@@ -49,9 +49,6 @@ class Reason(str, enum.Enum):
     EVENT_INVALID = "EVENT_INVALID"
     # job states
     JOB_FAILED = "JOB_FAILED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclasses.dataclass(frozen=True)

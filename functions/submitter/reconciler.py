@@ -11,6 +11,7 @@ name, so the reconciler knows nothing of any API's ids or state names.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 
 from . import logs
@@ -82,7 +83,7 @@ class Reconciler:
             if status is None:
                 report.api_calls += 1
                 try:
-                    status = call_with_retries(lambda: self.backend.status(record.handle), clock=self.clock)
+                    status = call_with_retries(functools.partial(self.backend.status, record.handle), clock=self.clock)
                 except BackendRefused as exc:
                     self._missed(record, exc)
                     continue
@@ -94,7 +95,8 @@ class Reconciler:
         token = None
         while True:
             report.api_calls += 1
-            page, token = call_with_retries(lambda: self.backend.list_active(page_token=token), clock=self.clock)
+            page, token = call_with_retries(functools.partial(self.backend.list_active, page_token=token),
+                                            clock=self.clock)
             statuses.update({s.handle.name: s for s in page})
             if not token:
                 return statuses
@@ -116,7 +118,8 @@ class Reconciler:
             return  # nothing new, unspecified, or a stale read that would go backwards
         event = JobEvent(key=record.key, state=state, previous_state=record.state, origin=record.origin,
                          time=self.clock.now(), reason=Reason.JOB_FAILED if state is JobState.FAILED else None,
-                         labels=record.labels, job_dir=record.job_dir, backend=record.handle.backend).with_status(status)
+                         labels=record.labels, job_dir=record.job_dir,
+                         backend=record.handle.backend).with_status(status)
         ids = self.publisher.publish([encode(event, source=self.source)])
         self.ledger.advance(record, state)
         report.published.append((record.key, state.value))

@@ -35,7 +35,7 @@ class VerdictRecord:
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "VerdictRecord":
+    def from_doc(cls, doc: dict[str, Any]) -> VerdictRecord:
         uris = doc.get("packageUris")
         return cls(state=Verdict(doc["state"]), key=str(doc["jobId"]),
                    package_uris=tuple(uris) if isinstance(uris, list) else None)
@@ -71,7 +71,7 @@ class JobRecord:
                 "origin": self.origin, "labels": self.labels, "jobDir": self.job_dir, "misses": self.misses}
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any], token: int = 0) -> "JobRecord":
+    def from_doc(cls, doc: dict[str, Any], token: int = 0) -> JobRecord:
         state = published_state(doc.get("state"))
         if state is None:
             raise ValueError(f"job record with unknown state {doc.get('state')!r}")
@@ -93,7 +93,7 @@ class PendingDrop:
         return {"bucket": self.bucket, "folder": self.folder, "missing": list(self.missing), "since": iso(self.since)}
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "PendingDrop":
+    def from_doc(cls, doc: dict[str, Any]) -> PendingDrop:
         return cls(bucket=str(doc["bucket"]), folder=str(doc["folder"]), missing=tuple(doc.get("missing") or ()),
                    since=parse_iso(doc["since"]))
 
@@ -113,7 +113,7 @@ class SubmittedSpec:
                 "time": iso(self.time)}
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "SubmittedSpec":
+    def from_doc(cls, doc: dict[str, Any]) -> SubmittedSpec:
         return cls(generation=int(doc["generation"]), crc32c=str(doc["crc32c"]), size=int(doc["size"]),
                    key=str(doc["jobId"]), time=parse_iso(doc["time"]))
 
@@ -155,8 +155,8 @@ class StatusDocument:
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "StatusDocument":
-        origin = {k: doc[k] for k in ("drop", "trigger") if k in doc}
+    def from_doc(cls, doc: dict[str, Any]) -> StatusDocument:
+        origin: dict[str, Any] = {k: doc[k] for k in ("drop", "trigger") if k in doc}
         return cls(state=DropStatus(doc["state"]), key=doc.get("jobId"), time=parse_iso(doc["time"]), origin=origin,
                    reason=doc.get("reason"), message=doc.get("message"),
                    violations=tuple(doc.get("violations") or ()), warnings=tuple(doc.get("warnings") or ()),

@@ -7,7 +7,8 @@ clock is injected: tests run retries on a virtual clock.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import tenacity
 

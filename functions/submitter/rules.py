@@ -1,7 +1,8 @@
 """Semantic rules for a completed Job (pure): every rule the schema cannot express, each in one place.
 
 The schema layer (`schema.py`) owns field names, types and enums; this module owns what the values mean
-and how fields go together; the deployment's caps are `policy.py`'s. Each rule names its source. "ml.v1.json" is the ml v1 discovery document bundled
+and how fields go together; the deployment's caps are `policy.py`'s. Each rule names its source.
+"ml.v1.json" is the ml v1 discovery document bundled
 with google-api-python-client (field descriptions of GoogleCloudMlV1__TrainingInput,
 __ReplicaConfig, __Scheduling, __DiskConfig, __HyperparameterSpec, __ParameterSpec);
 "machine-types" is https://cloud.google.com/ai-platform/training/docs/machine-types;
@@ -59,7 +60,7 @@ N1_GPU_COUNTS = {
 TPU_ACCELERATORS = frozenset({"TPU_V2", "TPU_V3", "TPU_V2_POD", "TPU_V3_POD", "TPU_V4_POD"})
 
 # Python versions per runtime version (ml.v1.json TrainingInput.pythonVersion; runtime-list).
-RUNTIME_VERSIONS = tuple(f"1.{n}" for n in range(0, 16)) + tuple(f"2.{n}" for n in range(1, 12))
+RUNTIME_VERSIONS = tuple(f"1.{n}" for n in range(16)) + tuple(f"2.{n}" for n in range(1, 12))
 
 
 def python_versions_for(runtime: str) -> tuple[str, ...]:
@@ -456,16 +457,15 @@ def _check_hyperparameters(hp: dict[str, Any], f: Findings) -> None:
             seen.add(name)
         kind = p.get("type")
         lo, hi = p.get("minValue"), p.get("maxValue")
+        low, high = _num(lo), _num(hi)
         if kind in ("DOUBLE", "INTEGER"):
             if lo is None or hi is None:
                 f.bad(path, f"{kind} parameter {name!r} needs minValue and maxValue")
-            elif _num(lo) is not None and _num(hi) is not None and _num(lo) > _num(hi):
+            elif low is not None and high is not None and low > high:
                 f.bad(f"{path}.minValue", f"minValue {lo} is greater than maxValue {hi}", lo)
-            if kind == "INTEGER" and any(v is not None and _num(v) is not None and _num(v) != int(_num(v))
-                                         for v in (lo, hi)):
+            if kind == "INTEGER" and any(v is not None and not v.is_integer() for v in (low, high)):
                 f.bad(path, f"INTEGER parameter {name!r} needs whole-number bounds, got {lo}..{hi}")
-            if p.get("scaleType") in ("UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE") and _num(lo) is not None \
-                    and _num(lo) <= 0:
+            if p.get("scaleType") in ("UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE") and low is not None and low <= 0:
                 f.bad(f"{path}.minValue", f"{p['scaleType']} needs a positive range; minValue is {lo}", lo)
             if grid and kind == "DOUBLE":
                 f.bad(f"{path}.type", "GRID_SEARCH works only with INTEGER, CATEGORICAL and DISCRETE parameters",
@@ -476,8 +476,9 @@ def _check_hyperparameters(hp: dict[str, Any], f: Findings) -> None:
                 f.bad(f"{path}.categoricalValues", f"CATEGORICAL parameter {name!r} needs categoricalValues")
         elif kind == "DISCRETE":
             values = p.get("discreteValues")
-            nums = [_num(v) for v in values] if isinstance(values, list) else []
-            if not nums or None in nums:
+            maybe = [_num(v) for v in values] if isinstance(values, list) else []
+            nums = [n for n in maybe if n is not None]
+            if not nums or len(nums) != len(maybe):
                 f.bad(f"{path}.discreteValues", f"DISCRETE parameter {name!r} needs numeric discreteValues")
             elif any(b <= a for a, b in zip(nums, nums[1:])):
                 f.bad(f"{path}.discreteValues", f"must be strictly increasing, got {values}", values)

@@ -61,7 +61,8 @@ import json
 import math
 import re
 import shlex
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .reasons import Reason, Violation
 from .rules import TEMPLATE_RE as _TEMPLATE_RE
@@ -103,11 +104,13 @@ def document() -> dict[str, Any]:
         "additionalProperties", "readOnly", "description", or just "$ref" (a schema name).
     """
     ref = importlib.resources.files(DOCUMENT_PACKAGE).joinpath(DOCUMENT_PATH)
-    return json.loads(ref.read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads(ref.read_text(encoding="utf-8"))
+    return doc
 
 
 def _schemas() -> dict[str, Any]:
-    return document()["schemas"]
+    schemas: dict[str, Any] = document()["schemas"]
+    return schemas
 
 
 def _schema_name(name: str) -> str:
@@ -125,7 +128,8 @@ def _short(schema_name: str) -> str:
 
 
 def _properties(schema_name: str) -> dict[str, Any]:
-    return _schemas()[_schema_name(schema_name)].get("properties", {})
+    props: dict[str, Any] = _schemas()[_schema_name(schema_name)].get("properties", {})
+    return props
 
 
 def _property(schema_name: str, field: str) -> dict[str, Any]:
@@ -133,7 +137,8 @@ def _property(schema_name: str, field: str) -> dict[str, Any]:
     props = _properties(full)
     if field not in props:
         raise KeyError(f"{_short(full)} has no field {field!r}")
-    return props[field]
+    prop: dict[str, Any] = props[field]
+    return prop
 
 
 def field_names(schema_name: str) -> list[str]:
@@ -178,7 +183,7 @@ def field_description(schema_name: str, field: str) -> str:
     Raises:
         KeyError: unknown schema or field.
     """
-    return _property(schema_name, field).get("description", "")
+    return str(_property(schema_name, field).get("description", ""))
 
 
 def is_output_only(schema_name: str, field: str) -> bool:
@@ -274,7 +279,7 @@ class _Walker:
         if "enum" in prop:
             self.enum(value, prop, path)
         elif kind == "string":
-            {"int64": self.integer, "uint64": self.integer}.get(fmt, self.string)(value, prop, path)
+            (self.integer if fmt in ("int64", "uint64") else self.string)(value, prop, path)
         elif kind == "integer":
             self.integer(value, prop, path)
         elif kind == "number":

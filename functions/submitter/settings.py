@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from .backends import KNOWN_BACKENDS
 from .errors import ConfigurationError
@@ -144,7 +144,7 @@ class Settings:
         return f"//drop-submitter/projects/{self.project}/buckets/{self.drop_bucket}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables.
 
         Args:
@@ -189,7 +189,7 @@ class Settings:
         return cls(**values)
 
     @classmethod
-    def offline(cls, env: Mapping[str, str] | None = None) -> tuple["Settings", bool]:
+    def offline(cls, env: Mapping[str, str] | None = None) -> tuple[Settings, bool]:
         """Settings for offline tools (`submitter validate`): the deployment's when configured, else the
         local stack's names (project demo-project, buckets drop-bucket / drop-outputs / drop-state).
 

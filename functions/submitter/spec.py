@@ -239,7 +239,7 @@ def complete(job: dict[str, Any], defaults: SpecDefaults, job_id: str) -> tuple[
             ti["packageUris"] = list(defaults.package_uris)
         ti.setdefault("jobDir", defaults.default_job_dir)
         ti.setdefault("region", defaults.region)
-        master = ti.get("masterConfig") if isinstance(ti.get("masterConfig"), dict) else {}
+        master: dict[str, Any] = ti["masterConfig"] if isinstance(ti.get("masterConfig"), dict) else {}
         if "runtimeVersion" not in ti and not master.get("imageUri"):
             ti["runtimeVersion"] = defaults.runtime_version
             ti.setdefault("pythonVersion", defaults.python_version)

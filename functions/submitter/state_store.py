@@ -106,7 +106,7 @@ class InMemoryStateStore:
             self._count("versions")
             return {k: gen for k, (_, gen) in self._docs.items() if k.startswith(prefix)}
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         """Every key, sorted (tests)."""
         with self._lock:
             return sorted(self._docs)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import logs
 from .backends import TrainingBackend
@@ -39,11 +40,8 @@ T = TypeVar("T")
 CLAIM_POLL_S = 0.25
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What one invocation did with an input."""
-
-    def __str__(self) -> str:
-        return self.value
 
     IGNORED = "ignored"
     WAITING = "waiting"
@@ -137,7 +135,7 @@ class Submitter:
                 raise ClaimBusy(f"{origin.name}: being decided by another invocation")
             self.clock.sleep(CLAIM_POLL_S)
 
-    def _decide(self, spec: SpecInput, origin: Origin, key: str, claim: "_Claim") -> Outcome:
+    def _decide(self, spec: SpecInput, origin: Origin, key: str, claim: _Claim) -> Outcome:
         if self.ledger.verdict(origin) is not None:  # decided before we claimed (the claim outlived a verdict)
             return Outcome(Action.DUPLICATE, f"{origin.name}: already decided", key)
         if spec.errors or spec.parsed is None or spec.defaults is None:

@@ -7,7 +7,6 @@ import shutil
 import zipfile
 
 import pytest
-
 from infra_hcl import INFRA, REPO
 
 spec = importlib.util.spec_from_file_location("stage_source", INFRA / "stage_source.py")

@@ -15,8 +15,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from infra_hcl import INFRA, REPO, comment_before, load, one, ref, walk
+
 from submitter.reconciler import TICK_LEASE_S
 from submitter.settings import VARIABLES
 
@@ -360,14 +360,41 @@ def test_function_source_is_named_by_content_hash(cfg):
 
 # ---- operations -----------------------------------------------------------------------------------------------
 
+def _logged_rejection() -> str:
+    """The JSON log line the submitter writes when it rejects a drop (through its own log formatter)."""
+    import json
+    import logging
+
+    from conftest import World
+    from submitter.logs import JsonFormatter
+
+    lines: list[dict] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            lines.append(json.loads(JsonFormatter().format(record)))
+
+    logger = logging.getLogger("submitter")
+    handler, level = Capture(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        World().drop("incoming/run-bad", spec=b"trainingInput: {scaleTier: HUGE}\n")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    [line] = [entry for entry in lines if entry["message"].startswith("published REJECTED")]
+    assert line["severity"] == "INFO" and line["reason"] == "SPEC_INVALID"
+    return line["message"]
+
+
 def test_log_metrics_match_what_the_code_logs(cfg):
     metrics = {b.name: b.body for b in cfg.of_type("google_logging_metric")}
     assert set(metrics) == {"function_errors", "rejected_drops", "reconcile_ticks"}
     assert "severity>=ERROR" in metrics["function_errors"]["filter"]
     assert 'jsonPayload.message=~"^published REJECTED"' in metrics["rejected_drops"]["filter"]
-    # The code logs exactly that prefix when it publishes a REJECTED verdict (submission.py).
-    submission = (REPO / "functions" / "submitter" / "submission.py").read_text()
-    assert 'log.info(f"published {state.value}: {message}"' in submission
+    # The code logs exactly that prefix, with a `reason` field, when it publishes a REJECTED verdict.
+    assert _logged_rejection().startswith("published REJECTED")
     assert metrics["rejected_drops"]["label_extractors"] == {"reason": "EXTRACT(jsonPayload.reason)"}
     assert "run.googleapis.com%2Frequests" in metrics["reconcile_ticks"]["filter"]
 

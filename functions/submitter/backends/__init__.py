@@ -65,7 +65,7 @@ class TrainingBackend(Protocol):
         ...
 
 
-def build_backend(settings: "Settings", transport: Any = None) -> TrainingBackend:
+def build_backend(settings: Settings, transport: Any = None) -> TrainingBackend:
     """The backend named by `settings.backend` (built lazily by the caller, never at import).
 
     Args:

@@ -4,7 +4,7 @@ One table decides transient vs permanent (the README repeats it):
 
 | answer                                            | class              | reason |
 |---------------------------------------------------|--------------------|--------|
-| 429 RESOURCE_EXHAUSTED with a QuotaFailure detail | BackendRefused     | QUOTA_EXCEEDED (a quota of 0 does not change by retrying) |
+| 429 RESOURCE_EXHAUSTED with a QuotaFailure detail | BackendRefused     | QUOTA_EXCEEDED (retrying will not help) |
 | 429 otherwise                                     | BackendUnavailable | RATE_LIMITED |
 | 500, 502, 503, 504, connection errors, timeouts   | BackendUnavailable | API_UNAVAILABLE |
 | 400                                               | BackendRefused     | INVALID_ARGUMENT |

@@ -14,7 +14,6 @@ STATE_UNSPECIFIED (and any value this code does not know) maps to None.
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any
 
@@ -69,7 +68,7 @@ class MlV1Backend:
         import httplib2
         from google.auth.credentials import AnonymousCredentials
 
-        creds = AnonymousCredentials() if self.anonymous else google.auth.default(
+        creds = AnonymousCredentials() if self.anonymous else google.auth.default(  # type: ignore[no-untyped-call]
             scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
         identity = getattr(creds, "service_account_email", None)
         if identity:
@@ -83,7 +82,7 @@ class MlV1Backend:
             return request.execute(num_retries=0)
         except HttpError as exc:
             raise classify(exc.resp.status, exc.content, self._context) from None
-        except (OSError, socket.timeout, ConnectionError) as exc:
+        except (TimeoutError, OSError, ConnectionError) as exc:
             raise transport_error(exc) from None
         except Exception as exc:  # httplib2 raises its own exception types for transport failures
             if type(exc).__module__.startswith("httplib2"):
