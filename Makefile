@@ -7,7 +7,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo test unit bench clean checkov stage need-project bootstrap deploy destroy
+.PHONY: venv runtime up down demo test unit lint bench clean checkov stage need-project bootstrap deploy destroy
 
 venv: $(STAMP)
 
@@ -37,13 +37,18 @@ down: venv
 demo: venv runtime
 	$(PY) -m submitter_local.demo
 
-test: venv runtime checkov
+test: venv runtime checkov lint
 	$(PY) -m pytest -q
+
+# Quality gates (both part of `make test`): ruff over the repository, mypy --strict over the core package.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: venv
 	$(PY) bench/package_inspection.py --runs 5
 
-unit: venv
+unit: venv lint
 	$(PY) -m pytest -q -m "not stack"
 
 clean: down
