@@ -22,7 +22,7 @@ from typing import Any
 
 from .clock import rfc3339
 from .model import JobStatus, PublishedState
-from .reasons import Reason
+from .reasons import Reason, Violation
 from .text import safe_text, truncate_utf8
 
 SPEC_VERSION = "1.0"
@@ -51,7 +51,8 @@ class JobEvent:
             "object", "generation"}}).
         time: when the submitter observed the change (aware datetime).
         previous_state: the state published before this one, if any.
-        reason / message / violations: for REJECTED and SUBMIT_FAILED (violations as `Violation.as_dict`).
+        reason / message / violations: for REJECTED and SUBMIT_FAILED (violations as `capped_violations` gives
+            them: at most MAX_VIOLATIONS, JSON-ready).
         warnings: notes that did not block submission (retired runtime, region far from the data).
         error_message: the job's errorMessage (FAILED, CANCELLED).
         labels / job_dir / backend / resource_name: context consumers need without another lookup.
@@ -125,7 +126,7 @@ def encode(event: JobEvent, *, source: str) -> OutgoingMessage:
         "errorMessage": _safe(event.error_message, MAX_ERROR_MESSAGE_CHARS),
         "reason": str(event.reason) if event.reason else None,
         "message": _safe(event.message, MAX_ERROR_MESSAGE_CHARS),
-        "violations": capped_violations(list(event.violations)),
+        "violations": list(event.violations[:MAX_VIOLATIONS]),
         "warnings": [safe_text(w, MAX_WARNING_CHARS) for w in event.warnings[:MAX_WARNINGS]],
     }
     if event.resource_name:
@@ -155,11 +156,12 @@ def encode(event: JobEvent, *, source: str) -> OutgoingMessage:
     return OutgoingMessage(data=body, attributes=clean_attributes(attributes), ordering_key=event.key)
 
 
-def capped_violations(violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At most MAX_VIOLATIONS entries; the rest summarised in one last entry ("and 329,990 more")."""
+def capped_violations(violations: list[Violation]) -> list[dict[str, Any]]:
+    """The violations as JSON, at most MAX_VIOLATIONS entries: the rest summarised in one last entry
+    ("and 900 more"), so a spec with thousands of problems still gets a verdict that fits."""
     if len(violations) <= MAX_VIOLATIONS:
-        return violations
-    kept = violations[: MAX_VIOLATIONS - 1]
+        return [v.as_dict() for v in violations]
+    kept = [v.as_dict() for v in violations[: MAX_VIOLATIONS - 1]]
     rest = len(violations) - len(kept)
     return kept + [{"field": "(more)", "message": f"and {rest:,} more problems like the ones above; fix those and "
                     "validate again (submitter validate) to see the rest", "reason": kept[-1]["reason"]}]

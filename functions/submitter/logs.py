@@ -10,6 +10,11 @@ import json
 import logging
 import sys
 
+from .text import safe_text
+
+# Log lines carry untrusted text (object names, spec values): made valid UTF-8, escaped and capped.
+MAX_LOG_MESSAGE_CHARS = 20_000
+MAX_LOG_FIELD_CHARS = 2_000
 _CONTEXT_KEYS = ("jobId", "drop", "eventId", "object", "generation", "state", "reason", "messageIds", "outcome")
 
 
@@ -19,12 +24,13 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "severity": "WARNING" if record.levelname == "WARN" else record.levelname,
-            "message": record.getMessage(),
+            "message": safe_text(record.getMessage(), MAX_LOG_MESSAGE_CHARS),
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "logger": record.name,
         }
         ctx = getattr(record, "ctx", None) or {}
-        entry.update({k: v for k, v in ctx.items() if v is not None})
+        entry.update({k: safe_text(v, MAX_LOG_FIELD_CHARS) if isinstance(v, str) else v
+                      for k, v in ctx.items() if v is not None})
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -88,6 +88,7 @@ _DECIMAL_INT_RE = re.compile(r"[+-]?\d+")
 _YAML11_EXP_RE = re.compile(r"([+-]?\d+)([eE][+-]?\d+)")
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _PLACEHOLDER_SUFFIX = "_UNSPECIFIED"
+MAX_REPORTS = 1000  # violations listed for one spec; the walk stops there
 
 
 # -- the document ----------------------------------------------------------------------------------
@@ -229,12 +230,19 @@ def check_job(job: Any, *, raw_scalars: Mapping[str, str] | None = None) -> list
         Required fields are not checked here.
     """
     out: list[Violation] = []
-    _Walker(out, raw_scalars or {}).object(job, JOB_SCHEMA, "")
+    try:
+        _Walker(out, raw_scalars or {}).object(job, JOB_SCHEMA, "")
+    except _Full:
+        pass
     return out
 
 
 # Reasons by the field a violation is under: label and jobId problems keep their own reason codes.
 _REASON_BY_ROOT = {"labels": Reason.INVALID_LABELS, "jobId": Reason.INVALID_JOB_ID}
+
+
+class _Full(Exception):
+    """The walk found MAX_REPORTS violations: a spec that broken gets no more detail (and no more CPU)."""
 
 
 class _Walker:
@@ -244,6 +252,10 @@ class _Walker:
 
     def report(self, path: str, message: str, value: Any) -> None:
         root = re.split(r"[.\[]", path, maxsplit=1)[0]
+        if len(self.out) >= MAX_REPORTS:
+            self.out.append(Violation(path or "job", f"the check stopped after {MAX_REPORTS} problems; fix those and "
+                                      "check again", _REASON_BY_ROOT.get(root, Reason.SPEC_INVALID)))
+            raise _Full()
         self.out.append(Violation(path or "job", message, _REASON_BY_ROOT.get(root, Reason.SPEC_INVALID), value))
 
     # objects (schemas with properties)

@@ -188,14 +188,14 @@ class Submitter:
             if len(violations) > 20:
                 message += f"; and {len(violations) - 20:,} more"
         message = safe_text(message, 8000)
-        as_dicts = tuple(v.as_dict() for v in violations)
+        as_dicts = tuple(capped_violations(violations))
         ids = self.publish(JobEvent(key=key, state=verdict, origin=origin.fields, time=self.clock.now(),
                                     reason=reason, message=message, violations=as_dicts,
                                     backend=self.backend.name))
         self.ledger.record_verdict(origin, VerdictRecord(verdict, key))
         self.ledger.write_status(origin, StatusDocument(
             state=DropStatus(verdict.value), key=key, time=self.clock.now(), origin=origin.fields,
-            reason=reason.value, message=message, violations=tuple(capped_violations(list(as_dicts)))))
+            reason=reason.value, message=message, violations=as_dicts))
         log.info(f"published {verdict.value}: {message}", extra={"ctx": {"jobId": key, "origin": origin.name,
                                                                          "reason": reason.value, "messageIds": ids}})
         action = Action.REJECTED if verdict is Verdict.REJECTED else Action.SUBMIT_FAILED
