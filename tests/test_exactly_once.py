@@ -417,3 +417,82 @@ def test_yaml_aliases_and_deep_nesting_are_rejected_not_expanded():
     assert w.drop("incoming/deep", spec=b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n").action == "rejected"
     reasons = [m["reason"] for m in w.messages()]
     assert reasons == ["YAML_INVALID", "YAML_INVALID"] and "aliases" in w.messages()[0]["message"]
+
+
+# -- issue 10: kills never strand an input -----------------------------------------------------------------
+def test_killed_right_after_the_claim_the_next_delivery_decides_once_the_lease_expired():
+    w = World()
+    w.put("incoming/run-030/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-030/job.yaml", BASELINE_YAML)
+    real_plan = w.app.submitter.planner.plan
+
+    def killed(*args, **kwargs):
+        raise Killed()
+
+    w.app.submitter.planner.plan = killed
+    with pytest.raises(Killed):
+        w.deliver("incoming/run-030/job.yaml")
+    w.app.submitter.planner.plan = real_plan
+    with pytest.raises(ClaimBusy):  # a redelivery within the lease: the event comes back later
+        w.deliver("incoming/run-030/job.yaml", event_id="evt-2")
+    w.clock.advance(w.settings.claim_lease_s + 1)
+    assert w.deliver("incoming/run-030/job.yaml", event_id="evt-3").action == "submitted"
+    assert w.publisher.states() == ["SUBMITTED"] and w.api.count("create") == 1
+
+
+def test_killed_right_after_create_with_no_redelivery_the_reconciler_announces_and_follows_the_job():
+    w = World()
+    w.publisher = w.app.submitter.publisher = w.reconciler.publisher = DyingPublisher()
+    w.put("incoming/run-031/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-031/job.yaml", BASELINE_YAML)
+    with pytest.raises(Killed):
+        w.deliver("incoming/run-031/job.yaml")
+    [job_id] = w.api.jobs
+    assert w.reconciler.tick().published == []  # within the lease: the invocation may still be working
+    w.clock.advance(w.settings.claim_lease_s + 1)
+    assert w.reconciler.tick().published == [(job_id, "SUBMITTED")]
+    w.api.set_state(job_id, "RUNNING")
+    w.reconciler.tick()
+    w.api.set_state(job_id, "SUCCEEDED")
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "RUNNING", "SUCCEEDED"]
+    # the drop's verdict and status were recorded too: a late redelivery is a duplicate, nothing more is sent
+    assert w.deliver("incoming/run-031/job.yaml", event_id="evt-late").action == "duplicate"
+    status = w.ledger.status(status_key("drop-bucket", "incoming/run-031"))
+    assert status.state == "SUBMITTED" and status.key == job_id and w.api.count("create") == 1
+
+
+def test_a_noted_job_that_was_never_created_is_forgotten_after_a_day_and_a_refused_one_at_once():
+    w = World()
+    w.api.fail("create", 403, "PERMISSION_DENIED", "no")
+    assert w.drop("incoming/run-032").action == "submit_failed"
+    assert w.ledger.followed() == []  # withdrawn: nothing of ours to follow
+    w.put("incoming/run-033/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-033/job.yaml", BASELINE_YAML)
+    real_submit = w.backend.submit
+    w.backend.submit = lambda request: (_ for _ in ()).throw(Killed())
+    with pytest.raises(Killed):
+        w.deliver("incoming/run-033/job.yaml")
+    w.backend.submit = real_submit
+    w.clock.advance(w.settings.claim_lease_s + 1)
+    w.reconciler.tick()
+    assert [r.announced for r in w.ledger.followed()] == [False]  # not created: kept while a redelivery may come
+    w.clock.advance(24 * 3600)
+    w.reconciler.tick()
+    assert w.ledger.followed() == [] and w.publisher.states() == ["SUBMIT_FAILED"]
+
+
+def test_a_sweep_reads_only_the_incomplete_drops_that_are_due():
+    w = World(incomplete_drop_s=600)
+    for i in range(300):
+        w.put(f"incoming/wait-{i}/job.yaml", BASELINE_YAML)
+        assert w.deliver(f"incoming/wait-{i}/job.yaml").action == "waiting"
+        if i == 2:
+            w.clock.advance(700)  # the first three are due by the time of the sweep
+    gets_before = w.store.requests.get("get", 0)
+    swept = w.handler.sweep()
+    assert sorted(o.key.split("_")[1] for o in swept) == ["0", "1", "2"]
+    assert all(o.action == "rejected" for o in swept)
+    reads = w.store.requests.get("get", 0) - gets_before
+    assert reads < 30  # a handful per due drop, none for the 297 that are not due
+    assert w.handler.sweep() == []

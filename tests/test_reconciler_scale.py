@@ -21,7 +21,7 @@ from submitter.backends.ml_v1 import MlV1Backend
 from submitter.clock import FakeClock
 from submitter.errors import BackendUnavailable
 from submitter.ledger import Ledger
-from submitter.model import JobHandle, Verdict
+from submitter.model import JobHandle, Origin, Verdict
 from submitter.reconciler import Reconciler
 from submitter.records import JobRecord
 from submitter.state_store import InMemoryStateStore
@@ -46,7 +46,9 @@ def seed(ledger: Ledger, api: FakeMlApi, n: int, state: str = "QUEUED", start: i
         drop = {"bucket": "drop-bucket", "folder": f"incoming/run-{i}", "object": f"incoming/run-{i}/job.yaml",
                 "generation": str(1718000000000000 + i)}
         handle = JobHandle("ml_v1", f"projects/demo-project/jobs/{jid}", jid)
-        assert ledger.follow(JobRecord(handle=handle, state=Verdict.SUBMITTED, origin={"drop": drop},
+        origin = Origin(f"drops/drop-bucket/incoming/run-{i}/{drop['generation']}", {"drop": drop}, None,
+                        f"incoming/run-{i}")
+        assert ledger.follow(JobRecord(handle=handle, state=Verdict.SUBMITTED, origin=origin,
                                        labels={"submitter": "drop"},
                                        job_dir=f"gs://drop-outputs/incoming/run-{i}/{jid}"))
         api.jobs[jid] = {"jobId": jid, "state": state, "labels": {"submitter": "drop"},

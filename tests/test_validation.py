@@ -339,3 +339,19 @@ def test_validate_refuses_an_oversized_spec_like_the_function(tmp_path, monkeypa
     (tmp_path / "p.tar.gz").write_bytes(BASELINE_TARBALL)
     res = CliRunner().invoke(cli, ["validate", str(tmp_path)])
     assert res.exit_code == 1 and "SPEC_TOO_LARGE" in res.output
+
+
+def test_policy_limits_image_registries_networks_and_web_access():
+    bad = check(base(masterConfig={"imageUri": "docker.io/someone/miner:latest"},
+                     network="projects/123/global/networks/corp", enableWebAccess=True))
+    found = fields(bad)
+    assert "POLICY_VIOLATION" in found["trainingInput.masterConfig.imageUri"]
+    assert "POLICY_VIOLATION" in found["trainingInput.network"]
+    assert "POLICY_VIOLATION" in found["trainingInput.enableWebAccess"]
+    allowed = Policy.from_yaml("allowed_image_registries: ['docker.io/someone/*']\n"
+                               "allowed_networks: [projects/123/global/networks/corp]\nallow_web_access: true\n")
+    ok = check(base(masterConfig={"imageUri": "docker.io/someone/miner:latest"},
+                    network="projects/123/global/networks/corp", enableWebAccess=True), policy=allowed)
+    assert not [v for v in ok.violations if v.reason == "POLICY_VIOLATION"]
+    with pytest.raises(ValueError, match="allow_web_access must be true or false"):
+        Policy.from_yaml("allow_web_access: yes please\n")

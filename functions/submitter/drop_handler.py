@@ -164,14 +164,11 @@ class DropHandler:
         """
         out = []
         now = self.clock.now()
-        for pending in self.ledger.pending():
-            age = pending_age(pending, now)
-            if age < self.settings.incomplete_drop_s:
-                continue
-            outcome = self._sweep_one(pending, age)
+        for pending in self.ledger.pending_due(now, self.settings.incomplete_drop_s):
+            outcome = self._sweep_one(pending, pending_age(pending, now))
             if outcome is not None:
                 out.append(outcome)
-            self.ledger.clear_pending(pending.bucket, pending.folder)
+            self.ledger.clear_pending(pending.bucket, pending.folder, since=pending.since)
         return out
 
     def _sweep_one(self, pending: PendingDrop, age: float) -> Outcome | None:

@@ -8,6 +8,7 @@ Keys:
   done/<key>.json                   a job whose terminal state was published
   lost/<key>.json                   a followed job the API stopped knowing (permanent errors)
   pending/<bucket>/<folder>.json    an incomplete drop (PendingDrop); swept after a while
+  due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
   specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
   locks/reconciler.json             the lease of the one reconcile tick running now
 
@@ -25,6 +26,7 @@ from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, Verd
 from .state_store import StateStore
 
 TICK_LOCK_KEY = "locks/reconciler.json"
+DUE_PREFIX = "due/"
 
 
 def claim_key(origin: Origin) -> str:
@@ -73,11 +75,16 @@ class Ledger:
     def note_pending(self, pending: PendingDrop) -> PendingDrop:
         """Remember an incomplete drop and what it lacks now; the first sighting's time is kept.
 
+        The first sighting also writes an index entry `due/<since, epoch seconds>/<bucket>/<folder>`, so the
+        sweep lists which drops are due without reading any record that is not.
+
         Returns:
             The record as stored (with the original `since`).
         """
         key = f"pending/{pending.bucket}/{pending.folder}.json"
         if self.store.create(key, pending.to_doc()) is not None:
+            self.store.create(f"{DUE_PREFIX}{int(pending.since.timestamp()):012d}/{pending.bucket}/{pending.folder}",
+                              {})
             return pending
         found = self.store.get(key)
         if found is None:
@@ -88,18 +95,27 @@ class Ledger:
             self.store.replace(key, stored.to_doc(), found[1])
         return stored
 
-    def pending(self) -> list[PendingDrop]:
-        """Every incomplete drop noted so far."""
+    def pending_due(self, now: dt.datetime, age_s: float) -> list[PendingDrop]:
+        """Incomplete drops first seen at least `age_s` seconds before `now`: one listing of the index, and a
+        read only of the records that are due. Index entries of drops that completed meanwhile are removed."""
         out = []
-        for key in sorted(self.store.versions("pending/")):
-            found = self.store.get(key)
-            if found:
-                out.append(PendingDrop.from_doc(found[0]))
+        for key in sorted(self.store.versions(DUE_PREFIX)):
+            stamp, _, rest = key[len(DUE_PREFIX):].partition("/")
+            if not stamp.isdigit() or int(stamp) + age_s > now.timestamp():
+                continue
+            bucket, _, folder = rest.partition("/")
+            found = self.store.get(f"pending/{bucket}/{folder}.json")
+            if found is None:
+                self.store.delete(key)  # the drop completed: its record went, the index entry goes now
+                continue
+            out.append(PendingDrop.from_doc(found[0]))
         return out
 
-    def clear_pending(self, bucket: str, folder: str) -> None:
-        """Forget an incomplete drop (it completed or was swept)."""
+    def clear_pending(self, bucket: str, folder: str, since: dt.datetime | None = None) -> None:
+        """Forget an incomplete drop (it completed or was swept); with `since`, its index entry too."""
         self.store.delete(f"pending/{bucket}/{folder}.json")
+        if since is not None:
+            self.store.delete(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}")
 
     # -- byte-identical re-uploads ----------------------------------------------------------------
     def last_spec(self, bucket: str, folder: str) -> SubmittedSpec | None:
@@ -112,15 +128,45 @@ class Ledger:
         self.store.put(f"specs/{bucket}/{folder}.json", spec.to_doc())
 
     # -- followed jobs ----------------------------------------------------------------------------
+    def intend(self, record: JobRecord) -> JobRecord:
+        """Note, before creating it, the job an input is about to become (an unannounced record).
+
+        Returns:
+            The record as stored: an earlier attempt's record for the same key is kept (it may be announced
+            already, or done).
+        """
+        if record.announced:
+            raise ValueError("intend() takes an unannounced record")
+        found = self.store.get(f"done/{record.key}.json")
+        if found is not None:
+            return JobRecord.from_doc(found[0])
+        key = f"jobs/{record.key}.json"
+        token = self.store.create(key, record.to_doc())
+        if token is not None:
+            return dataclasses.replace(record, token=token)
+        found = self.store.get(key)
+        return record if found is None else JobRecord.from_doc(found[0], token=found[1])
+
+    def announce(self, record: JobRecord) -> bool:
+        """Mark an intended job announced (SUBMITTED published), with the handle the backend gave it.
+
+        Returns False when it was announced already or another writer moved it first.
+        """
+        if record.announced:
+            return False
+        updated = dataclasses.replace(record, announced=True, misses=0)
+        return self.store.replace(f"jobs/{record.key}.json", updated.to_doc(), record.token) is not None
+
+    def withdraw(self, record: JobRecord) -> None:
+        """Remove an intended job that was never created (only this writer's unannounced version)."""
+        if not record.announced and record.token:
+            self.store.delete(f"jobs/{record.key}.json", token=record.token)
+
     def follow(self, record: JobRecord) -> bool:
         """Start following a job whose SUBMITTED was published; False if already followed or done."""
         if self.store.get(f"done/{record.key}.json") is not None:
             return False
         return self.store.create(f"jobs/{record.key}.json", record.to_doc()) is not None
-
-    def is_known(self, key: str) -> bool:
-        """True when SUBMITTED was published for `key` (followed or done)."""
-        return any(self.store.get(f"{p}/{key}.json") is not None for p in ("jobs", "done"))
 
     def followed(self) -> list[JobRecord]:
         """Every job still being followed, with its generation token.

@@ -203,3 +203,12 @@ class Origin:
     status_key: str | None
     name: str
     bucket: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recordKey": self.record_key, "fields": self.fields, "statusKey": self.status_key, "name": self.name,
+                "bucket": self.bucket}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Origin:
+        return cls(record_key=str(d["recordKey"]), fields=dict(d.get("fields") or {}), status_key=d.get("statusKey"),
+                   name=str(d.get("name", "")), bucket=d.get("bucket"))

@@ -35,6 +35,12 @@ class Policy:
         max_accelerators: accelerators across all replicas.
         max_running_time_s: cap on scheduling.maxRunningTime (seconds); also the value filled when absent.
         allowed_service_accounts: emails the job may run as; empty means no custom serviceAccount.
+        allowed_image_registries: patterns a replica's `imageUri` must match (custom containers); the default
+            admits Google's registries only (Artifact Registry, Container Registry), so a drop cannot pull an
+            arbitrary public image.
+        allowed_networks: VPC networks (`network`, projects/P/global/networks/N) a job may peer with; empty
+            means none.
+        allow_web_access: whether `enableWebAccess` (an interactive shell into the training replicas) may be set.
     """
 
     allowed_regions: tuple[str, ...] = ("us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4",
@@ -49,6 +55,9 @@ class Policy:
     max_accelerators: int = 8
     max_running_time_s: float = 2 * 24 * 3600.0
     allowed_service_accounts: tuple[str, ...] = ()
+    allowed_image_registries: tuple[str, ...] = ("*-docker.pkg.dev/*", "gcr.io/*", "*.gcr.io/*")
+    allowed_networks: tuple[str, ...] = ()
+    allow_web_access: bool = False
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "policy file") -> Policy:
@@ -69,6 +78,10 @@ class Policy:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValueError(f"{source}: {key} must be a list of strings")
                 values[key] = tuple(value)
+            elif key == "allow_web_access":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{source}: allow_web_access must be true or false")
+                values[key] = value
             elif key == "max_running_time_s":
                 seconds = rules.parse_duration(value) if isinstance(value, str) else value
                 if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
@@ -129,6 +142,19 @@ class Policy:
         if running is not None and running > self.max_running_time_s:
             bad("trainingInput.scheduling.maxRunningTime", f"{scheduling['maxRunningTime']} exceeds the cap of "
                 f"{int(self.max_running_time_s)}s", scheduling["maxRunningTime"])
+        for config_field in ("masterConfig", "workerConfig", "parameterServerConfig", "evaluatorConfig"):
+            config = ti.get(config_field)
+            image = config.get("imageUri") if isinstance(config, dict) else None
+            if isinstance(image, str) and not any(fnmatch.fnmatchcase(image, p) for p in self.allowed_image_registries):
+                bad(f"trainingInput.{config_field}.imageUri", f"image {image} is not from an allowed registry; "
+                    "allowed: " + (", ".join(self.allowed_image_registries) or "none"), image)
+        network = ti.get("network")
+        if isinstance(network, str) and network not in self.allowed_networks:
+            bad("trainingInput.network", f"network {network} is not allowed; allowed: "
+                + (", ".join(self.allowed_networks) or "none (jobs run without VPC peering)"), network)
+        if ti.get("enableWebAccess") is True and not self.allow_web_access:
+            bad("trainingInput.enableWebAccess", "web access to the training replicas is not allowed (set "
+                "allow_web_access: true in the policy to permit it)", True)
         account = ti.get("serviceAccount")
         if account is not None and account not in self.allowed_service_accounts:
             allowed = ", ".join(self.allowed_service_accounts) or "none: jobs run as the service's default account"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
+from collections.abc import Callable
 
 from . import logs
 from .backends import TrainingBackend
@@ -28,6 +29,7 @@ from .records import JobRecord
 from .retry import call_with_retries
 
 log = logs.get("reconciler")
+Announce = Callable[[JobRecord, JobStatus, tuple[str, ...]], None]
 MAX_MISSES = 5  # ticks in a row with a permanent API error before a job is given up as lost
 TICK_LEASE_S = 300.0  # a tick lock older than this belongs to a dead tick (ticks take seconds)
 
@@ -53,9 +55,12 @@ class Reconciler:
         clock: time.
     """
 
-    def __init__(self, backend: TrainingBackend, publisher: Publisher, ledger: Ledger, source: str, clock: Clock):
+    def __init__(self, backend: TrainingBackend, publisher: Publisher, ledger: Ledger, source: str, clock: Clock,
+                 announce: Announce | None = None, intent_grace_s: float = 600.0,
+                 intent_expiry_s: float = 24 * 3600.0):
         self.backend, self.publisher, self.ledger, self.source, self.clock = backend, publisher, ledger, source, clock
         self.leases = Leases(ledger.store, clock)
+        self.announce, self.intent_grace_s, self.intent_expiry_s = announce, intent_grace_s, intent_expiry_s
 
     def tick(self) -> TickReport:
         """One reconciliation pass. Raises TransientErrors after bounded retries (the next tick retries).
@@ -73,7 +78,10 @@ class Reconciler:
 
     def _tick(self) -> TickReport:
         report = TickReport()
-        followed = self.ledger.followed()
+        records = self.ledger.followed()
+        for intent in (r for r in records if not r.announced):
+            self._finish(intent, report)
+        followed = [r for r in records if r.announced]
         report.followed = len(followed)
         if not followed:
             return report
@@ -89,6 +97,31 @@ class Reconciler:
                     continue
             self._advance(record, status, report)
         return report
+
+    def _finish(self, intent: JobRecord, report: TickReport) -> None:
+        """A job noted before its creation and never announced: its invocation died (or is still working).
+
+        Past the claim lease the job is looked up by its key; when it exists and is the one intended (same
+        labels and output directory), SUBMITTED is published and it is followed from now on. One never
+        created is forgotten after `intent_expiry_s` (Eventarc stops redelivering after a day).
+        """
+        age = (self.clock.now() - intent.since).total_seconds() if intent.since else self.intent_expiry_s
+        if age < self.intent_grace_s or self.announce is None:
+            return
+        report.api_calls += 1
+        status = call_with_retries(functools.partial(self.backend.find, intent.key), clock=self.clock)
+        ours = status is not None and status.output_dir == intent.job_dir and all(
+            status.labels.get(k) == v for k, v in intent.labels.items())
+        if status is None or not ours:
+            if age >= self.intent_expiry_s:
+                self.ledger.lose(intent)
+                log.warning("a job noted before creation was never created; forgotten",
+                            extra={"ctx": {"jobId": intent.key}})
+            return
+        self.announce(dataclasses.replace(intent, handle=status.handle), status, ())
+        report.published.append((intent.key, "SUBMITTED"))
+        log.warning("announced a job whose submitting invocation died after creating it",
+                    extra={"ctx": {"jobId": intent.key}})
 
     def _list_active(self, report: TickReport) -> dict[str, JobStatus]:
         statuses: dict[str, JobStatus] = {}
@@ -116,7 +149,7 @@ class Reconciler:
         state = status.state
         if state is None or state.rank <= record.state.rank:
             return  # nothing new, unspecified, or a stale read that would go backwards
-        event = JobEvent(key=record.key, state=state, previous_state=record.state, origin=record.origin,
+        event = JobEvent(key=record.key, state=state, previous_state=record.state, origin=record.origin.fields,
                          time=self.clock.now(), reason=Reason.JOB_FAILED if state is JobState.FAILED else None,
                          labels=record.labels, job_dir=record.job_dir,
                          backend=record.handle.backend).with_status(status)

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 
 from .clock import iso, parse_iso
-from .model import DropStatus, JobHandle, JobState, PublishedState, Verdict, published_state
+from .model import DropStatus, JobHandle, JobState, Origin, PublishedState, Verdict, published_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,20 +45,30 @@ class VerdictRecord:
 class JobRecord:
     """A followed job: which job, the last state published for it, and the context its events carry.
 
+    A record is written just before the job is created, not yet `announced`; it becomes announced once
+    SUBMITTED is published. An invocation that dies in between leaves an unannounced record, which the
+    reconciler finishes (publishes SUBMITTED and the verdict) if the job exists, so no created job goes
+    unfollowed even when the event is never redelivered.
+
     Attributes:
-        handle: backend, resource name and job key.
+        handle: backend, resource name and job key (the name is "" until the backend assigned one).
         state: the last published state (SUBMITTED, then job states).
-        origin: the origin fields events carry (e.g. {"drop": {...}}).
-        labels / job_dir: context for consumers.
+        origin: where the job came from (its fields are what events carry).
+        labels / job_dir / warnings: context for consumers.
+        announced: SUBMITTED was published.
+        since: when the record was written.
         token: the record's generation in the store (for compare-and-set).
         misses: consecutive ticks on which the API answered a permanent error for this job.
     """
 
     handle: JobHandle
     state: PublishedState
-    origin: dict[str, Any]
+    origin: Origin
     labels: dict[str, str]
     job_dir: str | None
+    announced: bool = True
+    since: dt.datetime | None = None
+    warnings: tuple[str, ...] = ()
     token: int = 0
     misses: int = 0
 
@@ -68,16 +78,20 @@ class JobRecord:
 
     def to_doc(self) -> dict[str, Any]:
         return {"jobId": self.handle.key, "state": self.state.value, "handle": self.handle.as_dict(),
-                "origin": self.origin, "labels": self.labels, "jobDir": self.job_dir, "misses": self.misses}
+                "origin": self.origin.as_dict(), "labels": self.labels, "jobDir": self.job_dir,
+                "announced": self.announced, "since": iso(self.since) if self.since else None,
+                "warnings": list(self.warnings), "misses": self.misses}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], token: int = 0) -> JobRecord:
         state = published_state(doc.get("state"))
         if state is None:
             raise ValueError(f"job record with unknown state {doc.get('state')!r}")
-        return cls(handle=JobHandle.from_dict(doc["handle"]), state=state, origin=dict(doc.get("origin") or {}),
-                   labels=dict(doc.get("labels") or {}), job_dir=doc.get("jobDir"), token=token,
-                   misses=int(doc.get("misses", 0)))
+        return cls(handle=JobHandle.from_dict(doc["handle"]), state=state, origin=Origin.from_dict(doc["origin"]),
+                   labels=dict(doc.get("labels") or {}), job_dir=doc.get("jobDir"),
+                   announced=bool(doc.get("announced", True)),
+                   since=parse_iso(doc["since"]) if doc.get("since") else None,
+                   warnings=tuple(doc.get("warnings") or ()), token=token, misses=int(doc.get("misses", 0)))
 
 
 @dataclasses.dataclass(frozen=True)

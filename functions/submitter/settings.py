@@ -78,8 +78,8 @@ VARIABLES: tuple[Variable, ...] = (
          "drop (seconds after its first object)"),
     _var("DUPLICATE_WINDOW_SECONDS", "duplicate_window_s", "float", 3600.0, "a byte-identical job.yaml "
          "re-uploaded within this many seconds is a duplicate"),
-    _var("CLAIM_LEASE_SECONDS", "claim_lease_s", "float", 600.0, "an unfinished claim older than this is taken "
-         "over (longer than the function timeout)"),
+    _var("CLAIM_LEASE_SECONDS", "claim_lease_s", "float", 120.0, "a claim not renewed for this long is taken "
+         "over (its holder renews it at each slow step; a killed holder's input is decided by the next delivery)"),
     _var("CLAIM_WAIT_SECONDS", "claim_wait_s", "float", 10.0, "how long a concurrent invocation waits for the "
          "claim holder's verdict"),
     _var("POLICY_FILE", "policy_file", "str", None, "the deployment policy (YAML; built-in defaults when unset)"),
@@ -131,7 +131,7 @@ class Settings:
     max_package_bytes: int = 512 * 1024 * 1024
     incomplete_drop_s: float = 1800.0
     duplicate_window_s: float = 3600.0
-    claim_lease_s: float = 600.0
+    claim_lease_s: float = 120.0
     claim_wait_s: float = 10.0
     policy_file: str | None = None
     job_label_key: str = "submitter"

@@ -25,7 +25,7 @@ from .envelope import JobEvent, capped_violations, encode
 from .errors import BackendRefused, ClaimBusy, ObjectGone, TransientError
 from .leases import Lease, LeaseLost, Leases
 from .ledger import Ledger, claim_key
-from .model import DropStatus, JobRequest, Origin, Verdict
+from .model import DropStatus, JobHandle, JobRequest, JobStatus, Origin, Verdict
 from .objects import ObjectStore
 from .planning import Planner, SpecInput
 from .publisher import Publisher
@@ -148,30 +148,49 @@ class Submitter:
         for warning in warnings:
             log.warning(warning, extra={"ctx": {"jobId": job_id, "origin": origin.name}})
         claim.renew()  # the slow part starts: keep the claim while creating the job
+        labels = dict(job.get("labels") or {})
+        job_dir = ti.get("jobDir") if isinstance(ti, dict) else None
+        uris = tuple(ti.get("packageUris") or ()) if isinstance(ti, dict) else ()
+        # Written before the job exists, so a job whose invocation dies right after creating it is still found
+        # and followed by the reconciler, even if the event never comes back.
+        record = self.ledger.intend(JobRecord(
+            handle=JobHandle(self.backend.name, "", job_id), state=Verdict.SUBMITTED, origin=origin, labels=labels,
+            job_dir=job_dir, announced=False, since=self.clock.now(), warnings=tuple(warnings)))
         try:
             submission = self.retry(lambda: self.backend.submit(JobRequest(job_id, job, origin.name)))
         except BackendRefused as exc:
+            self.ledger.withdraw(record)  # no job of ours exists under this key: nothing to follow
             return self.refuse(origin, key, Verdict.SUBMIT_FAILED, [], reason=exc.reason,
                                message=f"the training API refused the job: {exc.code} {exc.status}: {exc.message}")
         claim.renew()
-        status = submission.status
-        labels = dict(job.get("labels") or {})
-        job_dir = ti.get("jobDir") if isinstance(ti, dict) else None
-        if not self.ledger.is_known(job_id):
-            event = JobEvent(key=job_id, state=Verdict.SUBMITTED, origin=origin.fields, time=self.clock.now(),
-                             labels=labels, job_dir=job_dir, backend=self.backend.name,
-                             warnings=tuple(warnings)).with_status(status)
-            ids = self.publish(event)
-            log.info("published SUBMITTED", extra={"ctx": {"jobId": job_id, "origin": origin.name, "messageIds": ids}})
-            self.ledger.follow(JobRecord(handle=status.handle, state=Verdict.SUBMITTED, origin=origin.fields,
-                                         labels=labels, job_dir=job_dir))
-        uris = ti.get("packageUris") if isinstance(ti, dict) else None
-        self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, job_id, tuple(uris or ())))
-        self.ledger.write_status(origin, StatusDocument(
-            state=DropStatus.SUBMITTED, key=job_id, time=self.clock.now(), origin=origin.fields, job_dir=job_dir,
-            warnings=tuple(warnings), resource_name=status.handle.name))
+        if not record.announced:
+            self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, uris)
+        else:
+            self.record_submitted(origin, job_id, submission.status, record, uris)
         action = Action.ADOPTED if submission.adopted else Action.SUBMITTED
         return Outcome(action, f"job {job_id} {action.value}", job_id)
+
+    def announce(self, record: JobRecord, status: JobStatus, package_uris: tuple[str, ...]) -> None:
+        """Publish SUBMITTED for an intended job, mark it announced, record the verdict and the status.
+
+        Used by the submission path, and by the reconciler for a job whose invocation died after creating it.
+        """
+        event = JobEvent(key=record.key, state=Verdict.SUBMITTED, origin=record.origin.fields, time=self.clock.now(),
+                         labels=record.labels, job_dir=record.job_dir, backend=record.handle.backend,
+                         warnings=record.warnings).with_status(status)
+        ids = self.publish(event)
+        log.info("published SUBMITTED", extra={"ctx": {"jobId": record.key, "origin": record.origin.name,
+                                                       "messageIds": ids}})
+        self.ledger.announce(record)
+        self.record_submitted(record.origin, record.key, status, record, package_uris)
+
+    def record_submitted(self, origin: Origin, job_id: str, status: JobStatus, record: JobRecord,
+                         package_uris: tuple[str, ...]) -> None:
+        """The SUBMITTED verdict on the input and its status document."""
+        self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, job_id, package_uris))
+        self.ledger.write_status(origin, StatusDocument(
+            state=DropStatus.SUBMITTED, key=job_id, time=self.clock.now(), origin=origin.fields,
+            job_dir=record.job_dir, warnings=record.warnings, resource_name=status.handle.name))
 
     # -- verdicts ---------------------------------------------------------------------------------
     def refuse(self, origin: Origin, key: str, verdict: Verdict, violations: list[Violation], *,

@@ -61,7 +61,7 @@ class Relay:
     """
 
     def __init__(self, storage_url: str, bucket: str, function_url: str, interval_s: float = 0.25,
-                 retry_window_s: float = 600.0, workers: int = 4):
+                 retry_window_s: float = 1800.0, workers: int = 4):
         self.storage_url, self.bucket, self.function_url = storage_url.rstrip("/"), bucket, function_url
         self.interval_s, self.retry_window_s = interval_s, retry_window_s
         self.seen: dict[str, str] = {}
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--function-url", required=True)
     parser.add_argument("--interval", type=float, default=0.25)
-    parser.add_argument("--retry-window", type=float, default=600.0)
+    parser.add_argument("--retry-window", type=float, default=1800.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relay %(levelname)s %(message)s")
     relay = Relay(args.storage, args.bucket, args.function_url, args.interval, args.retry_window)
