@@ -45,14 +45,22 @@ def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, target: 
 
 
 # -- 1. verdicts that fit -------------------------------------------------------------------------------
-def test_a_spec_with_330000_non_string_args_gets_one_rejected_that_fits():
+def test_a_spec_with_330000_args_is_refused_for_its_size_before_it_is_built():
     w = World()
     spec = ("trainingInput:\n  pythonModule: trainer.task\n  args: [" + ",".join(["1"] * 330_000) + "]\n").encode()
     assert w.drop("incoming/huge-args", spec=spec).action == "rejected"
     data = one_verdict(w, "REJECTED")
+    assert data["reason"] == "SPEC_TOO_LARGE" and "more than 10000 values" in data["message"]
+
+
+def test_thousands_of_violations_give_one_rejected_that_fits_with_a_summary():
+    w = World()
+    spec = ("trainingInput:\n  pythonModule: trainer.task\n  args: [" + ",".join(["1"] * 5_000) + "]\n").encode()
+    assert w.drop("incoming/many-args", spec=spec).action == "rejected"
+    data = one_verdict(w, "REJECTED")
     assert len(data["violations"]) == 100 and data["violations"][-1]["field"] == "(more)"
     assert "more problems" in data["violations"][-1]["message"]
-    status = w.ledger.status("status/drop-bucket/incoming/huge-args.json")
+    status = w.ledger.status("status/drop-bucket/incoming/many-args.json")
     assert status is not None and len(status.violations) == 100
 
 

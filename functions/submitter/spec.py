@@ -27,6 +27,7 @@ TRAINING_INPUT_FIELDS = frozenset({
     "serviceAccount", "useChiefInTfConfig", "workerConfig", "workerCount", "workerType",
 })
 MAX_NESTING = 64  # a job spec is a few levels deep; deeper documents are refused before construction
+MAX_VALUES = 10_000  # scalars and collections in one job.yaml: real specs hold tens to hundreds
 
 
 # libyaml's C parser when PyYAML was built with it (the wheels are): about ten times faster than the pure-Python
@@ -40,23 +41,33 @@ class _TreeProblem(Exception):
     pass
 
 
+class _TooBig(_TreeProblem):
+    pass
+
+
 def _load(text: str) -> tuple[yaml.Node | None, Any]:
     """Compose and construct one YAML document safely: (root node, value).
 
-    First pass over the events (iterative, so depth cannot exhaust any stack): aliases are refused (a job spec
-    has no use for anchors, and aliases let a 1 KB file expand to gigabytes, "billion laughs"), and so is
-    nesting deeper than MAX_NESTING. Then the node tree is composed, checked for keys written twice (PyYAML
+    First pass over the events (streamed and iterative, so neither depth nor size can exhaust a stack or the
+    memory): aliases are refused (a job spec has no use for anchors, and aliases let a 1 KB file expand to
+    gigabytes, "billion laughs"), and so are nesting deeper than MAX_NESTING and more than MAX_VALUES values. Then the node tree is composed, checked for keys written twice (PyYAML
     keeps the last silently) and constructed.
 
     Raises:
         yaml.YAMLError: not YAML (with a mark).
         _TreeProblem: an alias, too deep, or a duplicate key.
     """
-    depth = 0
+    depth = values = 0
     for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, yaml.AliasEvent):
             line = event.start_mark.line + 1 if event.start_mark else "?"
             raise _TreeProblem(f"line {line}: aliases (*name) are not allowed in job.yaml; write the value out")
+        if isinstance(event, (yaml.ScalarEvent, *_OPEN)):
+            values += 1
+            if values > MAX_VALUES:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise _TooBig(f"holds more than {MAX_VALUES} values (line {line}); a job spec lists its settings, not "
+                              "data: pass data as files (gs:// paths in args)")
         if isinstance(event, _OPEN):
             depth += 1
             if depth > MAX_NESTING:
@@ -121,6 +132,8 @@ def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
             raise reject(f"is not UTF-8 text (byte {exc.start})") from None
     try:
         root, doc = _load(text)
+    except _TooBig as exc:
+        raise reject(str(exc), Reason.SPEC_TOO_LARGE) from None
     except _TreeProblem as exc:
         raise reject(f"is not valid YAML: {exc}") from None
     except yaml.YAMLError as exc:
