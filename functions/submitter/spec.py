@@ -50,8 +50,9 @@ def _load(text: str) -> tuple[yaml.Node | None, Any]:
 
     First pass over the events (streamed and iterative, so neither depth nor size can exhaust a stack or the
     memory): aliases are refused (a job spec has no use for anchors, and aliases let a 1 KB file expand to
-    gigabytes, "billion laughs"), and so are nesting deeper than MAX_NESTING and more than MAX_VALUES values. Then the node tree is composed, checked for keys written twice (PyYAML
-    keeps the last silently) and constructed.
+    gigabytes, "billion laughs"), and so are nesting deeper than MAX_NESTING and more than MAX_VALUES values.
+    Then the node tree is composed, checked for keys written twice (PyYAML keeps the last silently) and
+    constructed.
 
     Raises:
         yaml.YAMLError: not YAML (with a mark).
