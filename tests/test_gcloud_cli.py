@@ -19,8 +19,6 @@ import subprocess
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from submitter_local import storage_emulator
-from submitter_local.training import ServiceConfig, TrainingService
 from test_training_service import (
     BACKEND,
     BUCKET,
@@ -34,6 +32,9 @@ from test_training_service import (
     wait_for_log,
     wait_gone,
 )
+
+from submitter_local import storage_emulator
+from submitter_local.training import ServiceConfig, TrainingService
 
 GCLOUD = shutil.which("gcloud")
 STAGING = "staging"
@@ -49,13 +50,14 @@ time.sleep(120)
 '''
 
 
+pytestmark = pytest.mark.stack
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _needs_gcloud_and_runtime():
-    if GCLOUD is None:
-        print("gcloud is not installed: the gcloud CLI wire tests are skipped")
-        pytest.skip("gcloud is not installed")
-    if not RUNTIME_PYTHON.exists():
-        pytest.skip("runtime venv missing: run `make runtime`")
+    # Prerequisites of `make test` (README): missing ones fail loudly instead of skipping silently.
+    assert GCLOUD is not None, "the Cloud SDK (gcloud) is required: it provides the Pub/Sub emulator and these tests"
+    assert RUNTIME_PYTHON.exists(), "the runtime venv is missing: run `make runtime` (make test does)"
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.stack  # runs the trainer and builds its sdist: processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "trainer"
 RUNTIME_PY = ROOT / ".local" / "runtime" / "bin" / "python"
@@ -31,12 +33,9 @@ def runtime_python():
                 ["make", "runtime"], cwd=ROOT, capture_output=True, text=True, timeout=900
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"runtime venv missing and `make runtime` could not run: {exc}")
+            pytest.fail(f"runtime venv missing and `make runtime` could not run: {exc}")
         if proc.returncode != 0 or not RUNTIME_PY.exists():
-            pytest.skip(
-                "runtime venv (.local/runtime) missing and `make runtime` failed:\n"
-                + proc.stderr[-2000:]
-            )
+            pytest.fail("runtime venv (.local/runtime) missing and `make runtime` failed:\n" + proc.stderr[-2000:])
     return str(RUNTIME_PY)
 
 

@@ -365,8 +365,9 @@ def _logged_rejection() -> str:
     import json
     import logging
 
-    from conftest import World
     from submitter.logs import JsonFormatter
+
+    from conftest import World
 
     lines: list[dict] = []
 
@@ -445,6 +446,7 @@ def test_policy_file_parses_with_the_code_and_allows_the_default_region(cfg):
     assert cfg.locals["policy_path_in_function"].endswith("/policy.yaml")
 
 
+@pytest.mark.stack  # starts the terraform binary
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
 def test_terraform_fmt_is_clean():
     result = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)], capture_output=True,
@@ -498,16 +500,19 @@ def _plan(variables_only, values: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.stack  # starts the terraform binary
 def test_good_values_pass_the_validations(variables_only):
     result = _plan(variables_only, GOOD_VARS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.stack  # starts the terraform binary
 def test_only_project_and_uploaders_are_needed(variables_only):
     result = _plan(variables_only, {"project_id": "my-ml-project", "uploaders": []})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.stack  # starts the terraform binary
 @pytest.mark.parametrize("name,value", BAD_VARS, ids=[f"{n}={v}" for n, v in BAD_VARS])
 def test_bad_values_are_refused(variables_only, name, value):
     result = _plan(variables_only, {**GOOD_VARS, name: value})
