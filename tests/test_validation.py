@@ -168,7 +168,7 @@ def test_schema_layer_reports_unknown_fields_and_enums():
         "type": "NVIDIA_TESLA_A100", "count": 1}}}, Policy(allowed_machine_types=("*",)),
      "trainingInput.masterConfig.acceleratorConfig.type"),
     ({"scaleTier": "CUSTOM", "masterType": "n1-standard-8", "workerType": "n1-standard-8", "workerCount": 20},
-     Policy(), "trainingInput"),
+     Policy(max_replicas=16), "trainingInput"),
     ({"scaleTier": "CUSTOM", "masterType": "n1-standard-8", "masterConfig": {"acceleratorConfig": {
         "type": "NVIDIA_TESLA_T4", "count": 4}}, "workerType": "n1-standard-8", "workerCount": 2,
       "workerConfig": {"acceleratorConfig": {"type": "NVIDIA_TESLA_T4", "count": 4}}}, Policy(), "trainingInput"),
@@ -355,3 +355,29 @@ def test_policy_limits_image_registries_networks_and_web_access():
     assert not [v for v in ok.violations if v.reason == "POLICY_VIOLATION"]
     with pytest.raises(ValueError, match="allow_web_access must be true or false"):
         Policy.from_yaml("allow_web_access: yes please\n")
+
+
+def test_hyperparameter_fields_that_must_be_unset_for_a_type_are_refused_naming_the_field():
+    hp = {"goal": "MAXIMIZE", "hyperparameterMetricTag": "accuracy", "maxTrials": 4, "params": [
+        {"parameterName": "optimizer", "type": "CATEGORICAL", "categoricalValues": ["adam", "sgd"],
+         "minValue": 0, "scaleType": "UNIT_LINEAR_SCALE"},
+        {"parameterName": "width", "type": "DISCRETE", "discreteValues": list(range(1001))}]}
+    found = fields(check(base(hyperparameters=hp)))
+    categorical = "trainingInput.hyperparameters.params[0]"
+    assert "must be unset for the CATEGORICAL parameter 'optimizer'" in found[f"{categorical}.minValue"]
+    assert "must be unset" in found["trainingInput.hyperparameters.params[0].scaleType"]
+    assert "at most 1000" in found["trainingInput.hyperparameters.params[1].discreteValues"]
+    assert "trainingInput.hyperparameters.params[0].maxValue" not in found
+
+
+def test_the_default_policy_refuses_none_of_googles_published_sample_shapes():
+    # The shape of cloudml-samples tensorflow/standard/legacy/criteo_tft/config-large.yaml: 1 + 60 + 29 replicas.
+    large = check(yaml.safe_dump({"trainingInput": {
+        "scaleTier": "CUSTOM", "masterType": "large_model", "workerType": "complex_model_m",
+        "parameterServerType": "large_model", "workerCount": 60, "parameterServerCount": 29,
+        "pythonModule": "trainer.task", "runtimeVersion": "1.15"}}))
+    assert large.valid, large.violations
+    capped = Policy.from_yaml("max_replicas: 16\n")  # a deployer's own cap still applies
+    assert "at most 16" in fields(check(yaml.safe_dump({"trainingInput": {
+        "scaleTier": "CUSTOM", "masterType": "large_model", "workerType": "complex_model_m", "workerCount": 60,
+        "pythonModule": "trainer.task", "runtimeVersion": "1.15"}}), policy=capped))["trainingInput"]

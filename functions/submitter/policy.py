@@ -51,7 +51,7 @@ class Policy:
                                               "standard_v100", "cloud_tpu")
     allowed_accelerators: tuple[str, ...] = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100", "TPU_V2",
                                              "TPU_V3")
-    max_replicas: int = 16
+    max_replicas: int = 100  # Google's published samples go up to 90 (criteo_tft/config-large.yaml)
     max_accelerators: int = 8
     max_running_time_s: float = 2 * 24 * 3600.0
     allowed_service_accounts: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ UNSUPPORTED_RUNTIME = Reason.UNSUPPORTED_RUNTIME
 TEMPLATE_RE = re.compile(r"\{\{.*?\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}|<[A-Za-z_][A-Za-z0-9_ -]*>")
 DOTTED_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 MAX_PACKAGE_URIS = 100  # ml.v1.json TrainingInput.packageUris: "at most 100"
+MAX_DISCRETE_VALUES = 1000  # ml.v1.json ParameterSpec.discreteValues
 
 # Replica roles: (count field, type field, config field, TF_CONFIG name). Source: ml.v1.json TrainingInput.
 ROLES = (
@@ -474,6 +475,12 @@ def _check_hyperparameters(hp: dict[str, Any], f: Findings) -> None:
             values = p.get("categoricalValues")
             if not isinstance(values, list) or not values:
                 f.bad(f"{path}.categoricalValues", f"CATEGORICAL parameter {name!r} needs categoricalValues")
+            # ml.v1.json ParameterSpec: minValue/maxValue "should be unset if type is CATEGORICAL"; scaleType
+            # "Leave unset for categorical parameters".
+            for unset in ("minValue", "maxValue", "scaleType"):
+                if p.get(unset) is not None:
+                    f.bad(f"{path}.{unset}", f"must be unset for the CATEGORICAL parameter {name!r} (the API says "
+                          f"so); remove {unset}", p.get(unset))
         elif kind == "DISCRETE":
             values = p.get("discreteValues")
             maybe = [_num(v) for v in values] if isinstance(values, list) else []
@@ -482,6 +489,8 @@ def _check_hyperparameters(hp: dict[str, Any], f: Findings) -> None:
                 f.bad(f"{path}.discreteValues", f"DISCRETE parameter {name!r} needs numeric discreteValues")
             elif any(b <= a for a, b in zip(nums, nums[1:])):
                 f.bad(f"{path}.discreteValues", f"must be strictly increasing, got {values}", values)
+            elif len(nums) > MAX_DISCRETE_VALUES:  # ml.v1.json: "should not contain more than 1,000 values"
+                f.bad(f"{path}.discreteValues", f"has {len(nums)} values; at most {MAX_DISCRETE_VALUES}", len(nums))
     trials, parallel = _int(hp.get("maxTrials")), _int(hp.get("maxParallelTrials"))
     if trials is not None and parallel is not None and parallel > trials:
         f.bad(f"{base}.maxParallelTrials", f"maxParallelTrials ({parallel}) must not exceed maxTrials ({trials})",
