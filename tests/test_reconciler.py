@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from submitter.reconciler import BACKOFF_MAX_S
+
 from conftest import World
 
 
@@ -118,3 +122,41 @@ def test_warm_ledger_downloads_only_changed_records(world):
     world.ledger.followed()
     assert first == 20
     assert len([k for k in gets if k.startswith("jobs/")]) == 1  # only the record the tick advanced
+
+
+def test_after_an_outage_ticks_back_off_and_the_backlog_is_published_once_per_state(world):
+    from submitter.errors import PublishFailed
+
+    job_id = submitted(world)
+    world.api.set_state(job_id, "RUNNING")
+    world.publisher.fail_next = 1000  # Pub/Sub is down
+    attempts = 0
+    for _ in range(60):  # a minute of one-second scheduler periods
+        try:
+            report = world.reconciler.tick()
+            assert report.skipped and report.backing_off
+        except PublishFailed:
+            attempts += 1
+        world.clock.advance(1)
+    assert 3 <= attempts <= 6  # 2 s, 4 s, 8 s, 16 s, 32 s apart: not 60 re-sends
+    world.publisher.fail_next = 0
+    world.api.set_state(job_id, "SUCCEEDED")
+    world.clock.advance(300)
+    world.reconciler.tick()
+    assert world.publisher.states(job_id) == ["SUBMITTED", "SUCCEEDED"]
+    assert not world.reconciler.tick().backing_off  # recovered: the normal cadence
+
+
+def test_a_429_from_the_training_api_slows_the_reconciler_until_calls_succeed(world):
+    from submitter.errors import BackendUnavailable
+
+    job_id = submitted(world)
+    for _ in range(200):
+        world.api.fail("list", 429, "RESOURCE_EXHAUSTED", "slow down")
+    with pytest.raises(BackendUnavailable):
+        world.reconciler.tick()  # retried within the tick for its budget, then the tick fails
+    assert world.reconciler.tick().backing_off
+    world.api.errors.clear()
+    world.api.set_state(job_id, "RUNNING")
+    world.clock.advance(BACKOFF_MAX_S)
+    assert world.reconciler.tick().published == [(job_id, "RUNNING")]

@@ -171,6 +171,8 @@ def test_persistent_429_fails_the_tick_after_the_deadline_and_the_next_tick_reco
     bounds = [min(0.5 * 2 ** i, 8.0) for i in range(len(sleeps))]  # full jitter under a doubling bound
     assert all(s <= b for s, b in zip(sleeps, bounds)) and sum(sleeps) <= 30.0 + 8.0
     rig.api.errors.clear()
+    assert rig.reconciler.tick().backing_off  # the failed tick slows the next ones down
+    rig.clock.advance(10)
     assert len(rig.reconciler.tick().published) == 3
 
 

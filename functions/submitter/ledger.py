@@ -11,6 +11,7 @@ Keys:
   due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
   specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
   locks/reconciler.json             the lease of the one reconcile tick running now
+  locks/reconciler-backoff.json     after failed ticks: how many in a row, and no tick before `until`
 
 A job gets a `jobs/` record only after its SUBMITTED message is published, so the reconciler can never
 publish a state before SUBMITTED.
@@ -21,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from .clock import iso, parse_iso
 from .model import Origin, PublishedState
 from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
 from .state_store import StateStore
 
 TICK_LOCK_KEY = "locks/reconciler.json"
+BACKOFF_KEY = "locks/reconciler-backoff.json"
 DUE_PREFIX = "due/"
 
 
@@ -210,6 +213,23 @@ class Ledger:
             self.store.delete(f"jobs/{record.key}.json")
             return True
         return self.store.replace(f"jobs/{record.key}.json", updated.to_doc(), record.token) is not None
+
+
+    # -- reconciler backoff ------------------------------------------------------------------------
+    def backoff(self) -> tuple[int, dt.datetime | None]:
+        """(failed ticks in a row, no tick before this time) — (0, None) when ticks run normally."""
+        found = self.store.get(BACKOFF_KEY)
+        if found is None:
+            return 0, None
+        return int(found[0].get("failures", 0)), parse_iso(found[0]["until"])
+
+    def set_backoff(self, failures: int, until: dt.datetime) -> None:
+        """Persist the backoff so every instance (and every scheduler period) honours it."""
+        self.store.put(BACKOFF_KEY, {"failures": failures, "until": iso(until)})
+
+    def clear_backoff(self) -> None:
+        """Ticks succeed again: back to the normal cadence."""
+        self.store.delete(BACKOFF_KEY)
 
 
 def pending_age(pending: PendingDrop, now: dt.datetime) -> float:

@@ -11,6 +11,7 @@ name, so the reconciler knows nothing of any API's ids or state names.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from . import logs
 from .backends import TrainingBackend
 from .clock import Clock
 from .envelope import JobEvent, encode
-from .errors import BackendRefused
+from .errors import BackendRefused, TransientError
 from .leases import Leases
 from .ledger import TICK_LOCK_KEY, Ledger
 from .model import JobState, JobStatus
@@ -31,6 +32,8 @@ from .retry import call_with_retries
 log = logs.get("reconciler")
 Announce = Callable[[JobRecord, JobStatus, tuple[str, ...]], None]
 MAX_MISSES = 5  # ticks in a row with a permanent API error before a job is given up as lost
+BACKOFF_BASE_S = 2.0  # after a failed tick; doubled per failure in a row
+BACKOFF_MAX_S = 300.0
 TICK_LEASE_S = 300.0  # a tick lock older than this belongs to a dead tick (ticks take seconds)
 
 
@@ -41,7 +44,8 @@ class TickReport:
     followed: int = 0
     api_calls: int = 0
     published: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    skipped: bool = False  # another tick held the lock
+    skipped: bool = False  # another tick held the lock, or ticks are backing off
+    backing_off: bool = False  # earlier ticks failed: this one waits for the persisted backoff
 
 
 class Reconciler:
@@ -72,7 +76,20 @@ class Reconciler:
         if lease is None:
             return TickReport(skipped=True)
         try:
-            return self._tick()
+            failures, until = self.ledger.backoff()
+            if until is not None and self.clock.now() < until:
+                return TickReport(skipped=True, backing_off=True)
+            try:
+                report = self._tick()
+            except TransientError:
+                # An outage (Pub/Sub, the training API, a 429): slow down instead of re-sending every period.
+                delay = min(BACKOFF_BASE_S * 2 ** failures, BACKOFF_MAX_S)
+                self.ledger.set_backoff(failures + 1, self.clock.now() + dt.timedelta(seconds=delay))
+                log.warning(f"tick failed ({failures + 1} in a row); next tick in {delay:.0f}s")
+                raise
+            if failures:
+                self.ledger.clear_backoff()
+            return report
         finally:
             self.leases.release(lease)
 
