@@ -2,8 +2,9 @@
 
 The emulator's Java process is frozen (SIGSTOP) for longer than the publish timeout, during which the sample
 is dropped: the function creates the job but cannot announce it (500, the relay redelivers), and the
-reconciler has nothing it may announce yet (ticks that fail to publish back off: test_reconciler.py). After the emulator is thawed, a subscriber that existed before
-the outage sees exactly one SUBMITTED and one terminal state per job, by CloudEvent id.
+reconciler has nothing it may announce yet (ticks that fail to publish back off: test_reconciler.py).
+After the emulator is thawed, a subscriber that existed before the outage sees exactly one SUBMITTED and
+one terminal state per job, by CloudEvent id.
 
 A publish whose outcome is unknown (the request reached the frozen emulator, then the client gave up) is
 sent again after the outage under the same ce-id: that is the one duplicate the design allows, and the
