@@ -4,7 +4,7 @@
 #   drop     watched by the upload function; uploaders create objects here
 #   outputs  default jobDirs (gs://<outputs>/<drop folder>/<jobId>); written by training jobs
 #   state    the submitter's own records: claims, verdicts, followed jobs, one status document per drop
-#   staging  per-job immutable copies of packages (planned: see settings.tf)
+#   staging  per-job immutable, content-addressed copies of packages (SUBMITTER_STAGING_BUCKET)
 #   sources  the function source archives Cloud Functions builds from
 
 locals {

@@ -87,6 +87,18 @@ class FakeStorage:
     def bucket_location(self, bucket):
         return self.locations.get(bucket)
 
+    def stamp(self, bucket, name, when):
+        self._count("stamp")
+        self.stamped = {**getattr(self, "stamped", {}), f"gs://{bucket}/{name}": when}
+
+    def copy(self, source, bucket, name):
+        """Server-side copy of exactly `source`'s generation, create-only (an existing name is returned)."""
+        self._count("copy")
+        data = self._get(source.bucket, source.name, source.generation)
+        if (bucket, name) not in self.objects:
+            self.put(bucket, name, data)
+        return self.info(bucket, name)
+
 
 def error_body(code: int, status: str, message: str, details=None) -> dict:
     """A Google JSON error body (https://cloud.google.com/apis/design/errors)."""

@@ -406,7 +406,7 @@ def test_a_package_arriving_after_submission_is_noted_on_the_status():
     assert w.deliver("incoming/multi/trainer.tar.gz").action == "submitted"
     w.put("incoming/multi/helperlib-0.1.tar.gz", BASELINE_TARBALL)
     assert w.deliver("incoming/multi/helperlib-0.1.tar.gz").action == "duplicate"
-    [note] = w.ledger.status(status_key("drop-bucket", "incoming/multi")).notes
+    note = w.ledger.status(status_key("drop-bucket", "incoming/multi")).notes[-1]
     assert "helperlib-0.1.tar.gz arrived after job" in note and "packageUris" in note
 
 

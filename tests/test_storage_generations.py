@@ -58,3 +58,18 @@ def test_pinned_read_of_an_overwritten_generation_is_missing(client):
     storage = DropStorage("demo-project", client=client)
     with pytest.raises(ObjectMissing):
         storage.read("drop-bucket", "incoming/r/job.yaml", first.generation, max_bytes=100)
+
+
+def test_copy_is_pinned_to_the_source_generation_and_create_only(client):
+    bucket = client.bucket("drop-bucket")
+    client.create_bucket("drop-outputs")
+    first = bucket.blob("incoming/r/p.tar.gz")
+    first.upload_from_string(b"first bytes")
+    storage = DropStorage("demo-project", client=client)
+    source = storage.stat("drop-bucket", "incoming/r/p.tar.gz")
+    staged = storage.copy(source, "drop-outputs", "staging/abc/p.tar.gz")
+    assert client.bucket("drop-outputs").blob(staged.name).download_as_bytes() == b"first bytes"
+    assert storage.copy(source, "drop-outputs", "staging/abc/p.tar.gz").generation == staged.generation  # reused
+    bucket.blob("incoming/r/p.tar.gz").upload_from_string(b"second bytes")  # replaced since inspected
+    with pytest.raises(ObjectMissing):
+        storage.copy(source, "drop-outputs", "staging/def/p.tar.gz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from conftest import BASELINE_TARBALL, BASELINE_YAML, World, baseline_files, make_tarball
@@ -13,7 +14,8 @@ def test_baseline_drop_submits_once_with_completed_spec(world):
     assert world.api.count("create") == 1
     job = world.api.jobs[out.job_id]
     ti = job["trainingInput"]
-    assert ti["packageUris"] == ["gs://drop-bucket/incoming/run-001/package.tar.gz"]
+    sha = hashlib.sha256(BASELINE_TARBALL).hexdigest()  # the job runs an immutable copy of the dropped bytes
+    assert ti["packageUris"] == [f"gs://drop-outputs/staging/{sha}/package.tar.gz"]
     assert ti["args"] == ["--epochs", "3"]  # the service adds --job-dir itself; we never do
     assert ti["jobDir"] == "gs://drop-outputs/run-001"
     assert job["labels"] == {"team": "vision", "submitter": "drop"}
@@ -152,7 +154,8 @@ def test_409_with_same_spec_adopts_and_publishes_submitted_once():
     # The first invocation created the job and died before publishing; the server echoes no args/scaleTier.
     w.api.jobs[job_id] = {"jobId": job_id, "state": "RUNNING", "trainingInput": {
         "pythonModule": "trainer.task", "region": "us-central1", "runtimeVersion": "2.11", "pythonVersion": "3.7",
-        "jobDir": "gs://drop-outputs/run-001", "packageUris": ["gs://drop-bucket/incoming/run-014/package.tar.gz"],
+        "jobDir": "gs://drop-outputs/run-001",
+        "packageUris": [f"gs://drop-outputs/staging/{hashlib.sha256(BASELINE_TARBALL).hexdigest()}/package.tar.gz"],
         "scheduling": {"maxRunningTime": "172800s"}}}
     out = w.deliver("incoming/run-014/job.yaml")
     assert out.action == "adopted"
@@ -222,3 +225,27 @@ def test_two_versions_of_one_distribution_are_rejected():
     assert out.action == "rejected"
     [data] = w.messages()
     assert data["reason"] == "PACKAGE_INVALID" and "distribution 'trainer'" in data["message"]
+
+
+def test_a_package_replaced_or_deleted_after_submission_changes_nothing_and_the_status_says_so():
+    w = World()
+    out = w.drop("incoming/run-050")
+    [staged] = w.api.jobs[out.job_id]["trainingInput"]["packageUris"]
+    staged_name = staged.removeprefix("gs://drop-outputs/")
+    assert w.storage.objects[("drop-outputs", staged_name)][1] == BASELINE_TARBALL
+    w.put("incoming/run-050/package.tar.gz", b"different bytes")  # re-uploaded while the job waits
+    assert w.deliver("incoming/run-050/package.tar.gz").action == "duplicate"
+    [_, note] = w.ledger.status("status/drop-bucket/incoming/run-050.json").notes
+    assert "uploaded again after job" in note and "runs the bytes it was submitted with" in note
+    w.storage.delete("drop-bucket", "incoming/run-050/package.tar.gz")
+    assert w.storage.objects[("drop-outputs", staged_name)][1] == BASELINE_TARBALL  # the copy is the job's
+    w.api.set_state(out.job_id, "SUCCEEDED")
+    w.reconciler.tick()
+    assert staged in w.storage.stamped  # the retention clock of the copy starts when the job ends
+
+
+def test_the_same_package_is_staged_once_for_many_jobs():
+    w = World()
+    first, second = w.drop("incoming/run-051"), w.drop("incoming/run-052")
+    uris = {w.api.jobs[o.job_id]["trainingInput"]["packageUris"][0] for o in (first, second)}
+    assert len(uris) == 1 and w.storage.requests["copy"] == 2  # content-addressed: the second copy is a no-op

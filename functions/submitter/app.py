@@ -88,7 +88,7 @@ class App:
     def reconciler(self) -> Reconciler:
         return Reconciler(self.backend, self.publisher, self.ledger, self.settings.event_source, self.clock,
                           announce=self.submitter.announce, intent_grace_s=self.settings.claim_lease_s,
-                          intent_expiry_s=self.settings.max_event_age_s)
+                          intent_expiry_s=self.settings.max_event_age_s, storage=self.storage)
 
     def handle_cloud_event(self, attributes: Mapping[str, Any], data: Any) -> Outcome:
         """Handle one storage CloudEvent.

@@ -90,6 +90,8 @@ class DropHandler:
         if isinstance(decision, AlreadyDecided):
             if decision.late_package:
                 self._note_late_package(decision)
+            if decision.replaced_package:
+                self._note_replaced_package(decision)
             return Outcome(Action.DUPLICATE, f"{decision.drop.object}#{decision.drop.generation} was already handled",
                            decision.key)
         if isinstance(decision, Identical):
@@ -107,6 +109,14 @@ class DropHandler:
                 "packages before job.yaml, or list them in trainingInput.packageUris, then upload job.yaml again.")
         self.ledger.add_status_note(decision.drop.origin(), note)
         log.warning(note, extra={"ctx": {"jobId": decision.verdict.key, "drop": decision.drop.folder}})
+
+    def _note_replaced_package(self, decision: AlreadyDecided) -> None:
+        """A package uploaded again after its job was submitted changes nothing: the job runs a staged copy."""
+        note = (f"{decision.replaced_package} was uploaded again after job {decision.verdict.key} was submitted; the "
+                "job runs the bytes it was submitted with (a copy staged at submission). To run the new package, "
+                "upload job.yaml again.")
+        self.ledger.add_status_note(decision.drop.origin(), note)
+        log.info(note, extra={"ctx": {"jobId": decision.verdict.key, "drop": decision.drop.folder}})
 
     def _identical(self, decision: Identical) -> Outcome:
         """Not a new submission: record it once as the earlier job's, tell the uploader, publish nothing."""

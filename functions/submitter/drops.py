@@ -176,12 +176,15 @@ class Wait:
 
 @dataclasses.dataclass(frozen=True)
 class AlreadyDecided:
-    """This job.yaml generation has a verdict; `late_package` is a package that arrived after submission."""
+    """This job.yaml generation has a verdict. `late_package` names a package that arrived after submission and
+    is not part of the job; `replaced_package` one the job uses that was uploaded again (the job keeps the
+    bytes it was submitted with)."""
 
     drop: DropRef
     key: str
     verdict: VerdictRecord
     late_package: str | None
+    replaced_package: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,12 +255,15 @@ def decide(bucket: str, where: DropObject, generation: int, snapshot: Snapshot, 
     drop = drop_ref(bucket, where.folder, spec)
     key = naming.derive_job_id(where.drop_name, spec.generation)
     if snapshot.verdict is not None:
-        late = None
+        late = replaced = None
         uri = f"gs://{bucket}/{where.folder}/{where.filename}"
-        uris = snapshot.verdict.package_uris
-        if where.role is ObjectRole.PACKAGE and uris is not None and uri not in uris:
-            late = where.filename
-        return AlreadyDecided(drop, key, snapshot.verdict, late)
+        used = snapshot.verdict.packages
+        if where.role is ObjectRole.PACKAGE and used is not None:
+            if uri not in used:
+                late = where.filename
+            elif used[uri] and used[uri] != generation:
+                replaced = where.filename
+        return AlreadyDecided(drop, key, snapshot.verdict, late, replaced)
     last = snapshot.last_spec
     if last is not None and spec.crc32c and last.generation != spec.generation:
         age = (snapshot.now - last.time).total_seconds()

@@ -8,11 +8,13 @@ StorageRefused. The client is built lazily on first use, never at import.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
 from .errors import ObjectGone, StorageRefused, StorageUnavailable
+from .events import WRITTEN_BY_KEY, WRITTEN_BY_VALUE
 from .objects import ObjectInfo, TooLarge
 
 
@@ -99,6 +101,36 @@ class GcsObjectStore:
                 location = None  # advisory only: a missing permission must not block submission
             self._locations[bucket] = location.lower() if location else None
         return self._locations[bucket]
+
+    def stamp(self, bucket: str, name: str, when: dt.datetime) -> None:
+        blob = self.client.bucket(bucket).blob(name)
+        blob.custom_time = when
+        with storage_errors(f"stamp gs://{bucket}/{name}"):
+            blob.patch()
+
+    def copy(self, source: ObjectInfo, bucket: str, name: str) -> ObjectInfo:
+        from google.api_core.exceptions import PreconditionFailed
+
+        src = self.client.bucket(source.bucket).blob(source.name, generation=source.generation)
+        dst = self.client.bucket(bucket).blob(name)
+        dst.metadata = {WRITTEN_BY_KEY: WRITTEN_BY_VALUE}
+        with storage_errors(f"copy {source.uri}#{source.generation} to gs://{bucket}/{name}"):
+            try:
+                token, _, _ = dst.rewrite(src, if_generation_match=0, if_source_generation_match=source.generation)
+                while token is not None:  # large or cross-location copies take several calls
+                    token, _, _ = dst.rewrite(src, token=token, if_generation_match=0,
+                                              if_source_generation_match=source.generation)
+            except PreconditionFailed:
+                if self._live_generation(source) != source.generation:
+                    raise ObjectGone(f"{source.uri}#{source.generation} was replaced") from None
+                return self.stat(bucket, name)  # already staged: same name, same bytes
+        return _info(bucket, dst)
+
+    def _live_generation(self, source: ObjectInfo) -> int:
+        try:
+            return self.stat(source.bucket, source.name).generation
+        except ObjectGone:
+            return 0
 
     def _pinned_blob(self, bucket: str, name: str, generation: int, max_bytes: int) -> Any:
         blob = self.client.bucket(bucket).blob(name, generation=generation)

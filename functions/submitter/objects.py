@@ -7,6 +7,7 @@ Reads are always pinned to a generation, so a late event never sees newer conten
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import BinaryIO, Protocol
 
 
@@ -66,6 +67,19 @@ class ObjectStore(Protocol):
 
     def bucket_location(self, bucket: str) -> str | None:
         """The bucket's location in lowercase ("us-central1", "us"); None when it cannot be read."""
+        ...
+
+    def stamp(self, bucket: str, name: str, when: dt.datetime) -> None:
+        """Set the object's customTime (a lifecycle rule deletes it a retention period later)."""
+        ...
+
+    def copy(self, source: ObjectInfo, bucket: str, name: str) -> ObjectInfo:
+        """Copy exactly `source`'s generation to `bucket/name`, server-side, unless that name exists already.
+
+        For content-addressed names an existing object holds the same bytes, so it is returned as is.
+        Raises:
+            ObjectGone: the source generation no longer exists.
+        """
         ...
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import re
 import sys
 import tarfile
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from .errors import SpecRejected
 from .reasons import Reason, Violation
@@ -57,11 +58,13 @@ class PackageInfo:
         filename: the package object's file name (for messages).
         top_dir: the single top-level directory, e.g. "trainer-0.1".
         files: member file paths relative to top_dir.
+        sha256: hex SHA-256 of the package's bytes, as read (names its staged copy).
     """
 
     filename: str
     top_dir: str
     files: frozenset[str]
+    sha256: str = ""
 
     def module_problem(self, module: str) -> Violation | None:
         """Why `python -m <module>` would not find `module` once installed, or None if it would.
@@ -135,13 +138,14 @@ def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_M
     def shown(name: str) -> str:
         return repr(safe_text(name, 120, keep_newlines=False))
 
+    hashed = _HashingReader(stream)
     files: set[str] = set()
     links: dict[str, str] = {}  # symlink member path -> target, to resolve chains against the archive root
     tops: set[str] = set()
     total = 0
     count = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|gz", tarinfo=_CappedTarInfo) as archive:
+        with tarfile.open(fileobj=cast(BinaryIO, hashed), mode="r|gz", tarinfo=_CappedTarInfo) as archive:
             for member in archive:
                 count += 1
                 if count > max_members:
@@ -183,7 +187,28 @@ def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_M
         raise reject(f"must hold one top-level directory (an sdist like trainer-0.1/), found {found}")
     if not ({"setup.py", "pyproject.toml"} & files):
         raise reject(f"{shown(next(iter(tops)))} has neither setup.py nor pyproject.toml, so pip cannot install it")
-    return PackageInfo(filename=filename, top_dir=next(iter(tops)), files=frozenset(files))
+    hashed.drain()
+    return PackageInfo(filename=filename, top_dir=next(iter(tops)), files=frozenset(files), sha256=hashed.hexdigest())
+
+
+class _HashingReader:
+    """A read-only stream wrapper that hashes every byte read through it (bounded memory)."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream, self._hash = stream, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read what the tar reader left (end-of-archive padding), so the hash covers the whole package."""
+        while self.read(1024 * 1024):
+            pass
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _resolve(parts: list[str], links: dict[str, str]) -> list[str] | None:

@@ -47,15 +47,25 @@ class SpecInput:
     packages: dict[str, ObjectInfo] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class PackageSource:
+    """A package exactly as it was inspected: the object generation read and the SHA-256 of its bytes."""
+
+    obj: ObjectInfo
+    sha256: str
+
+
 @dataclasses.dataclass
 class Plan:
-    """What would be submitted: the completed Job, its jobId, and every violation, warning and note."""
+    """What would be submitted: the completed Job, its jobId, every violation, warning and note, and the
+    packages as inspected (by packageUris entry), which the submission stages before creating the job."""
 
     job: dict[str, Any]
     job_id: str
     violations: list[Violation]
     warnings: list[str]
     notes: list[str]
+    packages: dict[str, PackageSource] = dataclasses.field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -70,7 +80,8 @@ def spec_defaults(settings: Settings, folder: str, job_id: str, package_uris: tu
         region=settings.region, runtime_version=settings.runtime_version, python_version=settings.python_version,
         labels={settings.job_label_key: settings.job_label_value},
         protected_prefixes=(f"gs://{settings.drop_bucket}/{settings.drop_prefix}",
-                            f"gs://{settings.state_bucket}/{settings.state_prefix}"),
+                            f"gs://{settings.state_bucket}/{settings.state_prefix}",
+                            f"gs://{settings.staging_bucket}/staging/"),
     )
 
 
@@ -113,17 +124,23 @@ class Planner:
         violations = list(checked.violations)
         ti = job.get("trainingInput")
         warnings = list(checked.warnings)
+        sources: dict[str, PackageSource] = {}
         if isinstance(ti, dict):
             taken = {v.field for v in violations}
-            violations += [v for v in self.check_packages(ti, spec.packages, inspect_unlisted) if v.field not in taken]
+            problems = self.check_packages(ti, spec.packages, inspect_unlisted, sources)
+            violations += [v for v in problems if v.field not in taken]
             warnings += self.region_warning(origin_bucket, ti.get("region"))
         job_id = job.get("jobId")
         return Plan(job=job, job_id=job_id if isinstance(job_id, str) else key, violations=violations,
-                    warnings=warnings, notes=checked.notes)
+                    warnings=warnings, notes=checked.notes, packages=sources)
 
-    def check_packages(self, ti: dict[str, Any], known: dict[str, ObjectInfo], inspect_unlisted: bool = True
-                       ) -> list[Violation]:
-        """Inspect every package the job will install (tar headers, streamed) and check pythonModule is in one."""
+    def check_packages(self, ti: dict[str, Any], known: dict[str, ObjectInfo], inspect_unlisted: bool = True,
+                       sources: dict[str, PackageSource] | None = None) -> list[Violation]:
+        """Inspect every package the job will install (tar headers, streamed) and check pythonModule is in one.
+
+        Args:
+            sources: filled with each inspected package's generation and hash, by packageUris entry.
+        """
         uris = ti.get("packageUris")
         if not isinstance(uris, list):
             return []
@@ -137,7 +154,10 @@ class Planner:
             bucket, name = match.group(1), match.group(2)
             try:
                 obj = known.get(uri) or self._retry(functools.partial(self.storage.stat, bucket, name))
-                infos.append(self._inspect(obj))
+                info = self._inspect(obj)
+                infos.append(info)
+                if sources is not None:
+                    sources[uri] = PackageSource(obj, info.sha256)
             except PackageRejected as exc:
                 out.append(exc.violation)
             except TooLarge as exc:

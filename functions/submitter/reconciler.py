@@ -20,17 +20,19 @@ from . import logs
 from .backends import TrainingBackend
 from .clock import Clock
 from .envelope import JobEvent, encode
-from .errors import BackendRefused, TransientError
+from .errors import BackendRefused, ObjectGone, PermanentError, TransientError
 from .leases import Leases
 from .ledger import TICK_LOCK_KEY, Ledger
 from .model import JobState, JobStatus
+from .naming import GCS_URI_RE
+from .objects import ObjectStore
 from .publisher import Publisher
 from .reasons import Reason
 from .records import JobRecord
 from .retry import call_with_retries
 
 log = logs.get("reconciler")
-Announce = Callable[[JobRecord, JobStatus, tuple[str, ...]], None]
+Announce = Callable[[JobRecord, JobStatus, dict[str, int] | None], None]
 MAX_MISSES = 5  # ticks in a row with a permanent API error before a job is given up as lost
 BACKOFF_BASE_S = 2.0  # after a failed tick; doubled per failure in a row
 BACKOFF_MAX_S = 300.0
@@ -61,10 +63,11 @@ class Reconciler:
 
     def __init__(self, backend: TrainingBackend, publisher: Publisher, ledger: Ledger, source: str, clock: Clock,
                  announce: Announce | None = None, intent_grace_s: float = 600.0,
-                 intent_expiry_s: float = 24 * 3600.0):
+                 intent_expiry_s: float = 24 * 3600.0, storage: ObjectStore | None = None):
         self.backend, self.publisher, self.ledger, self.source, self.clock = backend, publisher, ledger, source, clock
         self.leases = Leases(ledger.store, clock)
         self.announce, self.intent_grace_s, self.intent_expiry_s = announce, intent_grace_s, intent_expiry_s
+        self.storage = storage
 
     def tick(self) -> TickReport:
         """One reconciliation pass. Raises TransientErrors after bounded retries (the next tick retries).
@@ -135,10 +138,24 @@ class Reconciler:
                 log.warning("a job noted before creation was never created; forgotten",
                             extra={"ctx": {"jobId": intent.key}})
             return
-        self.announce(dataclasses.replace(intent, handle=status.handle), status, ())
+        self.announce(dataclasses.replace(intent, handle=status.handle), status, None)
         report.published.append((intent.key, "SUBMITTED"))
         log.warning("announced a job whose submitting invocation died after creating it",
                     extra={"ctx": {"jobId": intent.key}})
+
+    def _stamp(self, record: JobRecord) -> None:
+        """The job ended: start the retention clock of its package copies (best effort; the bucket's age rule
+        deletes unstamped copies anyway)."""
+        if self.storage is None:
+            return
+        for uri in record.staged:
+            match = GCS_URI_RE.fullmatch(uri)
+            if match is None:
+                continue
+            try:
+                self.storage.stamp(match.group(1), match.group(2), self.clock.now())
+            except (TransientError, PermanentError, ObjectGone) as exc:
+                log.warning(f"could not stamp {uri}: {exc}", extra={"ctx": {"jobId": record.key}})
 
     def _list_active(self, report: TickReport) -> dict[str, JobStatus]:
         statuses: dict[str, JobStatus] = {}
@@ -172,6 +189,8 @@ class Reconciler:
                          backend=record.handle.backend).with_status(status)
         ids = self.publisher.publish([encode(event, source=self.source)])
         self.ledger.advance(record, state)
+        if state.is_terminal:
+            self._stamp(record)
         report.published.append((record.key, state.value))
         log.info(f"published {state.value}", extra={"ctx": {"jobId": record.key, "state": state.value,
                                                             "messageIds": ids}})

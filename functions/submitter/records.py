@@ -21,24 +21,29 @@ class VerdictRecord:
     Attributes:
         state: SUBMITTED, REJECTED or SUBMIT_FAILED.
         key: the job key.
-        package_uris: the packages a submitted job uses (to explain a package that arrives later).
+        packages: for a submitted job, the packages it uses, by the URI the input named, with the generation
+            staged (to explain a package that arrives or is replaced later); None when unknown.
     """
 
     state: Verdict
     key: str
-    package_uris: tuple[str, ...] | None = None
+    packages: dict[str, int] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"state": self.state.value, "jobId": self.key}
-        if self.package_uris is not None:
-            doc["packageUris"] = list(self.package_uris)
+        if self.packages is not None:
+            doc["packageUris"] = sorted(self.packages)
+            doc["packageGenerations"] = {uri: str(gen) for uri, gen in self.packages.items()}
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> VerdictRecord:
-        uris = doc.get("packageUris")
-        return cls(state=Verdict(doc["state"]), key=str(doc["jobId"]),
-                   package_uris=tuple(uris) if isinstance(uris, list) else None)
+        packages: dict[str, int] | None = None
+        if isinstance(doc.get("packageGenerations"), dict):
+            packages = {str(u): int(g) for u, g in doc["packageGenerations"].items()}
+        elif isinstance(doc.get("packageUris"), list):
+            packages = {str(u): 0 for u in doc["packageUris"]}
+        return cls(state=Verdict(doc["state"]), key=str(doc["jobId"]), packages=packages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +60,7 @@ class JobRecord:
         state: the last published state (SUBMITTED, then job states).
         origin: where the job came from (its fields are what events carry).
         labels / job_dir / warnings: context for consumers.
+        staged: gs:// URIs of the package copies the job runs (their customTime is stamped when it ends).
         announced: SUBMITTED was published.
         since: when the record was written.
         token: the record's generation in the store (for compare-and-set).
@@ -69,6 +75,7 @@ class JobRecord:
     announced: bool = True
     since: dt.datetime | None = None
     warnings: tuple[str, ...] = ()
+    staged: tuple[str, ...] = ()
     token: int = 0
     misses: int = 0
 
@@ -80,7 +87,7 @@ class JobRecord:
         return {"jobId": self.handle.key, "state": self.state.value, "handle": self.handle.as_dict(),
                 "origin": self.origin.as_dict(), "labels": self.labels, "jobDir": self.job_dir,
                 "announced": self.announced, "since": iso(self.since) if self.since else None,
-                "warnings": list(self.warnings), "misses": self.misses}
+                "warnings": list(self.warnings), "staged": list(self.staged), "misses": self.misses}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], token: int = 0) -> JobRecord:
@@ -91,7 +98,8 @@ class JobRecord:
                    labels=dict(doc.get("labels") or {}), job_dir=doc.get("jobDir"),
                    announced=bool(doc.get("announced", True)),
                    since=parse_iso(doc["since"]) if doc.get("since") else None,
-                   warnings=tuple(doc.get("warnings") or ()), token=token, misses=int(doc.get("misses", 0)))
+                   warnings=tuple(doc.get("warnings") or ()), staged=tuple(doc.get("staged") or ()), token=token,
+                   misses=int(doc.get("misses", 0)))
 
 
 @dataclasses.dataclass(frozen=True)

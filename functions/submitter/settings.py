@@ -61,6 +61,8 @@ VARIABLES: tuple[Variable, ...] = (
          "bucket", required=True),
     _var("STATE_BUCKET", "state_bucket", "str", None, "bucket of the submitter's own records", required=True),
     _var("STATE_PREFIX", "state_prefix", "str", "submitter/", "prefix of those records"),
+    _var("STAGING_BUCKET", "staging_bucket_name", "str", None, "bucket for immutable per-job copies of packages "
+         "(under staging/; default: the outputs bucket)"),
     _var("TOPIC", "topic", "str", None, "topic for state events (name or projects/P/topics/T)", required=True),
     _var("BACKEND", "backend", "str", "ml_v1", "training API: " + " or ".join(KNOWN_BACKENDS)),
     _var("TRAINING_API_ENDPOINT", "training_api_endpoint", "str", None, "endpoint override (the local training "
@@ -134,9 +136,15 @@ class Settings:
     claim_lease_s: float = 120.0
     claim_wait_s: float = 10.0
     policy_file: str | None = None
+    staging_bucket_name: str | None = None
     job_label_key: str = "submitter"
     job_label_value: str = "drop"
     policy: Policy = dataclasses.field(default_factory=Policy)
+
+    @property
+    def staging_bucket(self) -> str:
+        """Where packages are staged before a job is created (the outputs bucket unless one is set)."""
+        return self.staging_bucket_name or self.output_bucket
 
     @property
     def event_source(self) -> str:
@@ -232,7 +240,7 @@ def _check_names(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"{ENV_PREFIX}PROJECT={project!r} is not a project id (6-30 lowercase letters, digits and "
                         "hyphens, starting with a letter); an unrendered placeholder like {PROJECT}?")
     for attr, suffix in (("drop_bucket", "DROP_BUCKET"), ("output_bucket", "OUTPUT_BUCKET"),
-                         ("state_bucket", "STATE_BUCKET")):
+                         ("state_bucket", "STATE_BUCKET"), ("staging_bucket_name", "STAGING_BUCKET")):
         bucket = values.get(attr)
         if bucket and not BUCKET_RE.fullmatch(bucket):
             problems.append(f"{ENV_PREFIX}{suffix}={bucket!r} is not a bucket name (3-63 lowercase letters, digits, "

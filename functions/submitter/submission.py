@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import logs
 from .backends import TrainingBackend
@@ -27,7 +28,7 @@ from .leases import Lease, LeaseLost, Leases
 from .ledger import Ledger, claim_key
 from .model import DropStatus, JobHandle, JobRequest, JobStatus, Origin, Verdict
 from .objects import ObjectStore
-from .planning import Planner, SpecInput
+from .planning import PackageSource, Planner, SpecInput
 from .publisher import Publisher
 from .reasons import Reason, Violation
 from .records import JobRecord, StatusDocument, VerdictRecord
@@ -38,6 +39,7 @@ from .text import safe_text
 log = logs.get("submission")
 T = TypeVar("T")
 CLAIM_POLL_S = 0.25
+STAGING_PREFIX = "staging/"  # where immutable copies of packages live in the staging bucket
 
 
 class Action(enum.StrEnum):
@@ -148,14 +150,17 @@ class Submitter:
         for warning in warnings:
             log.warning(warning, extra={"ctx": {"jobId": job_id, "origin": origin.name}})
         claim.renew()  # the slow part starts: keep the claim while creating the job
+        job = self._stage(job, plan.packages)
+        claim.renew()
         labels = dict(job.get("labels") or {})
         job_dir = ti.get("jobDir") if isinstance(ti, dict) else None
-        uris = tuple(ti.get("packageUris") or ()) if isinstance(ti, dict) else ()
+        used = {uri: source.obj.generation for uri, source in plan.packages.items()}
         # Written before the job exists, so a job whose invocation dies right after creating it is still found
         # and followed by the reconciler, even if the event never comes back.
+        staged = tuple(job["trainingInput"].get("packageUris") or ()) if plan.packages else ()
         record = self.ledger.intend(JobRecord(
             handle=JobHandle(self.backend.name, "", job_id), state=Verdict.SUBMITTED, origin=origin, labels=labels,
-            job_dir=job_dir, announced=False, since=self.clock.now(), warnings=tuple(warnings)))
+            job_dir=job_dir, announced=False, since=self.clock.now(), warnings=tuple(warnings), staged=staged))
         try:
             submission = self.retry(lambda: self.backend.submit(JobRequest(job_id, job, origin.name)))
         except BackendRefused as exc:
@@ -164,13 +169,38 @@ class Submitter:
                                message=f"the training API refused the job: {exc.code} {exc.status}: {exc.message}")
         claim.renew()
         if not record.announced:
-            self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, uris)
+            self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, used)
         else:
-            self.record_submitted(origin, job_id, submission.status, record, uris)
+            self.record_submitted(origin, job_id, submission.status, record, used)
         action = Action.ADOPTED if submission.adopted else Action.SUBMITTED
         return Outcome(action, f"job {job_id} {action.value}", job_id)
 
-    def announce(self, record: JobRecord, status: JobStatus, package_uris: tuple[str, ...]) -> None:
+    def _stage(self, job: dict[str, Any], packages: dict[str, PackageSource]) -> dict[str, Any]:
+        """The job with each package replaced by an immutable copy of exactly the bytes inspected.
+
+        Each package is copied server-side, preconditioned on the generation that was inspected, to
+        `gs://<staging bucket>/<STAGING_PREFIX><sha256>/<file name>`: content-addressed, so the same package
+        is staged once however many jobs use it. A package re-uploaded or deleted after submission then
+        changes nothing for the job (gcloud stages per job too).
+        Raises:
+            ObjectGone: a package was replaced since it was inspected (its new generation has an event).
+        """
+        ti = job.get("trainingInput")
+        uris = ti.get("packageUris") if isinstance(ti, dict) else None
+        if not isinstance(ti, dict) or not isinstance(uris, list) or not packages:
+            return job
+        staged = []
+        for uri in uris:
+            source = packages.get(uri)
+            if source is None:
+                staged.append(uri)
+                continue
+            name = f"{STAGING_PREFIX}{source.sha256}/{source.obj.filename}"
+            copy = self.retry(functools.partial(self.storage.copy, source.obj, self.settings.staging_bucket, name))
+            staged.append(copy.uri)
+        return {**job, "trainingInput": {**ti, "packageUris": staged}}
+
+    def announce(self, record: JobRecord, status: JobStatus, packages: dict[str, int] | None) -> None:
         """Publish SUBMITTED for an intended job, mark it announced, record the verdict and the status.
 
         Used by the submission path, and by the reconciler for a job whose invocation died after creating it.
@@ -182,15 +212,17 @@ class Submitter:
         log.info("published SUBMITTED", extra={"ctx": {"jobId": record.key, "origin": record.origin.name,
                                                        "messageIds": ids}})
         self.ledger.announce(record)
-        self.record_submitted(record.origin, record.key, status, record, package_uris)
+        self.record_submitted(record.origin, record.key, status, record, packages)
 
     def record_submitted(self, origin: Origin, job_id: str, status: JobStatus, record: JobRecord,
-                         package_uris: tuple[str, ...]) -> None:
+                         packages: dict[str, int] | None) -> None:
         """The SUBMITTED verdict on the input and its status document."""
-        self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, job_id, package_uris))
+        self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, job_id, packages))
+        notes = ((f"the job runs copies of its packages staged at submission ({', '.join(record.staged)}); "
+                  "replacing or deleting the drop's packages does not change it",) if record.staged else ())
         self.ledger.write_status(origin, StatusDocument(
             state=DropStatus.SUBMITTED, key=job_id, time=self.clock.now(), origin=origin.fields,
-            job_dir=record.job_dir, warnings=record.warnings, resource_name=status.handle.name))
+            job_dir=record.job_dir, warnings=record.warnings, resource_name=status.handle.name, notes=notes))
 
     # -- verdicts ---------------------------------------------------------------------------------
     def refuse(self, origin: Origin, key: str, verdict: Verdict, violations: list[Violation], *,

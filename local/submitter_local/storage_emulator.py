@@ -82,7 +82,7 @@ class _FixedRequestHandler(RequestHandler):
 
     def do_POST(self) -> None:
         self._fix_content_type()
-        if self._precondition_failed():
+        if self._precondition_failed() or self._rewrite_precondition_failed():
             return
         super().do_POST()
 
@@ -93,6 +93,7 @@ class _FixedRequestHandler(RequestHandler):
 
     # -- generation semantics ----------------------------------------------------------------
     _UPLOAD_RE = re.compile(r"^/upload/storage/v1/b/([^/]+)/o$")
+    _REWRITE_RE = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)/(?:rewriteTo|copyTo)/b/([^/]+)/o/(.+)$")
     _OBJECT_RE = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/(.+)$")
 
     def _live_generation(self, bucket: str, name: str) -> int:
@@ -125,6 +126,21 @@ class _FixedRequestHandler(RequestHandler):
             return False
         expected = int(query["ifGenerationMatch"][0])
         if self._live_generation(unquote(match.group(1)), name) != expected:
+            self._error(412, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
+            return True
+        return False
+
+    def _rewrite_precondition_failed(self) -> bool:
+        """Enforce ifGenerationMatch (destination) and ifSourceGenerationMatch on copies; True when a 412 was sent."""
+        url = urlsplit(self.path)
+        match = self._REWRITE_RE.match(url.path)
+        if not match:
+            return False
+        query = parse_qs(url.query)
+        src_bucket, src_name, dst_bucket, dst_name = (unquote(g) for g in match.groups())
+        checks = [(query.get("ifGenerationMatch"), self._live_generation(dst_bucket, dst_name)),
+                  (query.get("ifSourceGenerationMatch"), self._live_generation(src_bucket, src_name))]
+        if any(wanted and int(wanted[0]) != live for wanted, live in checks):
             self._error(412, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
             return True
         return False
