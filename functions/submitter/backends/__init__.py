@@ -7,6 +7,10 @@ tree (`errors.BackendRefused`, `errors.JobConflict`, `errors.BackendUnavailable`
 
 Adapters: `ml_v1` (AI Platform Training `projects.jobs`; the local training service speaks it).
 Adapters are built with a transport: tests pass an in-memory API instead of patching internals.
+
+An adapter may also offer `check(job) -> (violations, warnings)`: translate and validate a completed job without
+calling the API. The planner calls it (`backend_check`) before anything is created, so a job the training API
+cannot run is REJECTED with the fields to fix, not SUBMIT_FAILED.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..model import JobHandle, JobRequest, JobStatus, Submission
 
 if TYPE_CHECKING:
+    from ..reasons import Violation
     from ..settings import Settings
 
 # Every backend a deployment may name in SUBMITTER_BACKEND (settings.py checks against this).
@@ -63,6 +68,19 @@ class TrainingBackend(Protocol):
     def describe(self, handle: JobHandle) -> dict[str, Any]:
         """The API's own resource for the job (for `--json` output)."""
         ...
+
+
+def backend_check(backend: Any, job: dict[str, Any]) -> tuple[list[Violation], list[str]]:
+    """The backend's own check of a completed job, before any call: (violations, warnings).
+
+    `check(job)` is optional in an adapter (pure: translate and validate, no I/O); without one the answer is
+    ([], []).
+    """
+    check = getattr(backend, "check", None)
+    if not callable(check):
+        return [], []
+    violations, warnings = check(job)
+    return list(violations), list(warnings)
 
 
 def build_backend(settings: Settings, transport: Any = None) -> TrainingBackend:
