@@ -36,6 +36,9 @@ locals {
     SUBMITTER_MAX_EVENT_AGE_SECONDS = tostring(local.max_event_age_seconds)
     SUBMITTER_CLAIM_LEASE_SECONDS   = tostring(local.claim_lease_seconds)
     SUBMITTER_POLICY_FILE           = local.policy_path_in_function
+    # The identity Vertex AI jobs run as when a spec names none (without it a job runs as the Vertex AI Custom
+    # Code Service Agent); the code's policy always allows it.
+    SUBMITTER_TRAINING_SERVICE_ACCOUNT = google_service_account.training.email
   }
 
   # Read by the code, deliberately not set: the code's defaults (settings.py) are the deployment's.
@@ -57,7 +60,5 @@ locals {
   submitter_env_planned = {
     # Per-job immutable, content-addressed copies of packages (bucket, lifecycle and IAM in buckets.tf/iam.tf).
     SUBMITTER_STAGING_BUCKET = google_storage_bucket.staging.name
-    # The identity Vertex AI jobs run as (without it a job runs as the Vertex AI Custom Code Service Agent).
-    SUBMITTER_TRAINING_SERVICE_ACCOUNT = google_service_account.training.email
   }
 }

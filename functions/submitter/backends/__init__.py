@@ -5,8 +5,10 @@ model (`model.py`) to and from its API, owns its idempotency (how a retried subm
 earlier attempt created), maps its states onto `JobState`, and translates its failures into the error
 tree (`errors.BackendRefused`, `errors.JobConflict`, `errors.BackendUnavailable`).
 
-Adapters: `ml_v1` (AI Platform Training `projects.jobs`; the local training service speaks it).
-Adapters are built with a transport: tests pass an in-memory API instead of patching internals.
+Adapters: `ml_v1` (AI Platform Training `projects.jobs`; the local training service speaks it) and `vertex`
+(Vertex AI custom training `projects.locations.customJobs`, the cloud default; `vertex_translate` turns the AI
+Platform job spec into a CustomJob). Adapters are built with a transport: tests pass an in-memory API instead of
+patching internals.
 
 An adapter may also offer `check(job) -> (violations, warnings)`: translate and validate a completed job without
 calling the API. The planner calls it (`backend_check`) before anything is created, so a job the training API
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 # Every backend a deployment may name in SUBMITTER_BACKEND (settings.py checks against this).
-KNOWN_BACKENDS: tuple[str, ...] = ("ml_v1",)
+KNOWN_BACKENDS: tuple[str, ...] = ("ml_v1", "vertex")
 PAGE_SIZE = 100  # the APIs' maximum page size
 
 
@@ -102,4 +104,12 @@ def build_backend(settings: Settings, transport: Any = None) -> TrainingBackend:
                            anonymous=settings.anonymous_credentials, label=(settings.job_label_key,
                                                                               settings.job_label_value),
                            transport=transport)
+    if settings.backend == "vertex":
+        from .vertex import VertexBackend
+
+        return VertexBackend(project=settings.project, region=settings.region,
+                             regions=settings.policy.allowed_regions, endpoint=settings.training_api_endpoint,
+                             anonymous=settings.anonymous_credentials,
+                             label=(settings.job_label_key, settings.job_label_value),
+                             service_account=settings.training_service_account, transport=transport)
     raise ConfigurationError(f"unknown backend {settings.backend!r} (known: {', '.join(KNOWN_BACKENDS)})")
