@@ -444,12 +444,19 @@ def test_cli_status_jobs_list_cancel_and_logs_work_on_vertex_jobs(cli_env):
     assert missing.exit_code == 1 and "not found in Vertex AI" in missing.output
 
 
-def test_cli_validate_on_a_vertex_deployment_reports_the_vertex_violations(cli_env, tmp_path):
+def test_cli_validate_on_a_vertex_deployment_reports_the_vertex_violations(monkeypatch, tmp_path):
+    """Offline: the real build_backend, no transport, no network (check() calls nothing)."""
+    import os
+
     from click.testing import CliRunner
 
     from submitter_cli import main
 
-    _, _, env = cli_env
+    for name in [n for n in os.environ if n.startswith("SUBMITTER_")]:
+        monkeypatch.delenv(name)
+    env = {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-bucket",
+           "SUBMITTER_OUTPUT_BUCKET": "drop-outputs", "SUBMITTER_STATE_BUCKET": "drop-state",
+           "SUBMITTER_TOPIC": "training-job-events", "SUBMITTER_BACKEND": "vertex"}
     (tmp_path / "job.yaml").write_bytes(BASELINE_WITH_TUNING)
     (tmp_path / "package.tar.gz").write_bytes(BASELINE_TARBALL)
     result = CliRunner().invoke(main, ["validate", str(tmp_path), "--json"], env=env)
@@ -458,3 +465,64 @@ def test_cli_validate_on_a_vertex_deployment_reports_the_vertex_violations(cli_e
     (tmp_path / "job.yaml").write_bytes(BASELINE_YAML)
     ok = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path), "--json"], env=env).output)
     assert ok["valid"] and any("Vertex AI's prebuilt image" in w for w in ok["warnings"])
+
+
+PLAUSIBLE = {
+    "scaleTier": ["BASIC", "BASIC_GPU", "BASIC_TPU", "STANDARD_1", "CUSTOM", "CUSTOM", "CUSTOM"],
+    "masterType": ["n1-standard-8", "standard", "complex_model_m", "standard_gpu", "large_model_v100", "cloud_tpu",
+                   "n1-highcpu-16", None],
+    "workerType": ["n1-standard-8", "complex_model_m", "cloud_tpu", "standard_p100"],
+    "workerCount": [0, 1, 2, "3"],
+    "parameterServerType": ["n1-highmem-8", "large_model"],
+    "parameterServerCount": [0, 1],
+    "evaluatorType": ["n1-standard-4", "standard"],
+    "evaluatorCount": [0, 1],
+    "masterConfig": [{}, {"acceleratorConfig": {"type": "NVIDIA_TESLA_T4", "count": 1}},
+                     {"acceleratorConfig": {"type": "NVIDIA_TESLA_K80", "count": 2}},
+                     {"diskConfig": {"bootDiskSizeGb": 50}}, {"imageUri": "us-docker.pkg.dev/p/r/t:1"}],
+    "workerConfig": [{}, {"acceleratorConfig": {"type": "TPU_V3", "count": 8}},
+                     {"acceleratorConfig": {"type": "TPU_V2_POD", "count": 32}}],
+    "scheduling": [{"maxWaitTime": "3600s"}, {"priority": 3}, {"maxRunningTime": "3600s"}],
+    "runtimeVersion": ["1.15", "2.1", "2.11", None],
+    "useChiefInTfConfig": [True, False],
+    "region": ["us-central1", "europe-west4", "asia-east1"],
+}
+
+
+def plausible_specs(seed: int, n: int):
+    """Valid-looking specs with a few random, mostly plausible changes: many submit, some are refused."""
+    import random
+
+    import yaml
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        doc = yaml.safe_load(BASELINE_YAML)
+        for field in rng.sample(sorted(PLAUSIBLE), rng.randint(1, 5)):
+            value = rng.choice(PLAUSIBLE[field])
+            if value is None:
+                doc["trainingInput"].pop(field, None)
+            else:
+                doc["trainingInput"][field] = value
+        yield yaml.safe_dump(doc)
+
+
+def test_plausible_specs_on_the_vertex_backend_each_get_exactly_one_verdict_and_valid_jobs():
+    api, w = vertex_world()
+    actions = []
+    for i, text in enumerate(plausible_specs(seed=29, n=200)):
+        before = len(w.publisher.messages)
+        out = w.drop(f"incoming/fuzz-{i}", spec=text.encode())
+        actions.append(out.action)
+        assert out.action in ("submitted", "rejected"), (out, text)
+        published = w.publisher.messages[before:]
+        assert [m.attributes["state"] for m in published] == [out.action.upper()]
+        for m in published:
+            validate_message(m.attributes, json.loads(m.data))
+    assert actions.count("submitted") >= 30 and actions.count("rejected") >= 20  # both paths were exercised
+    assert api.count("create") == actions.count("submitted") == len(api.jobs)
+    from submitter import schema
+
+    for job in api.jobs.values():  # what reached the API is a valid CustomJob
+        body = {k: v for k, v in job.items() if k not in ("name", "state", "createTime", "updateTime")}
+        assert schema.check_custom_job(body) == [] and vt.validate(body) == []
