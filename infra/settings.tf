@@ -38,6 +38,9 @@ locals {
     SUBMITTER_POLICY_FILE           = local.policy_path_in_function
     # Per-job immutable, content-addressed copies of packages (bucket, lifecycle and IAM in buckets.tf/iam.tf).
     SUBMITTER_STAGING_BUCKET = google_storage_bucket.staging.name
+    # The identity Vertex AI jobs run as when a spec names none (without it a job runs as the Vertex AI Custom
+    # Code Service Agent); the code's policy always allows it.
+    SUBMITTER_TRAINING_SERVICE_ACCOUNT = google_service_account.training.email
   }
 
   # Read by the code, deliberately not set: the code's defaults (settings.py) are the deployment's.
@@ -57,7 +60,5 @@ locals {
   # the functions (no variable the code does not read). tests/infra/ fails as soon as one of these names
   # appears in VARIABLES, to say: move it into submitter_env.
   submitter_env_planned = {
-    # The identity Vertex AI jobs run as (without it a job runs as the Vertex AI Custom Code Service Agent).
-    SUBMITTER_TRAINING_SERVICE_ACCOUNT = google_service_account.training.email
   }
 }

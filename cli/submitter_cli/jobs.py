@@ -67,7 +67,8 @@ def list_jobs(states: tuple[str, ...], show_all: bool) -> None:
             ours = job.labels.get(settings.job_label_key) == settings.job_label_value
             state = job.state.value if job.state else job.api_state
             if (show_all or ours) and (not wanted or state in wanted):
-                click.echo(f"{job.handle.key:<60} {state:<12} {job.create_time or ''}")
+                # a Vertex job whose key does not fit a label shows its resource name instead
+                click.echo(f"{job.handle.key or job.handle.name:<60} {state:<12} {job.create_time or ''}")
         if not token:
             return
 

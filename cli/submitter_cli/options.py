@@ -121,7 +121,10 @@ def check_offline(settings: Settings, spec_text: bytes, spec_name: str, drop_nam
     store = LocalPackages(files)
     spec = SpecInput(parsed=parsed, defaults=spec_defaults(settings, folder, job_id, tuple(files)),
                      packages={uri: store.info(uri) for uri in files})
-    plan = Planner(settings, store, SystemClock()).plan(spec, derived, flags=flags, inspect_unlisted=False)
+    from submitter.backends import build_backend  # the deployment's backend checks too (Vertex: the CustomJob)
+
+    planner = Planner(settings, store, SystemClock(), backend=build_backend(settings))
+    plan = planner.plan(spec, derived, flags=flags, inspect_unlisted=False)
     ti = plan.job.get("trainingInput")
     if isinstance(ti, dict):
         missing = missing_packages(plan.job, settings.drop_bucket, folder, [p.name for p in local_packages])

@@ -2,7 +2,9 @@
 
 `Planner.plan` merges and checks the spec (`validation.py`: schema, rules, policy), inspects every
 package the job will install from its tar headers (streamed, wherever it lives), and adds advice (the
-job's region against the input bucket's location). The function's submission path and `submitter
+job's region against the input bucket's location), and, given a backend, runs the backend's own check
+(`backends.backend_check`: the Vertex backend translates the job into a CustomJob and validates it), so a job the
+training API cannot run is rejected before anything is created. The function's submission path and `submitter
 validate` / `submitter submit` run this same planner; only the storage they read through differs (Cloud
 Storage, or local files).
 """
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import validation
+from .backends import backend_check
 from .clock import Clock
 from .errors import ObjectGone, StorageRefused
 from .naming import GCS_URI_RE
@@ -92,10 +95,11 @@ class Planner:
         settings: policy and caps.
         storage: where packages are read (Cloud Storage, or local files for the CLI).
         clock: for bounded retries of transient read failures.
+        backend: the training backend whose `check` (if it has one) runs on every completed job; None for none.
     """
 
-    def __init__(self, settings: Settings, storage: ObjectStore, clock: Clock):
-        self.settings, self.storage, self.clock = settings, storage, clock
+    def __init__(self, settings: Settings, storage: ObjectStore, clock: Clock, backend: Any = None):
+        self.settings, self.storage, self.clock, self.backend = settings, storage, clock, backend
         # Package inspections by (bucket, name, generation), oldest first: a package is read once per generation.
         self._inspected: collections.OrderedDict[tuple[str, str, int], PackageInfo] = collections.OrderedDict()
 
@@ -130,6 +134,10 @@ class Planner:
             problems = self.check_packages(ti, spec.packages, inspect_unlisted, sources)
             violations += [v for v in problems if v.field not in taken]
             warnings += self.region_warning(origin_bucket, ti.get("region"))
+            more, notes = backend_check(self.backend, job)
+            taken = {v.field for v in violations}  # one problem per field: the shared checks' own comes first
+            violations += [v for v in more if v.field not in taken]
+            warnings += [n for n in notes if n not in warnings]
         job_id = job.get("jobId")
         return Plan(job=job, job_id=job_id if isinstance(job_id, str) else key, violations=violations,
                     warnings=warnings, notes=checked.notes, packages=sources)

@@ -4,6 +4,11 @@ Source of truth: `googleapiclient/discovery_cache/documents/ml.v1.json`, bundled
 google-api-python-client (a runtime dependency, so it ships with the function). It is read
 once, lazily, on first use; nothing here copies its field lists or enums.
 
+The same walker checks other documents bundled with the client: a `Document` names the file, the root
+schema and the schema-name prefix. `ML_V1` (the default of every function here) is the ml v1 Job;
+`AIPLATFORM_V1` is Vertex AI's `GoogleCloudAiplatformV1CustomJob` in `aiplatform.v1.json`, which the
+Vertex backend checks its translated CustomJob against (`check_custom_job`).
+
 `check_job(job)` walks a Job dict against `GoogleCloudMlV1__Job`, following `$ref`s
 (TrainingInput, ReplicaConfig, AcceleratorConfig, DiskConfig, Scheduling,
 HyperparameterSpec, ParameterSpec, EncryptionConfig, PredictionInput, ...), and reports:
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import difflib
 import functools
 import importlib.resources
@@ -71,6 +77,33 @@ DOCUMENT_PACKAGE = "googleapiclient"
 DOCUMENT_PATH = "discovery_cache/documents/ml.v1.json"
 JOB_SCHEMA = "GoogleCloudMlV1__Job"
 SCHEMA_PREFIX = "GoogleCloudMlV1__"
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """A discovery document bundled with google-api-python-client, and the schema a check starts from.
+
+    Attributes:
+        path: the document inside the `googleapiclient` package ("discovery_cache/documents/ml.v1.json").
+        root: the schema `check` walks from ("GoogleCloudMlV1__Job").
+        prefix: the schema-name prefix short names omit ("GoogleCloudMlV1__": "TrainingInput" is accepted
+            for "GoogleCloudMlV1__TrainingInput", and messages say "TrainingInput").
+        label: how messages name the document ("ml v1").
+    """
+
+    path: str
+    root: str
+    prefix: str
+    label: str
+
+    def load(self) -> dict[str, Any]:
+        """The parsed document (parsed once per path and cached; treat it as read-only)."""
+        return _load_document(self.path)
+
+
+ML_V1 = Document(DOCUMENT_PATH, JOB_SCHEMA, SCHEMA_PREFIX, "ml v1")
+AIPLATFORM_V1 = Document("discovery_cache/documents/aiplatform.v1.json", "GoogleCloudAiplatformV1CustomJob",
+                         "GoogleCloudAiplatformV1", "aiplatform v1")
 
 _INT_RANGES = {
     "int32": (-(2**31), 2**31 - 1),
@@ -92,8 +125,14 @@ MAX_REPORTS = 1000  # violations listed for one spec; the walk stops there
 
 
 # -- the document ----------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def document() -> dict[str, Any]:
+@functools.lru_cache(maxsize=4)
+def _load_document(path: str) -> dict[str, Any]:
+    ref = importlib.resources.files(DOCUMENT_PACKAGE).joinpath(path)
+    doc: dict[str, Any] = json.loads(ref.read_text(encoding="utf-8"))
+    return doc
+
+
+def document(doc: Document = ML_V1) -> dict[str, Any]:
     """The ml v1 discovery document, parsed once and cached (treat it as read-only).
 
     Returns:
@@ -103,46 +142,45 @@ def document() -> dict[str, Any]:
         a property has "type" ("string", "integer", "number", "boolean", "array", "object",
         "any") and optional "format", "enum", "enumDescriptions", "items",
         "additionalProperties", "readOnly", "description", or just "$ref" (a schema name).
+        With `doc`, that document instead (e.g. `AIPLATFORM_V1`).
     """
-    ref = importlib.resources.files(DOCUMENT_PACKAGE).joinpath(DOCUMENT_PATH)
-    doc: dict[str, Any] = json.loads(ref.read_text(encoding="utf-8"))
-    return doc
+    return doc.load()
 
 
-def _schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = document()["schemas"]
+def _schemas(doc: Document = ML_V1) -> dict[str, Any]:
+    schemas: dict[str, Any] = doc.load()["schemas"]
     return schemas
 
 
-def _schema_name(name: str) -> str:
+def _schema_name(name: str, doc: Document = ML_V1) -> str:
     """Full schema name; "TrainingInput" is accepted for "GoogleCloudMlV1__TrainingInput"."""
-    schemas = _schemas()
+    schemas = _schemas(doc)
     if name in schemas:
         return name
-    if SCHEMA_PREFIX + name in schemas:
-        return SCHEMA_PREFIX + name
-    raise KeyError(f"no schema {name!r} in the ml v1 discovery document")
+    if doc.prefix + name in schemas:
+        return doc.prefix + name
+    raise KeyError(f"no schema {name!r} in the {doc.label} discovery document")
 
 
-def _short(schema_name: str) -> str:
-    return re.sub(r"^GoogleCloudMlV1_+", "", schema_name)
+def _short(schema_name: str, doc: Document = ML_V1) -> str:
+    return re.sub(rf"^{re.escape(doc.prefix.rstrip('_'))}_*", "", schema_name)
 
 
-def _properties(schema_name: str) -> dict[str, Any]:
-    props: dict[str, Any] = _schemas()[_schema_name(schema_name)].get("properties", {})
+def _properties(schema_name: str, doc: Document = ML_V1) -> dict[str, Any]:
+    props: dict[str, Any] = _schemas(doc)[_schema_name(schema_name, doc)].get("properties", {})
     return props
 
 
-def _property(schema_name: str, field: str) -> dict[str, Any]:
-    full = _schema_name(schema_name)
-    props = _properties(full)
+def _property(schema_name: str, field: str, doc: Document = ML_V1) -> dict[str, Any]:
+    full = _schema_name(schema_name, doc)
+    props = _properties(full, doc)
     if field not in props:
-        raise KeyError(f"{_short(full)} has no field {field!r}")
+        raise KeyError(f"{_short(full, doc)} has no field {field!r}")
     prop: dict[str, Any] = props[field]
     return prop
 
 
-def field_names(schema_name: str) -> list[str]:
+def field_names(schema_name: str, *, doc: Document = ML_V1) -> list[str]:
     """Field names of a schema, in document order.
 
     Args:
@@ -150,10 +188,11 @@ def field_names(schema_name: str) -> list[str]:
     Raises:
         KeyError: unknown schema.
     """
-    return list(_properties(schema_name))
+    return list(_properties(schema_name, doc))
 
 
-def enum_values(schema_name: str, field: str, *, include_placeholders: bool = True) -> list[str]:
+def enum_values(schema_name: str, field: str, *, include_placeholders: bool = True,
+                doc: Document = ML_V1) -> list[str]:
     """The enum values of a field, in document order.
 
     Args:
@@ -167,7 +206,7 @@ def enum_values(schema_name: str, field: str, *, include_placeholders: bool = Tr
     Raises:
         KeyError: unknown schema or field.
     """
-    prop = _property(schema_name, field)
+    prop = _property(schema_name, field, doc)
     values = prop.get("enum") or prop.get("items", {}).get("enum") or []
     return [v for v in values if include_placeholders or not is_placeholder(v)]
 
@@ -177,17 +216,17 @@ def is_placeholder(value: Any) -> bool:
     return isinstance(value, str) and value.endswith(_PLACEHOLDER_SUFFIX)
 
 
-def field_description(schema_name: str, field: str) -> str:
+def field_description(schema_name: str, field: str, *, doc: Document = ML_V1) -> str:
     """The document's description of a field ("" when it has none).
 
     Example: ("GoogleCloudMlV1__Job", "state") -> "Output only. The detailed state of a job."
     Raises:
         KeyError: unknown schema or field.
     """
-    return str(_property(schema_name, field).get("description", ""))
+    return str(_property(schema_name, field, doc).get("description", ""))
 
 
-def is_output_only(schema_name: str, field: str) -> bool:
+def is_output_only(schema_name: str, field: str, *, doc: Document = ML_V1) -> bool:
     """True when the service sets the field and a request must not.
 
     From the document: the field is `readOnly`, or its description says "Output only", or
@@ -197,16 +236,16 @@ def is_output_only(schema_name: str, field: str) -> bool:
     Raises:
         KeyError: unknown schema or field.
     """
-    return _prop_output_only(_property(schema_name, field))
+    return _prop_output_only(_property(schema_name, field, doc), doc)
 
 
-def _prop_output_only(prop: Mapping[str, Any]) -> bool:
+def _prop_output_only(prop: Mapping[str, Any], doc: Document = ML_V1) -> bool:
     if prop.get("readOnly"):
         return True
     if re.search(r"\bOutput only\b", prop.get("description", "")):
         return True
     ref = prop.get("$ref")
-    return bool(ref and re.search(r"\bOutput only\b", _schemas().get(ref, {}).get("description", "")))
+    return bool(ref and re.search(r"\bOutput only\b", _schemas(doc).get(ref, {}).get("description", "")))
 
 
 # -- the walk --------------------------------------------------------------------------------------
@@ -229,9 +268,24 @@ def check_job(job: Any, *, raw_scalars: Mapping[str, str] | None = None) -> list
         "labels.team"), a message holding the offending value and the fix, and the value.
         Required fields are not checked here.
     """
+    return check_document(job, ML_V1, raw_scalars=raw_scalars)
+
+
+def check_custom_job(custom_job: Any) -> list[Violation]:
+    """Check a Vertex AI CustomJob dict against `GoogleCloudAiplatformV1CustomJob` (aiplatform.v1.json).
+
+    The same walk as `check_job` (names, types, int32/int64 ranges, enums, durations, output-only fields), over
+    the Vertex document. Field paths are the CustomJob's ("jobSpec.workerPoolSpecs[0].machineSpec.machineType");
+    the Vertex backend maps them back to the AI Platform fields the user wrote.
+    """
+    return check_document(custom_job, AIPLATFORM_V1)
+
+
+def check_document(value: Any, doc: Document, *, raw_scalars: Mapping[str, str] | None = None) -> list[Violation]:
+    """Check `value` against `doc.root` in `doc`; every violation, at most MAX_REPORTS (+1 saying so)."""
     out: list[Violation] = []
     try:
-        _Walker(out, raw_scalars or {}).object(job, JOB_SCHEMA, "")
+        _Walker(out, raw_scalars or {}, doc).object(value, doc.root, "")
     except _Full:
         pass
     return out
@@ -246,9 +300,10 @@ class _Full(Exception):
 
 
 class _Walker:
-    def __init__(self, out: list[Violation], raw_scalars: Mapping[str, str]):
+    def __init__(self, out: list[Violation], raw_scalars: Mapping[str, str], doc: Document = ML_V1):
         self.out = out
         self.raw = raw_scalars
+        self.doc = doc
 
     def report(self, path: str, message: str, value: Any) -> None:
         root = re.split(r"[.\[]", path, maxsplit=1)[0]
@@ -260,11 +315,11 @@ class _Walker:
 
     # objects (schemas with properties)
     def object(self, value: Any, schema_name: str, path: str) -> None:
-        short = _short(schema_name)
+        short = _short(schema_name, self.doc)
         if not isinstance(value, dict):
             self.report(path, f"must be a mapping of {short} fields, got {_describe(value)}", value)
             return
-        props = _properties(schema_name)
+        props = _properties(schema_name, self.doc)
         for key, item in value.items():
             if not isinstance(key, str):
                 self.report(_join(path, str(key)), f"field names are strings; {_describe(key)} is not a field of "
@@ -273,8 +328,8 @@ class _Walker:
             field_path = _join(path, key)
             prop = props.get(key)
             if prop is None:
-                self.report(field_path, _unknown_field_message(schema_name, key, value, path), item)
-            elif _prop_output_only(prop):
+                self.report(field_path, _unknown_field_message(schema_name, key, value, path, self.doc), item)
+            elif _prop_output_only(prop, self.doc):
                 self.report(field_path, f"is output only (the service sets it); remove it, got {_describe(item)}", item)
             else:
                 self.value(item, prop, field_path)
@@ -454,10 +509,11 @@ class _Walker:
 
 
 # -- suggestions -----------------------------------------------------------------------------------
-def _unknown_field_message(schema_name: str, key: str, siblings: Mapping[Any, Any], path: str) -> str:
-    short = _short(schema_name)
-    fields = list(_properties(schema_name))
-    inputs = [f for f in fields if not _prop_output_only(_properties(schema_name)[f])]
+def _unknown_field_message(schema_name: str, key: str, siblings: Mapping[Any, Any], path: str,
+                           doc: Document = ML_V1) -> str:
+    short = _short(schema_name, doc)
+    fields = list(_properties(schema_name, doc))
+    inputs = [f for f in fields if not _prop_output_only(_properties(schema_name, doc)[f], doc)]
     by_squash = {_squash(f): f for f in fields}
     recased = by_squash.get(_squash(key))
     if recased is not None:
@@ -465,7 +521,7 @@ def _unknown_field_message(schema_name: str, key: str, siblings: Mapping[Any, An
             return (f"unknown field {key!r} in {short}: field names are camelCase; write {recased!r} (the service "
                     "would also take snake_case, but this submitter reads camelCase names only)")
         return f"unknown field {key!r} in {short}: field names are case-sensitive; write {recased!r}"
-    places = _locate(schema_name, key, [k for k in siblings if isinstance(k, str)])
+    places = _locate(schema_name, key, [k for k in siblings if isinstance(k, str)], doc=doc)
     if places:
         written = places[0][1]
         camel = written != key
@@ -481,7 +537,8 @@ def _unknown_field_message(schema_name: str, key: str, siblings: Mapping[Any, An
     return f"unknown field {key!r} in {short}; its fields are: {', '.join(inputs)}"
 
 
-def _locate(schema_name: str, key: str, siblings: list[str], depth: int = 2) -> list[tuple[str, str, str]]:
+def _locate(schema_name: str, key: str, siblings: list[str], depth: int = 2,
+            doc: Document = ML_V1) -> list[tuple[str, str, str]]:
     """Where `key` (or its camelCase) is a field below `schema_name`, best first.
 
     Returns (relative path, field name, schema short name) tuples; candidates that hold more
@@ -490,24 +547,25 @@ def _locate(schema_name: str, key: str, siblings: list[str], depth: int = 2) -> 
     """
     target = _squash(key)
     found: list[tuple[int, int, str, str, str]] = []
-    for rel, sub, level in _descend(schema_name, depth):
-        props = _properties(sub)
-        match = next((f for f in props if _squash(f) == target and not _prop_output_only(props[f])), None)
+    for rel, sub, level in _descend(schema_name, depth, doc=doc):
+        props = _properties(sub, doc)
+        match = next((f for f in props if _squash(f) == target and not _prop_output_only(props[f], doc)), None)
         if match is not None:
             squashed = {_squash(f) for f in props}
             score = sum(_squash(s) in squashed for s in siblings)
-            found.append((-score, level, rel, match, _short(sub)))
+            found.append((-score, level, rel, match, _short(sub, doc)))
     found.sort(key=lambda t: (t[0], t[1]))
     best = [f for f in found if f[:2] == found[0][:2]] if found else []
     return [(rel, match, short) for _, _, rel, match, short in best]
 
 
-def _descend(schema_name: str, depth: int, prefix: str = "", level: int = 1) -> Iterator[tuple[str, str, int]]:
+def _descend(schema_name: str, depth: int, prefix: str = "", level: int = 1,
+             doc: Document = ML_V1) -> Iterator[tuple[str, str, int]]:
     """(relative path, schema name, level) of the input sub-schemas reachable within `depth` steps."""
     if level > depth:
         return
-    for field, prop in _properties(schema_name).items():
-        if _prop_output_only(prop):
+    for field, prop in _properties(schema_name, doc).items():
+        if _prop_output_only(prop, doc):
             continue
         ref, suffix = prop.get("$ref"), ""
         if ref is None and prop.get("type") == "array":
@@ -516,7 +574,7 @@ def _descend(schema_name: str, depth: int, prefix: str = "", level: int = 1) -> 
             continue
         rel = f"{prefix}{field}{suffix}"
         yield rel, ref, level
-        yield from _descend(ref, depth, rel + ".", level + 1)
+        yield from _descend(ref, depth, rel + ".", level + 1, doc)
 
 
 def _closest_enum(value: str, allowed: list[str]) -> list[str]:

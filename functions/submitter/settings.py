@@ -19,6 +19,7 @@ from .backends import KNOWN_BACKENDS
 from .errors import ConfigurationError
 from .naming import BUCKET_RE, PROJECT_ID_RE, REGION_RE
 from .policy import Policy
+from .rules import EMAIL_RE
 
 ENV_PREFIX = "SUBMITTER_"
 Kind = Literal["str", "float", "int", "bool"]
@@ -64,7 +65,8 @@ VARIABLES: tuple[Variable, ...] = (
     _var("STAGING_BUCKET", "staging_bucket_name", "str", None, "bucket for immutable per-job copies of packages "
          "(under staging/; default: the outputs bucket)"),
     _var("TOPIC", "topic", "str", None, "topic for state events (name or projects/P/topics/T)", required=True),
-    _var("BACKEND", "backend", "str", "ml_v1", "training API: " + " or ".join(KNOWN_BACKENDS)),
+    _var("BACKEND", "backend", "str", "ml_v1", "training API: " + " or ".join(KNOWN_BACKENDS) + " (vertex: Vertex "
+         "AI custom training, the cloud default; ml_v1: AI Platform Training's API, the local stack)"),
     _var("TRAINING_API_ENDPOINT", "training_api_endpoint", "str", None, "endpoint override (the local training "
          "service)", local_only=True),
     _var("ANONYMOUS_CREDENTIALS", "anonymous_credentials", "bool", False, "talk to the endpoints without Google "
@@ -85,6 +87,9 @@ VARIABLES: tuple[Variable, ...] = (
     _var("CLAIM_WAIT_SECONDS", "claim_wait_s", "float", 10.0, "how long a concurrent invocation waits for the "
          "claim holder's verdict"),
     _var("POLICY_FILE", "policy_file", "str", None, "the deployment policy (YAML; built-in defaults when unset)"),
+    _var("TRAINING_SERVICE_ACCOUNT", "training_service_account", "str", None, "service account Vertex AI jobs run "
+         "as when a spec names none (the deployment's own training account: the policy always allows it); unset: "
+         "Vertex's default, the Vertex AI Custom Code Service Agent"),
 )
 
 
@@ -112,6 +117,8 @@ class Settings:
         job_label_key / job_label_value: label stamped on every job this submitter creates (fixed, not a
             variable: consumers and the reconciler rely on it).
         policy_file / policy: the deployment policy and where it came from.
+        training_service_account: the account Vertex AI jobs run as when a spec names none; the policy's
+            allowed_service_accounts always include it (from_env adds it).
     """
 
     project: str
@@ -137,6 +144,7 @@ class Settings:
     claim_wait_s: float = 10.0
     policy_file: str | None = None
     staging_bucket_name: str | None = None
+    training_service_account: str | None = None
     job_label_key: str = "submitter"
     job_label_value: str = "drop"
     policy: Policy = dataclasses.field(default_factory=Policy)
@@ -192,6 +200,12 @@ class Settings:
                                                     source=values["policy_file"])
             except (OSError, ValueError) as exc:
                 problems.append(f"{ENV_PREFIX}POLICY_FILE: {exc}")
+        account = values.get("training_service_account")
+        if account:
+            policy = values.get("policy") or Policy()
+            if account not in policy.allowed_service_accounts:  # the deployment's own account is always allowed
+                values["policy"] = dataclasses.replace(
+                    policy, allowed_service_accounts=(*policy.allowed_service_accounts, account))
         if problems:
             raise SettingsError("Invalid submitter settings: " + "; ".join(problems))
         return cls(**values)
@@ -251,6 +265,9 @@ def _check_names(values: Mapping[str, Any]) -> list[str]:
     region = values.get("region")
     if region and not REGION_RE.fullmatch(region):
         problems.append(f"{ENV_PREFIX}DEFAULT_REGION={region!r} is not a region name like us-central1")
+    account = values.get("training_service_account")
+    if account and not EMAIL_RE.match(account):
+        problems.append(f"{ENV_PREFIX}TRAINING_SERVICE_ACCOUNT={account!r} is not a service account email")
     backend = values.get("backend")
     if backend and backend not in KNOWN_BACKENDS:
         problems.append(f"{ENV_PREFIX}BACKEND={backend!r} is not supported (known: {', '.join(KNOWN_BACKENDS)})")

@@ -85,7 +85,7 @@ class Submitter:
         self.settings, self.storage, self.backend = settings, storage, backend
         self.publisher, self.ledger, self.clock = publisher, ledger, clock
         self.leases = Leases(ledger.store, clock)
-        self.planner = Planner(settings, storage, clock)
+        self.planner = Planner(settings, storage, clock, backend=backend)
 
     def retry(self, fn: Callable[[], T]) -> T:
         """`fn` with the deployment's bounded retries for transient faults, on this Submitter's clock."""

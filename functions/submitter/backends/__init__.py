@@ -5,8 +5,14 @@ model (`model.py`) to and from its API, owns its idempotency (how a retried subm
 earlier attempt created), maps its states onto `JobState`, and translates its failures into the error
 tree (`errors.BackendRefused`, `errors.JobConflict`, `errors.BackendUnavailable`).
 
-Adapters: `ml_v1` (AI Platform Training `projects.jobs`; the local training service speaks it).
-Adapters are built with a transport: tests pass an in-memory API instead of patching internals.
+Adapters: `ml_v1` (AI Platform Training `projects.jobs`; the local training service speaks it) and `vertex`
+(Vertex AI custom training `projects.locations.customJobs`, the cloud default; `vertex_translate` turns the AI
+Platform job spec into a CustomJob). Adapters are built with a transport: tests pass an in-memory API instead of
+patching internals.
+
+An adapter may also offer `check(job) -> (violations, warnings)`: translate and validate a completed job without
+calling the API. The planner calls it (`backend_check`) before anything is created, so a job the training API
+cannot run is REJECTED with the fields to fix, not SUBMIT_FAILED.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..model import JobHandle, JobRequest, JobStatus, Submission
 
 if TYPE_CHECKING:
+    from ..reasons import Violation
     from ..settings import Settings
 
 # Every backend a deployment may name in SUBMITTER_BACKEND (settings.py checks against this).
-KNOWN_BACKENDS: tuple[str, ...] = ("ml_v1",)
+KNOWN_BACKENDS: tuple[str, ...] = ("ml_v1", "vertex")
 PAGE_SIZE = 100  # the APIs' maximum page size
 
 
@@ -65,6 +72,19 @@ class TrainingBackend(Protocol):
         ...
 
 
+def backend_check(backend: Any, job: dict[str, Any]) -> tuple[list[Violation], list[str]]:
+    """The backend's own check of a completed job, before any call: (violations, warnings).
+
+    `check(job)` is optional in an adapter (pure: translate and validate, no I/O); without one the answer is
+    ([], []).
+    """
+    check = getattr(backend, "check", None)
+    if not callable(check):
+        return [], []
+    violations, warnings = check(job)
+    return list(violations), list(warnings)
+
+
 def build_backend(settings: Settings, transport: Any = None) -> TrainingBackend:
     """The backend named by `settings.backend` (built lazily by the caller, never at import).
 
@@ -84,4 +104,12 @@ def build_backend(settings: Settings, transport: Any = None) -> TrainingBackend:
                            anonymous=settings.anonymous_credentials, label=(settings.job_label_key,
                                                                               settings.job_label_value),
                            transport=transport)
+    if settings.backend == "vertex":
+        from .vertex import VertexBackend
+
+        return VertexBackend(project=settings.project, region=settings.region,
+                             regions=settings.policy.allowed_regions, endpoint=settings.training_api_endpoint,
+                             anonymous=settings.anonymous_credentials,
+                             label=(settings.job_label_key, settings.job_label_value),
+                             service_account=settings.training_service_account, transport=transport)
     raise ConfigurationError(f"unknown backend {settings.backend!r} (known: {', '.join(KNOWN_BACKENDS)})")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import BackendError, BackendRefused, JobConflict
 from ..model import ACTIVE_STATES, JobHandle, JobRequest, JobState, JobStatus, Submission
-from ..reasons import Reason
+from ..reasons import Reason, Violation
 from . import PAGE_SIZE
 from .google_errors import CallContext, classify, transport_error
 
@@ -173,6 +173,10 @@ class MlV1Backend:
     def cancel(self, handle: JobHandle) -> None:
         """`projects.jobs.cancel`."""
         self._execute(self._jobs().cancel(name=handle.name, body={}))
+
+    def check(self, job: dict[str, Any]) -> tuple[list[Violation], list[str]]:
+        """Nothing beyond the shared checks: the job spec is ml v1's own shape. Returns ([], [])."""
+        return [], []
 
 
 def normalize_training_input(ti: dict[str, Any]) -> dict[str, Any]:

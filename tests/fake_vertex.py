@@ -1,0 +1,240 @@
+"""The Vertex AI `projects.locations.customJobs` REST API in memory, as an httplib2-compatible transport.
+
+The real `VertexBackend` adapter (the bundled aiplatform v1 discovery document, request building, regional
+endpoints, error classification) talks to it as it talks to Google, like `fakes.FakeMlApi` for ml v1:
+
+- `POST /v1/projects/{p}/locations/{l}/customJobs`: creates a job with a server-assigned numeric id
+  (`projects/{p}/locations/{l}/customJobs/{n}`), state JOB_STATE_QUEUED; no client-chosen ids, never 409;
+  a body without displayName or workerPoolSpecs, or with output-only fields, answers 400 like Vertex.
+- `GET .../customJobs/{n}`: the job, or 404 (also for a job of another location).
+- `GET .../customJobs?filter=&pageSize=&pageToken=`: the location's jobs matching the filter (the subset of the
+  AIP-160 grammar customJobs.list documents: `labels.k="v"`, `labels.k:*`, `state="JOB_STATE_X"`, `!=`, AND,
+  OR, NOT, parentheses; anything else answers 400), paged; `{}` when nothing matches.
+- `POST .../customJobs/{n}:cancel`: a running job goes to JOB_STATE_CANCELLING; `{}`.
+
+Each request's host is recorded, so tests can prove calls go to the regional endpoint of the job's location.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from urllib.parse import parse_qs, urlparse
+
+import httplib2
+
+from fakes import error_body
+
+TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
+            "JOB_STATE_PARTIALLY_SUCCEEDED"}
+OUTPUT_ONLY = {"name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "webAccessUris"}
+_BASE = r"/v1/projects/([^/]+)/locations/([^/]+)/customJobs"
+
+
+class FilterError(ValueError):
+    """A filter the fake (and, it assumes, Vertex) does not accept."""
+
+
+class FakeVertexApi:
+    """customJobs in memory.
+
+    Attributes:
+        jobs: resource name -> stored CustomJob.
+        calls: (kind, detail) in order: ("create", displayName), ("get", name), ("list", filter), ("cancel", name).
+        hosts: the host of every request, in order.
+        errors: kind -> (HTTP status, body) answered, first one first, before handling normally.
+    """
+
+    def __init__(self, first_id: int = 8_000_000_000_000_000_001):
+        self.jobs: dict[str, dict] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.hosts: list[str] = []
+        self.errors: dict[str, list[tuple[int, dict]]] = {}
+        self.lock = threading.Lock()
+        self.ids = itertools.count(first_id)
+        self.clock = itertools.count()
+
+    # -- scripting --------------------------------------------------------------------------------
+    def fail(self, kind: str, code: int, status: str = "", message: str = "scripted", details=None) -> None:
+        """Answer the next `kind` call ("create", "get", "list", "cancel") with an error."""
+        self.errors.setdefault(kind, []).append((code, error_body(code, status, message, details)))
+
+    def set_state(self, name: str, state: str | None, **extra) -> None:
+        """Move a job (by resource name, or by its numeric id when unique) to `state`, with extra fields."""
+        with self.lock:
+            job = self.jobs[self._resolve(name)]
+            if state is None:
+                job.pop("state", None)
+            else:
+                job["state"] = state
+            job.update(extra)
+
+    def only(self) -> dict:
+        """The one job (tests that create exactly one)."""
+        [job] = self.jobs.values()
+        return job
+
+    def count(self, kind: str) -> int:
+        return sum(1 for k, _ in self.calls if k == kind)
+
+    def _resolve(self, name: str) -> str:
+        if name in self.jobs:
+            return name
+        [full] = [n for n in self.jobs if n.rsplit("/", 1)[-1] == name]
+        return full
+
+    # -- httplib2.Http.request --------------------------------------------------------------------
+    def request(self, uri, method="GET", body=None, headers=None, redirections=5, connection_type=None):
+        url = urlparse(uri)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        path = url.path
+        with self.lock:
+            self.hosts.append(url.netloc)
+            m = re.fullmatch(_BASE, path)
+            if m and method == "POST":
+                job = json.loads(body)
+                return self._answer("create", str(job.get("displayName")), lambda: self._create(m, job))
+            if m and method == "GET":
+                return self._answer("list", query.get("filter", ""), lambda: self._list(m, query))
+            m = re.fullmatch(_BASE + r"/([^/:]+):cancel", path)
+            if m and method == "POST":
+                return self._answer("cancel", self._name(m), lambda: self._cancel(self._name(m)))
+            m = re.fullmatch(_BASE + r"/([^/:]+)", path)
+            if m and method == "GET":
+                return self._answer("get", self._name(m), lambda: self._get(self._name(m)))
+        return self._respond(404, error_body(404, "NOT_FOUND", f"no route {method} {path}"))
+
+    @staticmethod
+    def _name(m) -> str:
+        return f"projects/{m.group(1)}/locations/{m.group(2)}/customJobs/{m.group(3)}"
+
+    def _answer(self, kind, detail, handler):
+        self.calls.append((kind, detail))
+        if self.errors.get(kind):
+            code, payload = self.errors[kind].pop(0)
+            return self._respond(code, payload)
+        code, payload = handler()
+        return self._respond(code, payload)
+
+    @staticmethod
+    def _respond(code, payload):
+        resp = httplib2.Response({"status": str(code), "content-type": "application/json"})
+        return resp, json.dumps(payload).encode()
+
+    def _create(self, m, job):
+        bad = sorted(OUTPUT_ONLY & set(job))
+        if bad or not job.get("displayName") or not (job.get("jobSpec") or {}).get("workerPoolSpecs"):
+            why = f"output-only fields {bad}" if bad else "displayName and jobSpec.workerPoolSpecs are required"
+            return 400, error_body(400, "INVALID_ARGUMENT", f"Invalid CustomJob: {why}")
+        name = f"projects/{m.group(1)}/locations/{m.group(2)}/customJobs/{next(self.ids)}"
+        t = next(self.clock)
+        stored = {**json.loads(json.dumps(job)), "name": name, "state": "JOB_STATE_QUEUED",
+                  "createTime": f"2024-06-10T12:{t // 60 % 60:02d}:{t % 60:02d}.000000Z",
+                  "updateTime": f"2024-06-10T12:{t // 60 % 60:02d}:{t % 60:02d}.000000Z"}
+        self.jobs[name] = stored
+        return 200, stored
+
+    def _get(self, name):
+        if name not in self.jobs:
+            return 404, error_body(404, "NOT_FOUND", f"The CustomJob does not exist: {name}")
+        return 200, self.jobs[name]
+
+    def _cancel(self, name):
+        if name not in self.jobs:
+            return 404, error_body(404, "NOT_FOUND", f"The CustomJob does not exist: {name}")
+        if self.jobs[name].get("state") not in TERMINAL:
+            self.jobs[name]["state"] = "JOB_STATE_CANCELLING"
+        return 200, {}
+
+    def _list(self, m, query):
+        parent = f"projects/{m.group(1)}/locations/{m.group(2)}/customJobs/"
+        try:
+            matches = compile_filter(query.get("filter", ""))
+        except FilterError as exc:
+            return 400, error_body(400, "INVALID_ARGUMENT", f"Invalid filter: {exc}")
+        found = [j for n, j in self.jobs.items() if n.startswith(parent) and matches(j)]
+        start = int(query.get("pageToken") or 0)
+        size = int(query.get("pageSize") or 100)
+        page = found[start:start + size]
+        if not page:
+            return 200, {}
+        answer = {"customJobs": page}
+        if start + size < len(found):
+            answer["nextPageToken"] = str(start + size)
+        return 200, answer
+
+
+# -- the filter subset --------------------------------------------------------------------------------------------
+_TOKEN = re.compile(r'\s*(?:(\()|(\))|(AND|OR|NOT)\b|([A-Za-z_][\w.-]*)\s*(!=|=|:)\s*("(?:[^"\\]|\\.)*"|[^\s()]+))')
+
+
+def compile_filter(text: str):
+    """A predicate over CustomJob dicts for an AIP-160 filter of the subset customJobs.list documents.
+
+    Raises:
+        FilterError: anything outside that subset (an unknown field, an unbalanced parenthesis, ...).
+    """
+    tokens, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise FilterError(f"cannot parse {text[pos:]!r}")
+        tokens.append(m.groups())
+        pos = m.end()
+    if not tokens:
+        return lambda job: True
+    expr, rest = _and(tokens)
+    if rest:
+        raise FilterError(f"unexpected {rest[0]}")
+    return expr
+
+
+def _and(tokens):
+    left, tokens = _or(tokens)
+    while tokens and tokens[0][2] == "AND":
+        right, tokens = _or(tokens[1:])
+        left = (lambda a, b: lambda job: a(job) and b(job))(left, right)
+    return left, tokens
+
+
+def _or(tokens):  # AIP-160: OR binds tighter than AND
+    left, tokens = _unary(tokens)
+    while tokens and tokens[0][2] == "OR":
+        right, tokens = _unary(tokens[1:])
+        left = (lambda a, b: lambda job: a(job) or b(job))(left, right)
+    return left, tokens
+
+
+def _unary(tokens):
+    if not tokens:
+        raise FilterError("missing term")
+    head = tokens[0]
+    if head[2] == "NOT":
+        inner, rest = _unary(tokens[1:])
+        return (lambda job: not inner(job)), rest
+    if head[0]:
+        inner, rest = _and(tokens[1:])
+        if not rest or not rest[0][1]:
+            raise FilterError("unbalanced parenthesis")
+        return inner, rest[1:]
+    if head[3]:
+        return _restriction(head[3], head[4], head[5]), tokens[1:]
+    raise FilterError(f"unexpected {head}")
+
+
+def _restriction(field: str, op: str, raw: str):
+    value = json.loads(raw) if raw.startswith('"') else raw
+    if field == "state" and op in ("=", "!="):
+        return lambda job: (job.get("state") == value) == (op == "=")
+    if field.startswith("labels.") and len(field) > len("labels."):
+        key = field[len("labels."):]
+        if op == ":" and value == "*":
+            return lambda job: key in (job.get("labels") or {})
+        if op in ("=", "!="):
+            return lambda job: ((job.get("labels") or {}).get(key) == value) == (op == "=")
+    if field == "display_name" and op in ("=", "!="):
+        return lambda job: (job.get("displayName") == value) == (op == "=")
+    raise FilterError(f"unsupported restriction {field}{op}{raw}")
