@@ -30,10 +30,11 @@ def event(state: State, job_id: str = JOB, previous: State | None = None, **kw) 
 
 
 class FakeFollower:
-    """Context manager like EventFollower: yields the scripted events once, then nothing."""
+    """Context manager like EventFollower: yields the scripted events once, then nothing; waiting for events
+    that do not come advances the virtual clock by the wait (so --timeout runs on virtual time)."""
 
-    def __init__(self, log: list[str], events: list[dict]):
-        self.log, self.pending = log, list(events)
+    def __init__(self, log: list[str], events: list[dict], clock=None):
+        self.log, self.pending, self.clock = log, list(events), clock
 
     def __enter__(self):
         self.log.append("subscribed")
@@ -45,6 +46,8 @@ class FakeFollower:
     def events(self, timeout_s: float):
         while self.pending:
             yield self.pending.pop(0)
+        if self.clock is not None:
+            self.clock.advance(timeout_s)
 
 
 class LoggingApi(FakeMlApi):
@@ -69,8 +72,9 @@ def watch(jobs: dict, events: list[dict], job_id: str | None = JOB, as_json: boo
           world: World | None = None):
     world = world or World()
     log, lines, notes = [], [], []
-    code = run_watch(world.settings, Backend(log, jobs), lambda: FakeFollower(log, events), job_id, as_json,
-                     timeout_s, echo=lines.append, note=notes.append, ledger_factory=lambda: world.ledger)
+    code = run_watch(world.settings, Backend(log, jobs), lambda: FakeFollower(log, events, world.clock), job_id,
+                     as_json, timeout_s, echo=lines.append, note=notes.append, ledger_factory=lambda: world.ledger,
+                     clock=world.clock)
     return code, "\n".join(lines), notes, log
 
 

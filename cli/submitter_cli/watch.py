@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -208,7 +207,7 @@ def _current_active(settings, backend) -> list[dict[str, Any]]:  # type: ignore[
 def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: str | None, as_json: bool,
               timeout_s: float | None, echo: Callable[[str], None] = click.echo,
               note: Callable[[str], None] = lambda m: click.echo(m, err=True),
-              ledger_factory: Callable[[], Any] | None = None) -> int:
+              ledger_factory: Callable[[], Any] | None = None, clock: Any = None) -> int:
     """The watch loop; returns the exit code (see the module docstring). Testable with fakes.
 
     Args:
@@ -219,14 +218,18 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
         as_json / timeout_s: the options.
         echo / note: where lines (stdout) and notes (stderr) go.
         ledger_factory: returns the submitter's Ledger (verdicts of drops); default: the state bucket's.
+        clock: whose `monotonic()` measures --timeout (a FakeClock in tests); the system clock by default.
     """
+    from submitter.clock import SystemClock
+
+    clock = clock or SystemClock()
     if ledger_factory is None:
         def ledger_factory():
             from submitter.app import App
 
             return App(settings).ledger
 
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    deadline = None if timeout_s is None else clock.monotonic() + timeout_s
     tracker = Tracker()
     try:
         follower_cm = follower_factory()
@@ -250,7 +253,7 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
                 echo(render(current, as_json))
             note(f"following every job on {settings.topic}; Ctrl-C to stop")
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - clock.monotonic()
             if remaining is not None and remaining <= 0:
                 if job_id:
                     note(f"{job_id}: no final state within {timeout_s:g}s")
@@ -270,7 +273,7 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
                 code = exit_code_for(data["state"])
                 if job_id and code is not None:
                     return code
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock.monotonic() >= deadline:
                     break
     finally:
         try:
