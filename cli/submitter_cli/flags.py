@@ -35,6 +35,20 @@ ACCELERATOR_TYPES = ("NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100
 ROLES = (("master", "master"), ("worker", "worker"), ("parameter-server", "parameter server"))
 
 
+class GcloudCommand(click.Command):
+    """A command whose words after the first `--` are all the trainer's (`user_args`), as gcloud's REMAINDER:
+    none of them is taken for an option or for the command's other arguments."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        after: list[str] = []
+        if "--" in args:
+            at = args.index("--")
+            args, after = args[:at], args[at + 1:]
+        rest = super().parse_args(ctx, args)
+        ctx.params["user_args"] = tuple(ctx.params.get("user_args") or ()) + tuple(after)
+        return rest
+
+
 def job_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a command with every flag of `gcloud ai-platform jobs submit training` (and `--json`)."""
     options = [

@@ -21,7 +21,7 @@ from submitter.validation import apply_overrides
 
 from .common import load_settings
 from .dropper import upload_drop
-from .flags import job_flags, overrides_from
+from .flags import GcloudCommand, job_flags, overrides_from
 from .options import check_offline, read_spec, render
 from .packaging import Packages, resolve_packages
 
@@ -63,7 +63,7 @@ def stream(settings: Settings, job_id: str, as_json: bool) -> int:
         return EXIT_INTERRUPTED
 
 
-@click.command()
+@click.command(cls=GcloudCommand)
 @click.option("--folder", default=None, help="drop folder name under the drop prefix (default: <name>-<UTC time>)")
 @job_flags
 def submit(folder: str | None, config: Path | None, as_json: bool, **kw: Any) -> None:

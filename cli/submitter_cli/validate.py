@@ -10,7 +10,7 @@ import click
 
 from submitter.settings import Settings, SettingsError
 
-from .flags import job_flags
+from .flags import GcloudCommand, job_flags
 from .options import check_offline, read_spec, render
 from .packaging import resolve_packages
 
@@ -19,8 +19,8 @@ EMPTY_SPEC = b"trainingInput: {}\n"
 _NOT_JOB = {"as_json", "build_isolation", "async_", "stream_logs", "user_args"}
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("drop_folder", required=False)  # a str: it may be a trainer arg (below), which Path would normalise
+@click.command(cls=GcloudCommand)
+@click.argument("drop_folder", required=False)
 @job_flags
 def validate(drop_folder: str | None, config: Path | None, as_json: bool, **kw) -> None:
     """Check a job spec offline (no cloud, no emulator).
@@ -32,9 +32,7 @@ def validate(drop_folder: str | None, config: Path | None, as_json: bool, **kw) 
     1 invalid, 2 usage error.
     """
     if drop_folder and config:
-        # `validate --config job.yaml -- --epochs 7`: click hands the first trainer arg to DROP_FOLDER
-        kw["user_args"] = (drop_folder, *kw.get("user_args", ()))
-        drop_folder = None
+        raise click.UsageError("give a DROP_FOLDER or --config job.yaml, not both (trainer args go after `--`)")
     flags_given = any(v not in (None, False) for k, v in kw.items() if k not in _NOT_JOB)
     if not drop_folder and not config and not flags_given:
         raise click.UsageError("give a DROP_FOLDER, --config job.yaml, or the job's flags")
