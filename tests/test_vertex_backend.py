@@ -521,7 +521,7 @@ def test_plausible_specs_on_the_vertex_backend_each_get_exactly_one_verdict_and_
         assert [m.attributes["state"] for m in published] == [out.action.upper()]
         for m in published:
             validate_message(m.attributes, json.loads(m.data))
-    assert actions.count("submitted") >= 30 and actions.count("rejected") >= 20  # both paths were exercised
+    assert actions.count("submitted") >= 20 and actions.count("rejected") >= 20  # both paths were exercised
     assert api.count("create") == actions.count("submitted") == len(api.jobs)
     from submitter import schema
 

@@ -14,10 +14,13 @@ from .common import ledger, load_settings
 @click.argument("folder")
 @click.option("--json", "as_json", is_flag=True, help="print the status document as JSON")
 def drop_status(folder: str, as_json: bool) -> None:
-    """Show the latest word on drop FOLDER (e.g. incoming/run-001): SUBMITTED with its jobId, DUPLICATE, or
-    REJECTED / SUBMIT_FAILED with every violation. Exit 0 submitted or duplicate, 1 rejected or failed,
-    3 no verdict yet."""
+    """Show the latest word on drop FOLDER (e.g. incoming/run-001): SUBMITTED with its jobId, DUPLICATE,
+    REJECTED / SUBMIT_FAILED with every violation, or WAITING with what the drop lacks, since when and when it
+    is rejected if still incomplete. Exit 0 submitted or duplicate, 1 rejected or failed, 3 no verdict yet
+    (waiting, or not seen)."""
+    from submitter.clock import iso
     from submitter.drops import status_key
+    from submitter.model import DropStatus
 
     settings = load_settings()
     folder = folder.strip("/")
@@ -26,10 +29,18 @@ def drop_status(folder: str, as_json: bool) -> None:
         hint = ""
         if settings.drop_prefix and not folder.startswith(settings.drop_prefix):
             hint = f" (drops live under {settings.drop_prefix}: try {settings.drop_prefix}{folder})"
-        click.echo(f"no verdict yet for gs://{settings.drop_bucket}/{folder}/ (incomplete, or not processed yet){hint}")
+        click.echo(f"no word yet on gs://{settings.drop_bucket}/{folder}/ (not seen yet: no file of it has arrived, "
+                   f"or its events are still on their way){hint}")
         sys.exit(3)
     if as_json:
         click.echo(json.dumps(status.to_doc(), indent=2))
+    elif status.state is DropStatus.WAITING:
+        click.echo(f"WAITING  for {', '.join(status.missing) or 'files'}"
+                   + (f"  (jobId {status.key} once complete)" if status.key else ""))
+        if status.waiting_since is not None:
+            click.echo(f"  incomplete since {iso(status.waiting_since)}")
+        if status.reject_after is not None:
+            click.echo(f"  rejected as INCOMPLETE_DROP if still incomplete at {iso(status.reject_after)}")
     else:
         click.echo(f"{status.state.value}  jobId {status.key}")
         for v in status.violations:

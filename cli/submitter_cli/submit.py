@@ -1,86 +1,107 @@
-"""`submitter submit`: build or take packages, merge flags and --config, validate, upload a drop."""
+"""`submitter submit`: take or build packages, merge flags and --config, validate, upload a drop.
+
+With `--stream-logs`, then follows the job as `submitter watch JOB_ID` does (same output, same exit codes).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 
 from submitter import naming
+from submitter.settings import Settings
 from submitter.spec import load_yaml
 from submitter.validation import apply_overrides
 
 from .common import load_settings
 from .dropper import upload_drop
-from .options import check_offline, job_flags, overrides_from, read_spec, render, split_packages
+from .flags import GcloudCommand, job_flags, overrides_from
+from .options import check_offline, read_spec, render
+from .packaging import Packages, resolve_packages
+
+EMPTY_SPEC = b"trainingInput: {}\n"
 
 
-def build_sdist(package_path: Path, out_dir: Path, isolation: bool) -> Path:
-    """`python -m build --sdist` of `package_path` into `out_dir`; returns the .tar.gz.
-
-    Raises:
-        click.ClickException: the build failed (its stderr tail is shown).
-    """
-    cmd = [sys.executable, "-m", "build", "--sdist", "--outdir", str(out_dir), str(package_path)]
-    if not isolation:
-        cmd.insert(4, "--no-isolation")
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise click.ClickException(f"building an sdist of {package_path} failed:\n{result.stderr[-1500:]}")
-    return next(out_dir.glob("*.tar.gz"))
+def _stem(kw: dict[str, Any]) -> str:
+    if kw.get("package_path"):
+        return Path(kw["package_path"]).resolve().name
+    first = next(filter(None, (p.strip() for p in (kw.get("packages") or "").split(","))), "")
+    return first.rsplit("/", 1)[-1].removesuffix(".tar.gz").split("-")[0] or "job"
 
 
-@click.command()
-@click.option("--package-path", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="a Python project to build with `python -m build --sdist`")
-@click.option("--build-isolation/--no-build-isolation", default=False, show_default=True,
-              help="build the sdist in an isolated environment (needs the package index)")
+def stage(client: Any, packages: Packages) -> None:
+    """Upload staged packages (`--staging-bucket`) before the drop; an object already there has the same bytes
+    (its path holds their sha256), so it is kept."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    for uri, path in packages.staged.items():
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        try:
+            client.bucket(bucket).blob(name).upload_from_filename(str(path), content_type="application/gzip",
+                                                                  if_generation_match=0)
+        except PreconditionFailed:
+            pass
+
+
+def stream(settings: Settings, job_id: str, as_json: bool) -> int:
+    """`--stream-logs`: follow the job as `submitter watch JOB_ID` does; returns watch's exit code."""
+    from submitter.backends import build_backend
+
+    from .follow import EventFollower
+    from .watch import EXIT_INTERRUPTED, run_watch
+
+    try:
+        return run_watch(settings, build_backend(settings), lambda: EventFollower(settings.topic, "watch"), job_id,
+                         as_json, None)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+@click.command(cls=GcloudCommand)
 @click.option("--folder", default=None, help="drop folder name under the drop prefix (default: <name>-<UTC time>)")
 @job_flags
-def submit(package_path: Path | None, build_isolation: bool, folder: str | None, config: Path | None,
-           packages: str | None, as_json: bool, **kw) -> None:
+def submit(folder: str | None, config: Path | None, as_json: bool, **kw: Any) -> None:
     """Validate, then upload packages first and job.yaml last into a new drop folder.
 
-    Uses the deployment's SUBMITTER_* settings (`source .local/stack.env` for the local stack) and
-    works against real Cloud Storage or the GCS emulator. Prints the drop location and the jobId to
-    expect. Exit 0 uploaded, 1 invalid or failed, 2 usage error.
+    Takes every flag of `gcloud ai-platform jobs submit training`. Uses the deployment's SUBMITTER_* settings
+    (`source .local/stack.env` for the local stack) and works against real Cloud Storage or the GCS emulator.
+    Prints the drop location and the jobId to expect. Submitting is asynchronous (gcloud's --async, the
+    default); --stream-logs then follows the job like `submitter watch`. Exit 0 uploaded, 1 invalid or failed,
+    2 usage error; with --stream-logs, watch's codes (0 SUCCEEDED, 1 failed, 3 cannot watch).
     """
     settings = load_settings()
-    local, remote = split_packages(packages)
-    spec_text = read_spec(config, settings) if config else b"trainingInput: {}\n"
-    stem = package_path.name if package_path else (local[0].name.removesuffix(".tar.gz").split("-")[0]
-                                                    if local else "job")
-    name = folder or f"{stem}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    spec_text = read_spec(config, settings) if config else EMPTY_SPEC
+    name = folder or f"{_stem(kw)}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     if not naming.is_valid_drop_name(name):
         raise click.UsageError(f"--folder {name!r}: use letters, digits, '-', '_' and '.' only")
+    drop_folder = settings.drop_prefix + name
     with tempfile.TemporaryDirectory() as tmp:
-        if package_path:
-            local.append(build_sdist(package_path, Path(tmp), build_isolation))
-        if not local and not remote:
-            raise click.UsageError("give --package-path or --packages")
-        result = check_offline(settings, spec_text, str(config or "flags"), name, local, remote, kw)
+        packages = resolve_packages(kw, Path(tmp), kw.get("job_id") or name, bucket=settings.drop_bucket,
+                                    folder=drop_folder)
+        result = check_offline(settings, spec_text, str(config or "flags"), name, packages, kw)
         if not result.checked.valid:
             render(result, as_json, str(config or "flags"), True)
             sys.exit(1)
         # Upload the user's spec with the flags applied; the function completes it as validated.
         merged, _ = apply_overrides(load_yaml(spec_text.decode()) or {},
-                                    overrides_from(kw, result.checked.job["trainingInput"].get("packageUris")
-                                                   if remote else None))
+                                    overrides_from(kw, packages.flag_uris, settings.project))
         from google.api_core.exceptions import PreconditionFailed
         from google.cloud import storage
 
         client = storage.Client(project=settings.project)
+        stage(client, packages)
         try:
-            location = upload_drop(client, settings.drop_bucket, settings.drop_prefix + name, local,
+            location = upload_drop(client, settings.drop_bucket, drop_folder, packages.in_drop,
                                    yaml.safe_dump(merged, sort_keys=False).encode())
         except PreconditionFailed:
-            raise click.ClickException(f"drop folder gs://{settings.drop_bucket}/{settings.drop_prefix}{name}/ "
-                                       "already holds these files; choose another --folder") from None
+            raise click.ClickException(f"drop folder gs://{settings.drop_bucket}/{drop_folder}/ already holds "
+                                       "these files; choose another --folder") from None
     job_id = merged.get("jobId") or naming.derive_job_id(name, location.spec_generation)
     if as_json:
         import json
@@ -93,4 +114,7 @@ def submit(package_path: Path | None, build_isolation: bool, folder: str | None,
             click.echo(f"warning: {line}")
         click.echo(f"dropped into {location.uri}")
         click.echo(f"expect jobId {job_id}  (follow it: submitter watch {job_id}; the verdict on the drop: "
-                   f"submitter drop-status {settings.drop_prefix}{name})")
+                   f"submitter drop-status {drop_folder})")
+    if kw.get("stream_logs"):
+        sys.stdout.flush()
+        sys.exit(stream(settings, str(job_id), as_json))

@@ -11,11 +11,11 @@ submitted spec) happens here.
 
 from __future__ import annotations
 
-import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 
 from . import drops, logs, naming
-from .clock import Clock
+from .clock import Clock, iso
 from .drops import AlreadyDecided, DropObject, DropRef, Evaluate, Identical, Ignored, Snapshot, Wait
 from .errors import ObjectGone, SpecRejected
 from .events import StorageObjectEvent, event_age_seconds
@@ -86,7 +86,9 @@ class DropHandler:
         if isinstance(decision, Ignored):
             return Outcome(Action.IGNORED, decision.why)
         if isinstance(decision, Wait):
-            return self._wait(bucket, where.folder, decision.missing)
+            spec = snapshot.spec if snapshot.spec is not None and snapshot.spec.size > 0 else None
+            key = naming.derive_job_id(where.drop_name, spec.generation) if spec is not None else None
+            return self._wait(drops.drop_ref(bucket, where.folder, spec), key, decision.missing, snapshot.now)
         if isinstance(decision, AlreadyDecided):
             if decision.late_package:
                 self._note_late_package(decision)
@@ -96,11 +98,21 @@ class DropHandler:
                            decision.key)
         if isinstance(decision, Identical):
             return self._identical(decision)
-        return self._evaluate(decision)
+        return self._evaluate(decision, snapshot.now)
 
-    def _wait(self, bucket: str, folder: str, missing: tuple[str, ...]) -> Outcome:
-        self.ledger.note_pending(PendingDrop(bucket, folder, missing, self.clock.now()))
-        return Outcome(Action.WAITING, f"drop {folder}/ is waiting for {', '.join(missing)}")
+    def _wait(self, drop: DropRef, key: str | None, missing: tuple[str, ...], seen_at: dt.datetime) -> Outcome:
+        """Note what an incomplete drop lacks; when that changed, say so on its status (WAITING: what is missing,
+        since when, and when the sweep rejects it), so the uploader is not left guessing. Publishes nothing."""
+        pending, changed = self.ledger.note_pending(PendingDrop(drop.bucket, drop.folder, missing, self.clock.now()))
+        deadline = pending.since + dt.timedelta(seconds=self.settings.incomplete_drop_s)
+        message = (f"drop {drop.folder}/ is waiting for {', '.join(missing)} (incomplete since "
+                   f"{iso(pending.since)}); it is rejected as INCOMPLETE_DROP if still incomplete at {iso(deadline)}")
+        if changed:
+            origin = drop.origin()
+            self.ledger.write_waiting(origin, StatusDocument(
+                state=DropStatus.WAITING, key=key, time=self.clock.now(), origin=origin.fields, message=message,
+                missing=missing, waiting_since=pending.since, reject_after=deadline), seen_at)
+        return Outcome(Action.WAITING, message, key)
 
     def _note_late_package(self, decision: AlreadyDecided) -> None:
         """A package that arrives after its drop was submitted is not part of the job: say so on the status."""
@@ -130,15 +142,15 @@ class DropHandler:
                                                             time=self.clock.now(), origin=origin.fields, message=note))
         return Outcome(Action.DUPLICATE, note, previous.key)
 
-    def _evaluate(self, decision: Evaluate) -> Outcome:
+    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime) -> Outcome:
+        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit."""
         drop, spec_obj = decision.drop, decision.spec
         parsed, errors = self._read_spec(decision)
         if parsed is not None:
             present = [o.filename for o in decision.packages]
             missing = drops.missing_packages(parsed.job, drop.bucket, drop.folder, present)
             if missing:
-                outcome = self._wait(drop.bucket, drop.folder, tuple(missing))
-                return dataclasses.replace(outcome, key=decision.key)
+                return self._wait(drop, decision.key, tuple(missing), seen_at)
         named = parsed.job.get("jobId") if parsed is not None else None
         job_id = named if naming.is_valid_job_id(named) else decision.key
         defaults = spec_defaults(self.settings, drop.folder, str(job_id), tuple(o.uri for o in decision.packages))
@@ -200,7 +212,7 @@ class DropHandler:
             present = [o.filename for o in snapshot.packages]
             missing = tuple(drops.missing_packages(parsed.job, bucket, folder, present)) if parsed else ()
             if not missing:
-                return self._evaluate(evaluate)  # complete but never decided: decide it now
+                return self._evaluate(evaluate, snapshot.now)  # complete but never decided: decide it now
         message = (f"drop {folder}/ is still incomplete after {age:.0f}s: missing {', '.join(missing)}. Upload the "
                    "missing files, then job.yaml again (a new generation) to submit.")
         lease = self.submitter.leases.acquire(claim_key(origin), "sweep", self.settings.claim_lease_s)

@@ -21,6 +21,7 @@ from .events import FINALIZED, WRITTEN_BY_KEY, WRITTEN_BY_VALUE, StorageObjectEv
 from .model import Origin
 from .objects import ObjectInfo
 from .records import SubmittedSpec, VerdictRecord
+from .spec import master_image
 
 JOB_SPEC_NAME = "job.yaml"
 PACKAGE_SUFFIX = ".tar.gz"
@@ -277,8 +278,9 @@ def missing_packages(job: Mapping[str, Any], bucket: str, folder: str, present: 
 
     Complete when every package the spec names inside this drop folder (`trainingInput.packageUris`
     entries `gs://<bucket>/<folder>/<file>`) is present, or, when it names no package at all, when at
-    least one `*.tar.gz` is present. Packages named elsewhere are not waited for (they are read and
-    inspected when the drop is decided).
+    least one `*.tar.gz` is present, or, for a custom-container job (`masterConfig.imageUri`: every replica
+    runs an image, see `spec.master_image`), with job.yaml alone. Packages named elsewhere are not waited
+    for (they are read and inspected when the drop is decided).
 
     Args:
         job: the parsed Job (trainingInput may be malformed: then nothing is waited for).
@@ -292,4 +294,6 @@ def missing_packages(job: Mapping[str, Any], bucket: str, folder: str, present: 
         prefix = f"gs://{bucket}/{folder}/"
         named = [u[len(prefix):] for u in uris if isinstance(u, str) and u.startswith(prefix)]
         return [n for n in named if n not in present]
-    return [] if present else [f"a *{PACKAGE_SUFFIX} package"]
+    if present or master_image(ti) is not None:
+        return []
+    return [f"a *{PACKAGE_SUFFIX} package"]

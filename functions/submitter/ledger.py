@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 
 from .clock import iso, parse_iso
-from .model import Origin, PublishedState
+from .model import DropStatus, Origin, PublishedState
 from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
 from .state_store import StateStore
 
@@ -75,28 +75,46 @@ class Ledger:
             self.write_status(origin, dataclasses.replace(current, notes=current.notes + (note,)))
 
     # -- incomplete drops ---------------------------------------------------------------------------
-    def note_pending(self, pending: PendingDrop) -> PendingDrop:
+    def note_pending(self, pending: PendingDrop) -> tuple[PendingDrop, bool]:
         """Remember an incomplete drop and what it lacks now; the first sighting's time is kept.
 
         The first sighting also writes an index entry `due/<since, epoch seconds>/<bucket>/<folder>`, so the
         sweep lists which drops are due without reading any record that is not.
 
         Returns:
-            The record as stored (with the original `since`).
+            (the record as stored, with the original `since`; True when it is new or what is missing changed).
         """
         key = f"pending/{pending.bucket}/{pending.folder}.json"
         if self.store.create(key, pending.to_doc()) is not None:
             self.store.create(f"{DUE_PREFIX}{int(pending.since.timestamp()):012d}/{pending.bucket}/{pending.folder}",
                               {})
-            return pending
+            return pending, True
         found = self.store.get(key)
         if found is None:
-            return pending
+            return pending, False
         stored = PendingDrop.from_doc(found[0])
-        if stored.missing != pending.missing:
-            stored = dataclasses.replace(pending, since=stored.since)
-            self.store.replace(key, stored.to_doc(), found[1])
-        return stored
+        if stored.missing == pending.missing:
+            return stored, False
+        stored = dataclasses.replace(pending, since=stored.since)
+        self.store.replace(key, stored.to_doc(), found[1])
+        return stored, True
+
+    def write_waiting(self, origin: Origin, status: StatusDocument, seen_at: dt.datetime) -> bool:
+        """Write a WAITING status unless a verdict written after `seen_at` (the listing that found the drop
+        incomplete) is there: a concurrent event completed the drop meanwhile, and its word stands.
+
+        Returns:
+            True when written.
+        """
+        if not origin.status_key:
+            return False
+        found = self.store.get(origin.status_key)
+        if found is None:
+            return self.store.create(origin.status_key, status.to_doc()) is not None
+        current = StatusDocument.from_doc(found[0])
+        if current.state is not DropStatus.WAITING and current.time > seen_at:
+            return False
+        return self.store.replace(origin.status_key, status.to_doc(), found[1]) is not None
 
     def pending_due(self, now: dt.datetime, age_s: float) -> list[PendingDrop]:
         """Incomplete drops first seen at least `age_s` seconds before `now`: one listing of the index, and a

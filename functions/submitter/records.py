@@ -151,6 +151,8 @@ class StatusDocument:
         origin: the origin fields (e.g. {"drop": {...}}).
         reason / message / violations / warnings / notes / job_dir / resource_name: as in the events.
         missing: what a WAITING drop waits for.
+        waiting_since / reject_after: a WAITING drop's first sighting, and when the scheduled sweep rejects it
+            (INCOMPLETE_DROP) if it is still incomplete then.
     """
 
     state: DropStatus
@@ -165,6 +167,8 @@ class StatusDocument:
     job_dir: str | None = None
     resource_name: str | None = None
     missing: tuple[str, ...] = ()
+    waiting_since: dt.datetime | None = None
+    reject_after: dt.datetime | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"state": self.state.value, "jobId": self.key, "time": iso(self.time), **self.origin,
@@ -174,6 +178,10 @@ class StatusDocument:
             doc["resourceName"] = self.resource_name
         if self.missing:
             doc["missing"] = list(self.missing)
+        if self.waiting_since is not None:
+            doc["waitingSince"] = iso(self.waiting_since)
+        if self.reject_after is not None:
+            doc["rejectAfter"] = iso(self.reject_after)
         return doc
 
     @classmethod
@@ -183,7 +191,9 @@ class StatusDocument:
                    reason=doc.get("reason"), message=doc.get("message"),
                    violations=tuple(doc.get("violations") or ()), warnings=tuple(doc.get("warnings") or ()),
                    notes=tuple(doc.get("notes") or ()), job_dir=doc.get("jobDir"),
-                   resource_name=doc.get("resourceName"), missing=tuple(doc.get("missing") or ()))
+                   resource_name=doc.get("resourceName"), missing=tuple(doc.get("missing") or ()),
+                   waiting_since=parse_iso(doc["waitingSince"]) if doc.get("waitingSince") else None,
+                   reject_after=parse_iso(doc["rejectAfter"]) if doc.get("rejectAfter") else None)
 
 
 __all__ = ["VerdictRecord", "JobRecord", "PendingDrop", "SubmittedSpec", "StatusDocument", "JobState"]

@@ -7,7 +7,9 @@ with google-api-python-client (field descriptions of GoogleCloudMlV1__TrainingIn
 __ReplicaConfig, __Scheduling, __DiskConfig, __HyperparameterSpec, __ParameterSpec);
 "machine-types" is https://cloud.google.com/ai-platform/training/docs/machine-types;
 "runtime-list" is https://cloud.google.com/ai-platform/training/docs/runtime-version-list;
-"using-gpus" is https://cloud.google.com/ai-platform/training/docs/using-gpus.
+"using-gpus" is https://cloud.google.com/ai-platform/training/docs/using-gpus;
+"reference grammar" is the container image reference grammar of the distribution project
+(github.com/distribution/reference, reference.go), which Docker, Container Registry and Artifact Registry use.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from . import naming
 from .reasons import Reason, Violation
+from .spec import REPLICA_CONFIGS, master_image
 
 INVALID_MACHINE_CONFIG = Reason.INVALID_MACHINE_CONFIG
 UNSUPPORTED_RUNTIME = Reason.UNSUPPORTED_RUNTIME
@@ -91,6 +94,19 @@ RETIRED_NOTE = ("runtimeVersion {v} is retired: AI Platform Training was shut do
 PRESET_REPLICAS = {"BASIC": (1, 0, 0), "BASIC_GPU": (1, 0, 0), "BASIC_TPU": (1, 1, 0), "STANDARD_1": (1, 4, 3),
                    "PREMIUM_1": (1, 19, 11)}
 PRESET_ACCELERATORS = {"BASIC_GPU": 1}
+
+# Container image references (reference grammar): [registry host[:port]/]path[:tag][@digest], the path in lower
+# case; the whole name at most 255 characters. AI Platform pulls from a registry (ml.v1.json ReplicaConfig.imageUri:
+# "This image must be in Container Registry"), so the host is required here: without one Docker means Docker Hub.
+_IMAGE_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REF_RE = re.compile(rf"(?P<host>{_IMAGE_HOST})/(?P<path>{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*)"
+                          r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+                          r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?")
+MAX_IMAGE_NAME = 255
+# Replica roles and their config/type fields, master first (ml.v1.json TrainingInput).
+REPLICA_TYPES = dict(zip(REPLICA_CONFIGS, ("masterType", "workerType", "parameterServerType", "evaluatorType"),
+                         strict=True))
 
 DURATION_RE = re.compile(r"^(\d+(\.\d{1,9})?)s$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
@@ -189,6 +205,7 @@ def check_job(job: dict[str, Any], protected_prefixes: tuple[str, ...] = ()) -> 
     _check_locations(ti, protected_prefixes, f)
     _check_tier_and_machines(ti, f)
     _check_runtime(ti, f)
+    _check_containers(ti, f)
     _check_scheduling(ti.get("scheduling"), f)
     _check_disks(ti, f)
     account = ti.get("serviceAccount")
@@ -227,19 +244,16 @@ def _check_templates(value: Any, path: str, f: Findings) -> None:
             stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
 
 
-def _image_uri(ti: dict[str, Any]) -> Any:
-    master = ti.get("masterConfig")
-    return master.get("imageUri") if isinstance(master, dict) else None
-
-
 def _check_program(ti: dict[str, Any], f: Findings) -> None:
     """What runs: pythonModule (ml.v1.json: "The Python module name to run after installing the packages"),
-    args (a list of strings passed to the program), and the custom container alternative."""
+    args (a list of strings passed to the program), and the custom container alternative (`_check_containers`):
+    a job whose master runs an image needs no package and no pythonModule."""
     module = ti.get("pythonModule")
+    image = master_image(ti)
     if module is None:
-        if not _image_uri(ti):
+        if image is None:
             f.bad("trainingInput.pythonModule", "is required: the dotted module to run with `python -m`, e.g. "
-                  "trainer.task")
+                  "trainer.task (or run a custom container: masterConfig.imageUri)")
     elif isinstance(module, str) and not DOTTED_MODULE_RE.fullmatch(module):
         hint = ""
         if module.endswith(".py") or "/" in module:
@@ -339,8 +353,17 @@ def _check_tier_and_machines(ti: dict[str, Any], f: Findings) -> None:
                                      ("evaluatorConfig", "evaluatorType")):
         config = ti.get(config_field)
         acc = config.get("acceleratorConfig") if isinstance(config, dict) else None
-        if acc is not None:
-            _check_accelerator(f"trainingInput.{config_field}.acceleratorConfig", acc, ti.get(type_field), f)
+        if acc is None:
+            continue
+        path = f"trainingInput.{config_field}.acceleratorConfig"
+        if isinstance(acc, dict) and ti.get(type_field) is None:
+            # ml.v1.json masterConfig (and the other replica configs): "You should only set
+            # masterConfig.acceleratorConfig if masterType is set to a Compute Engine machine type."
+            f.bad(path, f"acceleratorConfig needs {type_field} set to a Compute Engine machine type (scaleTier CUSTOM, "
+                  f"e.g. {type_field}: n1-standard-8); preset tiers choose their own hardware (BASIC_GPU has one GPU)",
+                  None, INVALID_MACHINE_CONFIG)
+            continue
+        _check_accelerator(path, acc, ti.get(type_field), f)
 
 
 def _check_accelerator(path: str, acc: Any, machine: Any, f: Findings) -> None:
@@ -379,8 +402,11 @@ def _check_accelerator(path: str, acc: Any, machine: Any, f: Findings) -> None:
 
 
 def _check_runtime(ti: dict[str, Any], f: Findings) -> None:
+    """runtimeVersion or a custom container, never both (ml.v1.json runtimeVersion: "You must either specify this
+    field or specify masterConfig.imageUri"; masterConfig: "Only one of masterConfig.imageUri and runtimeVersion
+    should be set"), and pythonVersion within what the runtime offers."""
     runtime, python = ti.get("runtimeVersion"), ti.get("pythonVersion")
-    image = (ti.get("masterConfig") or {}).get("imageUri") if isinstance(ti.get("masterConfig"), dict) else None
+    image = master_image(ti)
     if runtime is not None and image:
         f.bad("trainingInput.runtimeVersion", "runtimeVersion and masterConfig.imageUri are mutually exclusive; "
               "keep one", runtime)
@@ -397,6 +423,96 @@ def _check_runtime(ti: dict[str, Any], f: Findings) -> None:
     if isinstance(python, str) and python not in offered:
         f.bad("trainingInput.pythonVersion", f"runtimeVersion {runtime} offers pythonVersion "
               + " or ".join(offered) + f", not {python}", python, UNSUPPORTED_RUNTIME)
+
+
+def image_problem(image: str) -> str | None:
+    """What is wrong with the form of a container image reference (reference grammar), or None."""
+    if len(image) > MAX_IMAGE_NAME + 80:  # the name part is capped below; a tag/digest adds at most ~80
+        return f"is {len(image)} characters long; an image reference is at most a few hundred"
+    match = IMAGE_REF_RE.fullmatch(image)
+    host = match.group("host") if match else image.partition("/")[0]
+    if "/" not in image or not ("." in host or ":" in host or host == "localhost"):
+        return ("names no registry host; write the full reference, e.g. gcr.io/PROJECT/IMAGE:TAG or "
+                "REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE:TAG (AI Platform pulls from a registry, never "
+                "Docker Hub by default)")
+    if match is None:
+        lowered = image.lower()
+        hint = " (repository paths are lower case)" if lowered != image and IMAGE_REF_RE.fullmatch(
+            host + lowered[len(host):]) else ""
+        return ("is not an image reference of the form HOST/PATH[:TAG][@sha256:DIGEST] (path components of "
+                f"lower-case letters, digits and . _ -; a tag of at most 128 word characters){hint}")
+    if len(match.group("host")) + 1 + len(match.group("path")) > MAX_IMAGE_NAME:
+        return f"has a repository name longer than {MAX_IMAGE_NAME} characters"
+    return None
+
+
+def _check_containers(ti: dict[str, Any], f: Findings) -> None:
+    """Custom containers (ml.v1.json ReplicaConfig, TrainingInput; each rule names its source):
+
+    - a replica's `imageUri` is a full image reference with a registry host (reference grammar; policy.py decides
+      which registries a deployment admits);
+    - `imageUri` on a worker, parameter server or evaluator needs `masterConfig.imageUri` (a job runs a runtime
+      version or custom containers; replicas without their own image run the master's: workerConfig "If
+      workerConfig.imageUri has not been set, AI Platform uses the value of masterConfig.imageUri");
+    - `containerCommand` / `containerArgs` only where the replica runs an image ("It cannot be set if custom
+      container image is not provided"), and never with `trainingInput.args` ("this field and
+      [TrainingInput.args] are mutually exclusive");
+    - `tpuTfVersion` exactly on a TPU worker (`workerType: cloud_tpu`) that runs a custom container ("This field is
+      required if the replica is a TPU worker that uses a custom container. Otherwise, do not specify this field"),
+      naming a runtime version (TensorFlow major.minor);
+    - warnings for what a container job ignores (pythonModule, packageUris, pythonVersion: the image holds the
+      program and its Python) and for `useChiefInTfConfig` without one ("This field has no effect for training jobs
+      that don't use a custom container").
+    """
+    master = master_image(ti)
+    configs = {name: ti[name] for name in REPLICA_CONFIGS if isinstance(ti.get(name), dict)}
+    for name, config in configs.items():
+        base = f"trainingInput.{name}"
+        image = config.get("imageUri")
+        if isinstance(image, str):
+            problem = image_problem(image) if image else "is empty; name an image or remove imageUri"
+            if problem:
+                f.bad(f"{base}.imageUri", f"{image!r} {problem}", image)
+            if name != "masterConfig" and image and master is None:
+                f.bad(f"{base}.imageUri", f"{name}.imageUri needs masterConfig.imageUri: a job runs either a runtime "
+                      "version or custom containers (replicas without an image of their own run the master's); set "
+                      "masterConfig.imageUri, or remove this one and use runtimeVersion", image)
+        runs_image = bool(image) or master is not None
+        for field in ("containerCommand", "containerArgs"):
+            if config.get(field) is None:
+                continue
+            if not runs_image:
+                f.bad(f"{base}.{field}", f"{field} can only be set on a replica that runs a custom container "
+                      "(masterConfig.imageUri, or this replica's imageUri)", config.get(field))
+            elif ti.get("args"):
+                f.bad(f"{base}.{field}", f"{field} and trainingInput.args are mutually exclusive: put the program's "
+                      f"arguments in one place (containerArgs per replica, or args for every replica)",
+                      config.get(field))
+    tpu_worker = ti.get("workerType") == TPU_MACHINE and master is not None
+    worker = configs.get("workerConfig", {})
+    if tpu_worker and not worker.get("tpuTfVersion"):
+        f.bad("trainingInput.workerConfig.tpuTfVersion", "is required for a TPU worker (workerType cloud_tpu) that "
+              "runs a custom container: the runtime version whose TensorFlow matches the image's, e.g. \"2.11\"")
+    for name, config in configs.items():
+        version = config.get("tpuTfVersion")
+        if version is None:
+            continue
+        field = f"trainingInput.{name}.tpuTfVersion"
+        if name != "workerConfig" or not tpu_worker:
+            f.bad(field, "tpuTfVersion is only for a TPU worker (workerType cloud_tpu) that runs a custom container; "
+                  "remove it", version)
+        elif isinstance(version, str) and version not in RUNTIME_VERSIONS:
+            f.bad(field, f"{version!r} is not a runtime version (TensorFlow major.minor such as \"2.11\" or "
+                  "\"1.15\")", version, UNSUPPORTED_RUNTIME)
+    if master is not None:
+        unused = [name for name in ("pythonModule", "packageUris", "pythonVersion") if ti.get(name)]
+        if unused:
+            f.warnings.append(f"trainingInput.{', '.join(unused)}: not used by a custom-container job (the image "
+                              f"{master} holds the program and its Python; it runs its ENTRYPOINT or "
+                              "containerCommand with args)")
+    elif ti.get("useChiefInTfConfig") is True:
+        f.warnings.append("trainingInput.useChiefInTfConfig has no effect without a custom container (masterConfig."
+                          "imageUri): runtime-version jobs always name the primary replica \"master\" in TF_CONFIG")
 
 
 def _check_scheduling(scheduling: Any, f: Findings) -> None:

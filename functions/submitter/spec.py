@@ -199,6 +199,22 @@ def _raw_scalars(root: yaml.Node | None, prefix: str) -> dict[str, str]:
     return out
 
 
+REPLICA_CONFIGS = ("masterConfig", "workerConfig", "parameterServerConfig", "evaluatorConfig")
+
+
+def master_image(ti: Any) -> str | None:
+    """The custom container the job runs (`trainingInput.masterConfig.imageUri`), or None.
+
+    A job whose master names an image is a custom-container job: every other replica runs its own
+    `imageUri` or, without one, the master's (ml.v1.json workerConfig/parameterServerConfig/evaluatorConfig:
+    "If ...imageUri has not been set, AI Platform uses the value of masterConfig.imageUri"), so no replica
+    installs a package or runs a pythonModule.
+    """
+    master = ti.get("masterConfig") if isinstance(ti, dict) else None
+    image = master.get("imageUri") if isinstance(master, dict) else None
+    return image if isinstance(image, str) and image else None
+
+
 @dataclasses.dataclass(frozen=True)
 class SpecDefaults:
     """What the input (a drop, a trigger batch) and the deployment imply for a spec.
@@ -225,9 +241,11 @@ def complete(job: dict[str, Any], defaults: SpecDefaults, job_id: str) -> tuple[
     """Fill what the input and the deployment imply, without replacing anything the user wrote.
 
     Precedence: the file, then the input (packageUris, jobDir), then deployment defaults (region,
-    runtimeVersion, pythonVersion). `pythonVersion` and `runtimeVersion` are only defaulted together with
-    a missing runtime and no custom container, so an explicit pair is never mixed with a default; a
-    runtimeVersion without pythonVersion gets the runtime's newest Python (ml.v1.json pythonVersion).
+    runtimeVersion, pythonVersion). A custom-container job (`master_image`) gets neither the input's
+    packages nor a runtime: its image holds the program. `pythonVersion` and `runtimeVersion` are only
+    defaulted together with a missing runtime and no custom container, so an explicit pair is never mixed
+    with a default; a runtimeVersion without pythonVersion gets the runtime's newest Python (ml.v1.json
+    pythonVersion).
 
     Args:
         job: the parsed Job dict (not modified).
@@ -249,12 +267,12 @@ def complete(job: dict[str, Any], defaults: SpecDefaults, job_id: str) -> tuple[
     ti = out.get("trainingInput")
     if isinstance(ti, dict):
         ti = dict(ti)
-        if "packageUris" not in ti and defaults.package_uris:
+        image = master_image(ti)
+        if "packageUris" not in ti and defaults.package_uris and image is None:
             ti["packageUris"] = list(defaults.package_uris)
         ti.setdefault("jobDir", defaults.default_job_dir)
         ti.setdefault("region", defaults.region)
-        master: dict[str, Any] = ti["masterConfig"] if isinstance(ti.get("masterConfig"), dict) else {}
-        if "runtimeVersion" not in ti and not master.get("imageUri"):
+        if "runtimeVersion" not in ti and image is None:
             ti["runtimeVersion"] = defaults.runtime_version
             ti.setdefault("pythonVersion", defaults.python_version)
         runtime = ti.get("runtimeVersion")

@@ -27,11 +27,13 @@ from .spec import ParsedSpec, SpecDefaults, complete, parse_job_yaml
 
 @dataclasses.dataclass(frozen=True)
 class Overrides:
-    """gcloud-style flags (`gcloud ai-platform jobs submit training`); None means "not given".
+    """The flags of `gcloud ai-platform jobs submit training`, parsed; None means "not given".
 
-    `labels` are merged key by key over the file's labels (gcloud's `--labels` replaces them all);
-    `args` replaces the file's args only when non-empty (gcloud wipes them on an empty `--`);
-    `package_uris` replaces packageUris only when given (gcloud wipes config-only packageUris).
+    Each sets one field of the Job (`_FLAG_FIELDS`), as gcloud's BuildTrainingJob does, except where gcloud
+    loses data: `labels` are merged key by key over the file's labels (gcloud's `--labels` replaces them all);
+    `args` replaces the file's args only when non-empty (gcloud wipes them on an empty `--`); `package_uris`
+    replaces packageUris only when given (gcloud wipes config-only packageUris); `enable_web_access` None
+    keeps the file's value (gcloud writes false over it). Accelerators are {"type", "count"} mappings.
     """
 
     job_id: str | None = None
@@ -44,6 +46,21 @@ class Overrides:
     labels: dict[str, str] | None = None
     args: list[str] | None = None
     package_uris: list[str] | None = None
+    master_type: str | None = None
+    master_accelerator: dict[str, Any] | None = None
+    master_image_uri: str | None = None
+    worker_type: str | None = None
+    worker_count: int | None = None
+    worker_accelerator: dict[str, Any] | None = None
+    worker_image_uri: str | None = None
+    parameter_server_type: str | None = None
+    parameter_server_count: int | None = None
+    parameter_server_accelerator: dict[str, Any] | None = None
+    parameter_server_image_uri: str | None = None
+    use_chief_in_tf_config: bool | None = None
+    service_account: str | None = None
+    kms_key_name: str | None = None
+    enable_web_access: bool | None = None
 
 
 @dataclasses.dataclass
@@ -60,13 +77,43 @@ class Checked:
         return not self.violations
 
 
-_TI_FLAGS = (("module_name", "pythonModule"), ("region", "region"), ("runtime_version", "runtimeVersion"),
-             ("python_version", "pythonVersion"), ("scale_tier", "scaleTier"), ("job_dir", "jobDir"),
-             ("args", "args"), ("package_uris", "packageUris"))
+# (Overrides attribute, gcloud flag, path under trainingInput). Source: BuildTrainingJob's additional_fields and
+# TrainingCustomInputServerConfig.GetFieldMap in the Cloud SDK (api_lib/ml_engine/jobs.py, command_lib/ml_engine).
+_FLAG_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("module_name", "--module-name", ("pythonModule",)),
+    ("args", "--", ("args",)),
+    ("package_uris", "--packages", ("packageUris",)),
+    ("region", "--region", ("region",)),
+    ("job_dir", "--job-dir", ("jobDir",)),
+    ("scale_tier", "--scale-tier", ("scaleTier",)),
+    ("runtime_version", "--runtime-version", ("runtimeVersion",)),
+    ("python_version", "--python-version", ("pythonVersion",)),
+    ("service_account", "--service-account", ("serviceAccount",)),
+    ("enable_web_access", "--enable-web-access", ("enableWebAccess",)),
+    ("kms_key_name", "--kms-key", ("encryptionConfig", "kmsKeyName")),
+    ("master_type", "--master-machine-type", ("masterType",)),
+    ("master_image_uri", "--master-image-uri", ("masterConfig", "imageUri")),
+    ("master_accelerator", "--master-accelerator", ("masterConfig", "acceleratorConfig")),
+    ("worker_type", "--worker-machine-type", ("workerType",)),
+    ("worker_count", "--worker-count", ("workerCount",)),
+    ("worker_image_uri", "--worker-image-uri", ("workerConfig", "imageUri")),
+    ("worker_accelerator", "--worker-accelerator", ("workerConfig", "acceleratorConfig")),
+    ("parameter_server_type", "--parameter-server-machine-type", ("parameterServerType",)),
+    ("parameter_server_count", "--parameter-server-count", ("parameterServerCount",)),
+    ("parameter_server_image_uri", "--parameter-server-image-uri", ("parameterServerConfig", "imageUri")),
+    ("parameter_server_accelerator", "--parameter-server-accelerator", ("parameterServerConfig", "acceleratorConfig")),
+    ("use_chief_in_tf_config", "--use-chief-in-tf-config", ("useChiefInTfConfig",)),
+)
 
 
 def apply_overrides(job: dict[str, Any], flags: Overrides) -> tuple[dict[str, Any], list[str]]:
-    """Apply flags over a parsed Job; returns (new job, notes about replaced values)."""
+    """Apply flags over a parsed Job; returns (new job, notes about replaced values). The input is not modified.
+
+    A flag sets its field and nothing else: `--master-image-uri` replaces masterConfig.imageUri and keeps the
+    file's masterConfig.acceleratorConfig; an accelerator flag sets acceleratorConfig's type and count (gcloud
+    sets both, keeping nothing else of it). A malformed container on the path (trainingInput or a replica config
+    that is not a mapping) is left for the checks to report.
+    """
     out = dict(job)
     notes: list[str] = []
     ti = out.get("trainingInput")
@@ -75,13 +122,24 @@ def apply_overrides(job: dict[str, Any], flags: Overrides) -> tuple[dict[str, An
             return out, notes  # a malformed trainingInput is reported by the checks, not papered over
         ti = {}
     ti = dict(ti)
-    for attr, field in _TI_FLAGS:
+    for attr, flag, path in _FLAG_FIELDS:
         value = getattr(flags, attr)
         if value is None or (attr == "args" and not value):
             continue
-        if field in ti and ti[field] != value:
-            notes.append(f"--{attr.replace('_', '-')} replaced trainingInput.{field} from the file ({ti[field]!r})")
-        ti[field] = value
+        parent = ti
+        for key in path[:-1]:
+            child = parent.get(key)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                break
+            parent[key] = child = dict(child)
+            parent = child
+        else:
+            field = path[-1]
+            if field in parent and parent[field] != value:
+                notes.append(f"{flag} replaced trainingInput.{'.'.join(path)} from the file ({parent[field]!r})")
+            parent[field] = dict(value) if isinstance(value, dict) else value
     out["trainingInput"] = ti
     if flags.job_id is not None:
         out["jobId"] = flags.job_id

@@ -1,0 +1,134 @@
+"""Issue 12, point 4: an incomplete drop says what it waits for. Its status document is WAITING with the missing
+files, since when and when the sweep rejects it; it is written only when what is missing changes, never over a
+verdict a concurrent event wrote; `submitter drop-status` shows it and exits 3."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner
+
+from submitter.drops import DropRef, status_key
+from submitter.model import DropStatus
+from submitter.records import StatusDocument
+from submitter_cli import main as cli
+
+from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World, make_tarball
+
+EXTRA = make_tarball({"PKG-INFO": b"Metadata-Version: 2.1\nName: extra\nVersion: 1.0\n",
+                      "setup.py": b"from setuptools import setup\nsetup(name='extra', version='1.0')\n",
+                      "extra/__init__.py": b""}, top="extra-1.0")
+
+NAMED = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/w-1/trainer-0.1.tar.gz, "
+                              b"gs://drop-bucket/incoming/w-1/extra-1.0.tar.gz]\n  args:")
+
+
+def status_of(w: World, folder: str) -> StatusDocument | None:
+    return w.ledger.status(status_key("drop-bucket", folder))
+
+
+def status_token(w: World, folder: str) -> int:
+    found = w.store.get(status_key("drop-bucket", folder))
+    assert found is not None
+    return found[1]
+
+
+def test_a_drop_waiting_for_named_packages_says_which_since_when_and_until_when():
+    w = World()
+    w.put("incoming/w-1/job.yaml", NAMED)
+    out = w.deliver("incoming/w-1/job.yaml")
+    assert out.action == "waiting"
+    status = status_of(w, "incoming/w-1")
+    assert status is not None and status.state is DropStatus.WAITING
+    assert status.missing == ("trainer-0.1.tar.gz", "extra-1.0.tar.gz")
+    assert status.waiting_since == NOW
+    assert status.reject_after == NOW + dt.timedelta(seconds=w.settings.incomplete_drop_s)
+    assert status.key == out.job_id and status.origin["drop"]["folder"] == "incoming/w-1"
+    assert "INCOMPLETE_DROP" in (status.message or "") and w.messages() == []  # nothing is published
+
+    # The same event again (a redelivery): what is missing did not change, so no status write.
+    before, puts = status_token(w, "incoming/w-1"), w.store.requests.get("replace", 0)
+    w.deliver("incoming/w-1/job.yaml")
+    assert status_token(w, "incoming/w-1") == before and w.store.requests.get("replace", 0) == puts
+
+    # One package arrives: the status names what is still missing, with the first sighting's time.
+    w.clock.advance(60)
+    w.put("incoming/w-1/trainer-0.1.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/w-1/trainer-0.1.tar.gz")
+    status = status_of(w, "incoming/w-1")
+    assert status.missing == ("extra-1.0.tar.gz",) and status.waiting_since == NOW
+
+    # The last one completes the drop: the verdict replaces the WAITING status.
+    w.put("incoming/w-1/extra-1.0.tar.gz", EXTRA)
+    assert w.deliver("incoming/w-1/extra-1.0.tar.gz").action == "submitted"
+    assert status_of(w, "incoming/w-1").state is DropStatus.SUBMITTED
+
+
+def test_a_package_without_its_job_yaml_waits_for_job_yaml():
+    w = World()
+    w.put("incoming/w-2/trainer-0.1.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/w-2/trainer-0.1.tar.gz")
+    status = status_of(w, "incoming/w-2")
+    assert status.state is DropStatus.WAITING and status.missing == ("job.yaml",) and status.key is None
+    w.put("incoming/w-2/job.yaml", BASELINE_YAML)
+    assert w.deliver("incoming/w-2/job.yaml").action == "submitted"
+    assert status_of(w, "incoming/w-2").state is DropStatus.SUBMITTED
+
+
+def test_the_sweep_rejects_a_waiting_drop_at_the_time_its_status_announced():
+    w = World()
+    w.put("incoming/w-3/job.yaml", NAMED.replace(b"w-1", b"w-3"))
+    w.deliver("incoming/w-3/job.yaml")
+    announced = status_of(w, "incoming/w-3").reject_after
+    w.clock.advance((announced - w.clock.now()).total_seconds() - 1)
+    assert w.handler.sweep() == []
+    w.clock.advance(1)
+    [outcome] = w.handler.sweep()
+    assert outcome.action == "rejected"
+    assert status_of(w, "incoming/w-3").state is DropStatus.REJECTED
+
+
+def test_a_verdict_written_after_the_listing_is_not_overwritten_by_waiting():
+    w = World()
+    origin = DropRef("drop-bucket", "incoming/w-4", "incoming/w-4/job.yaml", 5).origin()
+    seen_at = NOW
+    verdict = StatusDocument(state=DropStatus.SUBMITTED, key="w_4_5", time=NOW + dt.timedelta(seconds=1),
+                             origin=origin.fields)
+    w.ledger.write_status(origin, verdict)
+    waiting = StatusDocument(state=DropStatus.WAITING, key="w_4_5", time=NOW + dt.timedelta(seconds=2),
+                             origin=origin.fields, missing=("x.tar.gz",))
+    assert not w.ledger.write_waiting(origin, waiting, seen_at)  # a concurrent event completed it
+    assert status_of(w, "incoming/w-4").state is DropStatus.SUBMITTED
+    older = dataclasses.replace(verdict, time=NOW - dt.timedelta(hours=1))  # an earlier generation's verdict
+    w.ledger.write_status(origin, older)
+    assert w.ledger.write_waiting(origin, waiting, seen_at)
+    assert status_of(w, "incoming/w-4").state is DropStatus.WAITING
+
+
+@pytest.fixture
+def cli_on(monkeypatch):
+    """`submitter drop-status` reading a World's ledger."""
+    from submitter_cli import drops
+
+    def use(w: World):
+        for key, value in {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-bucket",
+                           "SUBMITTER_OUTPUT_BUCKET": "drop-outputs", "SUBMITTER_STATE_BUCKET": "drop-state",
+                           "SUBMITTER_TOPIC": "training-job-events", "SUBMITTER_DROP_PREFIX": "incoming/"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(drops, "ledger", lambda settings: w.ledger)
+    return use
+
+
+def test_drop_status_shows_waiting_and_exits_3(cli_on):
+    w = World()
+    w.put("incoming/w-5/job.yaml", NAMED.replace(b"w-1", b"w-5"))
+    w.deliver("incoming/w-5/job.yaml")
+    cli_on(w)
+    res = CliRunner().invoke(cli, ["drop-status", "incoming/w-5"])
+    assert res.exit_code == 3
+    assert "WAITING  for trainer-0.1.tar.gz, extra-1.0.tar.gz" in res.output
+    assert "incomplete since 2024-06-10T12:00:05" in res.output and "rejected as INCOMPLETE_DROP" in res.output
+    hinted = CliRunner().invoke(cli, ["drop-status", "w-5"])
+    assert hinted.exit_code == 3 and "try incoming/w-5" in hinted.output
