@@ -193,3 +193,13 @@ def test_logs_without_a_local_training_service_points_to_cloud_logging(monkeypat
     google = CliRunner().invoke(main, ["logs", JOB], env={**env, "SUBMITTER_TRAINING_API_ENDPOINT":
                                                           "https://us-central1-ml.googleapis.com"})
     assert google.exit_code == 1 and "Cloud Logging" in google.output
+
+
+def test_a_refusal_under_the_drops_own_id_ends_a_watch_of_the_named_job():
+    world = World()
+    log, lines, notes = [], [], []
+    refused = event(State.REJECTED, job_id="drop_own_id_7", reason="SPEC_INVALID", message="job.yaml: bad")
+    code = run_watch(world.settings, Backend(log, {}), lambda: FakeFollower(log, [refused], world.clock), "named_job",
+                     False, 30, echo=lines.append, note=notes.append, ledger_factory=lambda: world.ledger,
+                     clock=world.clock, refusal_id="drop_own_id_7")
+    assert code == 1 and "drop_own_id_7  REJECTED" in "\n".join(lines)

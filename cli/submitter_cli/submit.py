@@ -49,8 +49,9 @@ def stage(client: Any, packages: Packages) -> None:
             pass
 
 
-def stream(settings: Settings, job_id: str, as_json: bool) -> int:
-    """`--stream-logs`: follow the job as `submitter watch JOB_ID` does; returns watch's exit code."""
+def stream(settings: Settings, job_id: str, as_json: bool, refusal_id: str | None = None) -> int:
+    """`--stream-logs`: follow the job as `submitter watch JOB_ID` does; returns watch's exit code. A refusal of
+    the drop published under `refusal_id` (the drop's own jobId, when the spec names another) ends it too."""
     from submitter.backends import build_backend
 
     from .follow import EventFollower
@@ -58,7 +59,7 @@ def stream(settings: Settings, job_id: str, as_json: bool) -> int:
 
     try:
         return run_watch(settings, build_backend(settings), lambda: EventFollower(settings.topic, "watch"), job_id,
-                         as_json, None)
+                         as_json, None, refusal_id=refusal_id)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
@@ -102,7 +103,8 @@ def submit(folder: str | None, config: Path | None, as_json: bool, **kw: Any) ->
         except PreconditionFailed:
             raise click.ClickException(f"drop folder gs://{settings.drop_bucket}/{drop_folder}/ already holds "
                                        "these files; choose another --folder") from None
-    job_id = merged.get("jobId") or naming.derive_job_id(name, location.spec_generation)
+    derived = naming.derive_job_id(name, location.spec_generation)
+    job_id = merged.get("jobId") or derived
     if as_json:
         import json
 
@@ -115,6 +117,8 @@ def submit(folder: str | None, config: Path | None, as_json: bool, **kw: Any) ->
         click.echo(f"dropped into {location.uri}")
         click.echo(f"expect jobId {job_id}  (follow it: submitter watch {job_id}; the verdict on the drop: "
                    f"submitter drop-status {drop_folder})")
+        if job_id != derived:
+            click.echo(f"note: a refusal of this drop would be published under its own jobId {derived}")
     if kw.get("stream_logs"):
         sys.stdout.flush()
-        sys.exit(stream(settings, str(job_id), as_json))
+        sys.exit(stream(settings, str(job_id), as_json, refusal_id=derived if job_id != derived else None))

@@ -207,7 +207,8 @@ def _current_active(settings, backend) -> list[dict[str, Any]]:  # type: ignore[
 def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: str | None, as_json: bool,
               timeout_s: float | None, echo: Callable[[str], None] = click.echo,
               note: Callable[[str], None] = lambda m: click.echo(m, err=True),
-              ledger_factory: Callable[[], Any] | None = None, clock: Any = None) -> int:
+              ledger_factory: Callable[[], Any] | None = None, clock: Any = None,
+              refusal_id: str | None = None) -> int:
     """The watch loop; returns the exit code (see the module docstring). Testable with fakes.
 
     Args:
@@ -219,6 +220,8 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
         echo / note: where lines (stdout) and notes (stderr) go.
         ledger_factory: returns the submitter's Ledger (verdicts of drops); default: the state bucket's.
         clock: whose `monotonic()` measures --timeout (a FakeClock in tests); the system clock by default.
+        refusal_id: the drop's own derived jobId when the spec names another one: a REJECTED or SUBMIT_FAILED
+            for the drop is published under it (a drop only speaks for itself), and ends the watch too.
     """
     from submitter.clock import SystemClock
 
@@ -264,7 +267,9 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
                 if "undecodable" in data or "state" not in data or "jobId" not in data:
                     note(f"skipped a message that is not a job event (messageId {event.get('messageId')})")
                     continue
-                if job_id and data["jobId"] != job_id:
+                refused = refusal_id is not None and data["jobId"] == refusal_id and data["state"] in (
+                    "REJECTED", "SUBMIT_FAILED")
+                if job_id and data["jobId"] != job_id and not refused:
                     continue
                 if not tracker.accept(data["jobId"], data["state"], data.get("seq"),
                                       event["attributes"].get("ce-id") or event.get("messageId")):
