@@ -47,6 +47,9 @@ class ServiceConfig:
         the local stack's root with its stack.env).
     envs_max_bytes: cap of the environment cache in bytes; least recently used environments no
         job uses are deleted past it (default 20 GiB; None = no cap).
+    runtime_tensorflow: install the TensorFlow a job's runtimeVersion shipped (its nearest
+        version installable here, see `runtimes.py`) into a cached layer under the job's
+        environment (default false: TensorFlow is ~2 GB; trainers may declare it themselves).
     extra_secrets: name -> value of further strings never to publish in an errorMessage (the
         service adds its own URL when it starts).
     """
@@ -69,6 +72,7 @@ class ServiceConfig:
     shared_paths: tuple[Path, ...] = ()
     mask_paths: tuple[Path, ...] = ()
     envs_max_bytes: int | None = 20 * 1024 ** 3
+    runtime_tensorflow: bool = False
     extra_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

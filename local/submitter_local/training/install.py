@@ -37,7 +37,10 @@ _NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
 _FROM_VERSIONS = re.compile(r"Could not find a version that satisfies the requirement (\S+) "
                             r"(?:\(from [^)]*\) )?\(from versions: ([^)]*)\)")
 _COLLECTING = re.compile(r"^Collecting (\S+)(?: \(from (\S+?)(?:\[.*?\])?(?:==\S+)?\))?")
-_SDIST = re.compile(r"(?:Downloading|Using cached|File was already downloaded) \S*?([A-Za-z0-9._-]+)\.(?:tar\.gz|zip|tar\.bz2)\b")
+_SDIST = re.compile(r"(?:Downloading|Using cached|File was already downloaded|Processing) \S*?([A-Za-z0-9._-]+)"
+                    r"\.(?:tar\.gz|zip|tar\.bz2)\b")
+_FAILED_BUILD = re.compile(r"Failed to build '([^']+)'|Failed building wheel for (\S+)|"
+                           r"Encountered error while generating package metadata\.\s*\n\s*╰─> (?!See above)(\S+)")
 
 
 def canonical_name(name: str) -> str:
@@ -255,28 +258,37 @@ def diagnose(failure: InstallFailed, requirements: dict[str, str], cache: EnvCac
             elsewhere = _has_wheel_for(cache, by_name.get(requirement_name(req), (req,))[0], job_python)
             if elsewhere:
                 sentence += f"; it has a wheel for Python {job_python}, the job's pythonVersion"
-        return sentence + "."
-    # a source build that failed: the last "Collecting X" whose download was an sdist
-    building = None
-    for ln in stripped.splitlines():
-        c = _COLLECTING.match(ln)
-        if c:
-            building = c.group(1)
-    failed_build = re.search(r"(?:Failed building wheel for|metadata-generation-failed|"
-                             r"Getting requirements to build wheel did not run successfully|"
-                             r"subprocess-exited-with-error)", text)
+        return sentence + "." + _other_pins_without_wheels(cache, requirements, {requirement_name(req)})
+    # a source build that failed: pip names the project in its last error lines
+    failed = _FAILED_BUILD.search(text)
+    building = (failed.group(1) or failed.group(2) or failed.group(3)) if failed else None
+    if building is None:  # older pips: the last "Collecting X" before the error
+        for ln in stripped.splitlines():
+            c = _COLLECTING.match(ln)
+            if c:
+                building = c.group(1)
     cause = _build_error_line(stripped)
-    if failed_build and building and failure.command != "wheel":
+    if failed and building and failure.command != "wheel":
         sdists = [m.group(1) for ln in stripped.splitlines() if (m := _SDIST.search(ln))]
-        sdist_of_it = any(canonical_name(s.rsplit("-", 1)[0]) == requirement_name(building) for s in sdists)
-        if sdist_of_it:
-            wheel_here = _has_wheel_for(cache, building, local)
+        if any(canonical_name(sd.rsplit("-", 1)[0]) == requirement_name(building) for sd in sdists):
+            declared = by_name.get(requirement_name(building), (building,))[0]
+            wheel_here = _has_wheel_for(cache, declared, local)
             prefix = f"has no wheel for Python {local}, so pip built its source distribution, and that" \
                 if wheel_here is False else "could not be built from its source distribution: the build"
-            return f"{who(building)} {prefix} failed: {cause or 'see the install log above'}"
+            return (f"{who(building)} {prefix} failed: {cause or 'see the install log above'}."
+                    + _other_pins_without_wheels(cache, requirements, {requirement_name(building)}))
     if failure.command == "wheel":
         return f"Building the job's package failed: {cause or messages.cause_line(text) or 'see the log'}"
     return messages.cause_line(text) or (messages.tail(failure.stderr, 1) or "pip failed without a message")
+
+
+def _other_pins_without_wheels(cache: EnvCache, requirements: dict[str, str], skip: set[str]) -> str:
+    """` Also without a wheel for Python 3.11: pandas==1.4.1.` for the other exactly pinned
+    (`==`) requirements pip did not get to, or "" (one dry-run query per pin; failures only)."""
+    local = cache.runtime_info().version
+    missing = [r for r in requirements if "==" in r and ";" not in r and requirement_name(r) not in skip
+               and _has_wheel_for(cache, r, local) is False]
+    return f" Also without a wheel for Python {local}: {', '.join(missing)}." if missing else ""
 
 
 def _build_error_line(stripped_text: str) -> str | None:

@@ -128,9 +128,10 @@ class Scrubber:
 
 
 def failure_message(status_sentence: str, stderr_text: str, scrub: Scrubber | None = None,
-                    lines: int = 20, chars: int = 4000) -> str:
+                    lines: int = 20, chars: int = 4000, hint: str | None = None) -> str:
     """errorMessage for a failure: `<cause>\\n<status sentence> <stderr tail>`, scrubbed and
-    escaped; without a recognisable cause, `<status sentence> <stderr tail>`.
+    escaped; without a recognisable cause, `<status sentence> <stderr tail>`. A `hint` (what to
+    do about the cause) follows the cause line in parentheses.
 
     E.g. ("The replica master 0 exited with a non-zero status of 3.", stderr) ->
     "ValueError: the model diverged\\nThe replica master 0 exited with a non-zero status of 3.
@@ -141,5 +142,5 @@ def failure_message(status_sentence: str, stderr_text: str, scrub: Scrubber | No
     body = tail(cleaned, lines, chars)
     message = f"{status_sentence} {body}".rstrip()
     if cause:
-        message = f"{cause[:300]}\n{message}"
+        message = f"{cause[:300]}" + (f" ({hint})" if hint else "") + f"\n{message}"
     return escape_controls(message)

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from . import cluster, envs, install, messages, procs, replica_env, sandbox
+from . import cluster, envs, install, messages, procs, replica_env, runtimes, sandbox
 from .config import ServiceConfig
 from .model import CANCELLING, FAILED, PREPARING, RUNNING, SUCCEEDED, parse_duration
 from .store import Change, JobRecord, JobStore
@@ -194,6 +194,7 @@ class JobRun:
         self._scrub = scrub or messages.Scrubber({})
         self._holds: list[envs.EnvHold] = []  # cached layers this job uses (kept from eviction)
         self._env_chain: tuple[str, ...] = ()  # their keys
+        self._runtime = runtimes.lookup(rec.job["trainingInput"].get("runtimeVersion"))
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -285,6 +286,9 @@ class JobRun:
         note(f"runtimeVersion {ti.get('runtimeVersion', '(none)')} / pythonVersion "
              f"{ti.get('pythonVersion', '(none)')} run on the local runtime {self._cfg.runtime_python} "
              f"(Python {self._envs.runtime_info().version}); see docs/local-training.md.")
+        for line in runtimes.notes(self._runtime, ti.get("runtimeVersion"), ti.get("pythonVersion"),
+                                   self._envs.runtime_info().version, self._cfg.runtime_tensorflow):
+            note(line)
         pkg_root = self._dir / "packages"
         shutil.rmtree(pkg_root, ignore_errors=True)
         files: list[Path] = []
@@ -310,8 +314,16 @@ class JobRun:
                                           on_note=note)
             requirements = install.declared_requirements(wheels)
             base = None
+            tf = self._runtime.tensorflow_requirement if self._runtime else None
+            if tf and self._cfg.runtime_tensorflow:  # the runtime's TensorFlow: a shared, cached layer
+                base = self._envs.ensure([tf], None, pip_log, self._interrupted,
+                                         label=f"runtime {self._runtime.version}'s TensorFlow",  # type: ignore
+                                         on_note=note)
+                self._holds.append(self._envs.hold(base))
+                self._env_chain = base.chain
             if requirements:
-                base = self._envs.ensure(sorted(requirements), base, pip_log, self._interrupted,
+                # in declaration order, as pip would meet them (the cache key sorts them)
+                base = self._envs.ensure(list(requirements), base, pip_log, self._interrupted,
                                          label="the packages' requirements", on_note=note)
                 self._holds.append(self._envs.hold(base))
                 self._env_chain = base.chain
@@ -499,7 +511,8 @@ class JobRun:
                             "the job fails.")
         stderr = messages.read_text_tail(self._dir / "logs" / f"{p.replica.name}.stderr.log")
         sentence = f"The replica {label} exited with a non-zero status of {status}."
-        return FAILED, messages.failure_message(sentence, stderr, self._scrub)
+        hint = runtimes.missing_module_hint(messages.cause_line(stderr), self._runtime, self._cfg.runtime_tensorflow)
+        return FAILED, messages.failure_message(sentence, stderr, self._scrub, hint=hint)
 
     def _training_output(self) -> dict[str, Any]:
         """trainingOutput at the end: `consumedMLUnits` when replicas ran (an estimate, see
