@@ -15,7 +15,7 @@ import re
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from submitter_local import storage_emulator
-from submitter_local.training import replica_env
+from submitter_local.training import gcs_access, replica_env
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -157,7 +157,7 @@ def test_a_trainer_sees_nothing_of_the_service(make_service, gcs, our_settings):
     assert not [k for k in env if k.startswith("SUBMITTER_")]
     assert set(env) <= {"TF_CONFIG", "CLOUD_ML_JOB_ID", "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST", "PATH",
                         "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "LC_ALL", "PYTHONUNBUFFERED",
-                        *replica_env.PASS_THROUGH}, env
+                        *replica_env.PASS_THROUGH, *gcs_access.VARIABLES}, env
     assert env["STORAGE_EMULATOR_HOST"] == os.environ["STORAGE_EMULATOR_HOST"]  # gs:// data is allowed
     for name, value in our_settings.items():  # nothing of ours in anything it printed
         assert value not in trainer_output, name

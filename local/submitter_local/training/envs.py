@@ -245,27 +245,29 @@ class EnvCache:
             return [str(self.runtime_python), "-m", "pip", "--python", str(target_python)]
         return [str(target_python), "-m", "pip"]
 
-    def key(self, requirements: Iterable[str], parent: Env | None) -> str:
-        """sha256 over the parent (its key, or the runtime fingerprint), the sorted requirements
-        and the pip arguments."""
+    def key(self, requirements: Iterable[str], parent: Env | None, constraints: Iterable[str] = ()) -> str:
+        """sha256 over the parent (its key, or the runtime fingerprint), the sorted requirements,
+        the pip arguments and the sorted constraints."""
         h = hashlib.sha256()
         h.update((parent.key if parent else self.runtime_info().fingerprint).encode() + b"\0")
         h.update(json.dumps(sorted(set(requirements))).encode() + b"\0")
-        h.update(json.dumps(self.pip_args).encode())
+        h.update(json.dumps([self.pip_args, sorted(set(constraints))]).encode())
         return h.hexdigest()
 
     # -- the cache -------------------------------------------------------------------------------
     def ensure(self, requirements: list[str], parent: Env | None, pip_log: PipLog,
                interrupted: Callable[[], bool], label: str = "dependencies",
-               on_note: Callable[[str], None] = lambda text: None) -> Env:
+               on_note: Callable[[str], None] = lambda text: None, constraints: list[str] | None = None) -> Env:
         """Return the layer with `requirements` installed on top of `parent` (None = the runtime
-        venv), building it if needed.
+        venv), building it if needed. `constraints` (pip `-c` lines such as `numpy==1.23.5`) keep
+        versions pip must not change (a layer of runtime libraries must not shadow the runtime's
+        own image libraries).
 
         pip's output goes to `pip_log`; `on_note` gets one-line progress notes naming `label`.
         `interrupted()` is polled while waiting for the per-key lock and while pip runs. Raises
         InstallFailed or Interrupted."""
         t0 = time.monotonic()
-        digest = self.key(requirements, parent)
+        digest = self.key(requirements, parent, constraints or ())
         final = self.root / digest
         chain = (digest, *(parent.chain if parent else ()))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -292,7 +294,7 @@ class EnvCache:
                     return Env(digest, final, final / "bin" / "python", True, time.monotonic() - t0, chain)
                 on_note(f"Installing {label} into a new environment {digest[:12]}: "
                         + (" ".join(sorted(requirements)) or "(none)"))
-                self._build(digest, requirements, parent, pip_log, interrupted, label)
+                self._build(digest, requirements, parent, pip_log, interrupted, label, list(constraints or ()))
                 with self._guard:
                     self.builds += 1
                 seconds = time.monotonic() - t0
@@ -393,7 +395,7 @@ class EnvCache:
 
     # -- building --------------------------------------------------------------------------------
     def _build(self, digest: str, requirements: list[str], parent: Env | None, pip_log: PipLog,
-               interrupted: Callable[[], bool], label: str) -> None:
+               interrupted: Callable[[], bool], label: str, constraints: list[str]) -> None:
         t0 = time.monotonic()
         final = self.root / digest
         tmp = self.root / f".tmp-{digest}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -402,9 +404,14 @@ class EnvCache:
             parent_dirs = [str(parent.site_packages)] if parent else self.runtime_site_dirs()
             env_python = make_venv(self.runtime_python, tmp, parent_dirs)
             if requirements:
+                extra: list[str] = []
+                if constraints:
+                    cfile = tmp / ".constraints.txt"
+                    cfile.write_text("\n".join(constraints) + "\n")
+                    extra = ["-c", str(cfile)]
                 cmd = self.pip_command(env_python) + [
                     "install", "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
-                    *self.pip_args, *requirements]
+                    *self.pip_args, *extra, *requirements]
                 rc, output, stderr = pip_log.run(cmd, interrupted, self.poll)
                 if rc != 0:
                     raise InstallFailed(stderr, output)

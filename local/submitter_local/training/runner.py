@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from . import cluster, envs, install, messages, procs, replica_env, runtimes, sandbox
+from . import cluster, envs, gcs_access, install, messages, procs, replica_env, runtimes, sandbox
 from .config import ServiceConfig
 from .model import CANCELLING, FAILED, PREPARING, RUNNING, SUCCEEDED, parse_duration
 from .store import Change, JobRecord, JobStore
@@ -191,10 +191,12 @@ class JobRun:
         self._replicas_started = 0
         self._ended_at: float | None = None  # epoch seconds the last replica was stopped
         self._isolation = isolation or sandbox.HostIsolation.off("Isolation was not configured.")
-        self._scrub = scrub or messages.Scrubber({})
+        # values in the job's own spec (project, buckets) are its data, never redacted from its errors
+        self._scrub = (scrub or messages.Scrubber({})).allowing(f"{rec.project} {json.dumps(rec.job)}")
         self._holds: list[envs.EnvHold] = []  # cached layers this job uses (kept from eviction)
         self._env_chain: tuple[str, ...] = ()  # their keys
         self._runtime = runtimes.lookup(rec.job["trainingInput"].get("runtimeVersion"))
+        self._tensorflow_layer = False  # the job runs on our TensorFlow layer, not a TensorFlow of its own
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -314,11 +316,14 @@ class JobRun:
                                           on_note=note)
             requirements = install.declared_requirements(wheels)
             base = None
-            tf = self._runtime.tensorflow_requirement if self._runtime else None
+            tf = self._runtime.tensorflow_requirements if self._runtime else []
             if tf and self._cfg.runtime_tensorflow:  # the runtime's TensorFlow: a shared, cached layer
-                base = self._envs.ensure([tf], None, pip_log, self._interrupted,
+                base = self._envs.ensure(tf, None, pip_log, self._interrupted,
                                          label=f"runtime {self._runtime.version}'s TensorFlow",  # type: ignore
-                                         on_note=note)
+                                         on_note=note, constraints=[f"{k}=={v}" for k, v in
+                                                                    runtimes.local_libraries().items()])
+                self._tensorflow_layer = not any(install.requirement_name(r).startswith("tensorflow")
+                                                 for r in requirements)
                 self._holds.append(self._envs.hold(base))
                 self._env_chain = base.chain
             if requirements:
@@ -362,10 +367,10 @@ class JobRun:
             "CLOUD_ML_JOB_ID": self.job_id,
             "GOOGLE_CLOUD_PROJECT": self.project,
         }
-        storage = os.environ.get("STORAGE_EMULATOR_HOST")
-        if storage:  # trainers read gs:// data from the local storage emulator
-            variables["STORAGE_EMULATOR_HOST"] = storage
         dirs = self._replica_dirs(replica)
+        # trainers read and write gs:// through the local storage emulator, whatever the library
+        variables.update(gcs_access.replica_variables(os.environ.get("STORAGE_EMULATOR_HOST"), self.project,
+                                                      str(dirs["home"]), self._tensorflow_layer))
         tmpdir = "/tmp" if self._isolation.namespaces else str(dirs["tmp"])
         user = self._isolation.user[0] if self._isolation.user else "root"
         return replica_env.build(variables, bin_dir=str(python.parent), home=str(dirs["home"]), tmpdir=tmpdir,
@@ -382,6 +387,11 @@ class JobRun:
         sink = self._sink if replica == self._plan.primary else _LogSink(logs / f"{replica.name}.log")
         dirs = self._replica_dirs(replica)
         sandbox.prepare_dirs(self._isolation, *dirs.values())
+        if "BOTO_CONFIG" in env:  # gsutil's configuration, in the replica's own HOME
+            boto = Path(env["BOTO_CONFIG"])
+            boto.write_text(gcs_access.BOTO_CONFIG)
+            if self._isolation.user:
+                os.chown(boto, self._isolation.user[1], self._isolation.user[2])
         info = self._envs.runtime_info()
         exposes = [str(self._dir / "env"), *(str(self._envs.root / k) for k in self._env_chain),
                    info.prefix, info.base_prefix, str(dirs["work"]), str(dirs["home"]),
@@ -511,7 +521,9 @@ class JobRun:
                             "the job fails.")
         stderr = messages.read_text_tail(self._dir / "logs" / f"{p.replica.name}.stderr.log")
         sentence = f"The replica {label} exited with a non-zero status of {status}."
-        hint = runtimes.missing_module_hint(messages.cause_line(stderr), self._runtime, self._cfg.runtime_tensorflow)
+        cause = messages.cause_line(stderr)
+        hint = (runtimes.missing_module_hint(cause, self._runtime, self._cfg.runtime_tensorflow)
+                or gcs_access.failure_hint(cause, self._tensorflow_layer))
         return FAILED, messages.failure_message(sentence, stderr, self._scrub, hint=hint)
 
     def _training_output(self) -> dict[str, Any]:

@@ -51,11 +51,15 @@ class RuntimeVersion:
     local_tensorflow: str | None
     local_tensorflow_why: str
     libraries: dict[str, dict[str, str]]
+    local_tensorflow_extras: tuple[str, ...] = ()
 
     @property
-    def tensorflow_requirement(self) -> str | None:
-        """`tensorflow==2.12.1`: the requirement of the opt-in TensorFlow layer, or None."""
-        return f"tensorflow=={self.local_tensorflow}" if self.local_tensorflow else None
+    def tensorflow_requirements(self) -> list[str]:
+        """`["tensorflow==2.12.1", "tensorflow-io-gcs-filesystem==0.32.0"]`: what the opt-in
+        TensorFlow layer installs, or [] when no TensorFlow of this runtime installs here."""
+        if not self.local_tensorflow:
+            return []
+        return [f"tensorflow=={self.local_tensorflow}", *self.local_tensorflow_extras]
 
 
 def lookup(runtime_version: str | None) -> RuntimeVersion | None:
@@ -65,7 +69,8 @@ def lookup(runtime_version: str | None) -> RuntimeVersion | None:
         return None
     return RuntimeVersion(runtime_version or "", (row.get("tensorflow") or {}).get("shipped"),
                           tuple(row.get("python_versions", ())), row.get("local_tensorflow"),
-                          row.get("local_tensorflow_why", ""), dict(row.get("libraries", {})))
+                          row.get("local_tensorflow_why", ""), dict(row.get("libraries", {})),
+                          tuple(row.get("local_tensorflow_extras", ())))
 
 
 def local_libraries() -> dict[str, str]:

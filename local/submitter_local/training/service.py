@@ -21,7 +21,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import cluster, errors, filters, jobspec, preflight
+from . import cluster, errors, filters, jobspec, preflight, replica_env
 from .config import ServiceConfig
 from .envs import EnvCache
 from .messages import Scrubber
@@ -130,10 +130,12 @@ class TrainingService:
 
     def _scrubber(self) -> Scrubber:
         """What never leaves the service in an errorMessage: its own settings and URL (see
-        `messages.Scrubber`); the storage emulator endpoint is given to trainers, so it stays."""
+        `messages.Scrubber`); what trainers are given anyway (the storage emulator endpoint, the
+        passed-through variables such as SSL_CERT_FILE) stays."""
         extra = {"the training API": self.url, **self.config.extra_secrets}
-        return Scrubber.from_environ(os.environ, allowed_values=[os.environ.get("STORAGE_EMULATOR_HOST", "")],
-                                     extra=extra)
+        given = [os.environ.get("STORAGE_EMULATOR_HOST", "")] + [os.environ[k] for k in replica_env.PASS_THROUGH
+                                                                  if k in os.environ]
+        return Scrubber.from_environ(os.environ, allowed_values=given, extra=extra)
 
     def stop(self) -> None:
         """Stop the HTTP server and the scheduler, kill every trainer process group (SIGTERM,
