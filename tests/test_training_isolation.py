@@ -22,7 +22,6 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     PROJECT,
     RUNTIME_PYTHON,
     TERMINAL,
-    alive,
     envs_dir,
     job_body,
     job_pids,

@@ -187,7 +187,7 @@ def test_missing_image_library_and_tensorflow_say_what_to_do(make_service, gcs):
     assert tf["errorMessage"].splitlines()[0].startswith(
         "ModuleNotFoundError: No module named 'tensorflow' (TensorFlow was part of runtime 2.11's image; locally it "
         "is opt-in: start the local training service with --runtime-tensorflow")
-    assert "TensorFlow is not installed for this job (opt-in" in logs(svc, "tfuser")
+    assert "The runtime's TensorFlow is not installed (opt-in" in logs(svc, "tfuser")
 
 
 def test_a_code_only_change_reuses_the_environment(make_service, gcs, capsys):

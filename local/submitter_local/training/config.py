@@ -24,7 +24,8 @@ class ServiceConfig:
     kill_grace_seconds: SIGTERM -> SIGKILL delay when a trainer's process group is stopped.
     pip_args: extra arguments for `pip install` (e.g. `("--no-build-isolation",)` when the
         runtime has `wheel`, or `("--no-index", "--find-links", DIR)` for fully offline installs).
-    envs_dir: where cached environments live; None = `<data_dir>/envs` (tests share one).
+    envs_dir: where cached environments (one per dependency set, see `envs.py`) and built
+        wheels live; None = `<data_dir>/envs` (tests share one).
     storage_client_factory: `f(project) -> google.cloud.storage.Client`; None = a client that
         honours STORAGE_EMULATOR_HOST (anonymous credentials when it is set).
     max_replicas_per_type: most processes started per non-primary replica type (worker, ps,
@@ -76,10 +77,12 @@ class ServiceConfig:
     extra_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        self.runtime_python = Path(self.runtime_python)
+        # absolute (not resolved: a venv's python is a symlink that must keep its venv path), so
+        # trainers started in their own working directories find every path
+        self.data_dir = Path(self.data_dir).absolute()
+        self.runtime_python = Path(self.runtime_python).absolute()
         if self.envs_dir is not None:
-            self.envs_dir = Path(self.envs_dir)
+            self.envs_dir = Path(self.envs_dir).absolute()
         if self.max_running is not None and self.max_running < 1:
             raise ValueError("max_running must be at least 1")
         if self.max_replicas_per_type < 0:

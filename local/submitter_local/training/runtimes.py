@@ -100,8 +100,8 @@ def notes(rv: RuntimeVersion | None, runtime_version: str | None, python_version
         out.append(f"TensorFlow {rv.local_tensorflow} stands in for TensorFlow {rv.tensorflow_shipped} "
                    f"({rv.local_tensorflow_why}).")
     else:
-        out.append(f"TensorFlow is not installed for this job (opt-in: start the service with --runtime-tensorflow "
-                   f"to get TensorFlow {rv.local_tensorflow}, or declare tensorflow in your package).")
+        out.append(f"The runtime's TensorFlow is not installed (opt-in: start the service with --runtime-tensorflow "
+                   f"to get TensorFlow {rv.local_tensorflow}); a package may declare tensorflow itself.")
     return out
 
 
