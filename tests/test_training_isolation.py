@@ -59,12 +59,13 @@ print("TMP " + json.dumps(sorted(os.listdir("/tmp"))))
 '''
 
 LEAK = r'''
-"""Fails after printing what it was given: a setting value (as if read from a config file) and
-terminal escape sequences."""
+"""Fails after printing what it read from the file given as argv[1] (a stray config file holding
+one of the service's settings) and terminal escape sequences."""
 import sys
-print("connecting to " + sys.argv[1], file=sys.stderr)
+endpoint = open(sys.argv[1]).read().strip()
+print("connecting to " + endpoint, file=sys.stderr)
 print("\x1b[31mred alert\x1b[0m \x07bell", file=sys.stderr)
-raise ConnectionError("cannot reach " + sys.argv[1])
+raise ConnectionError("cannot reach " + endpoint)
 '''
 
 MODELFILE = r'''
@@ -178,11 +179,16 @@ def test_a_trainer_sees_nothing_of_the_service(make_service, gcs, our_settings):
         assert any(n for n in iso["notes"]), iso
 
 
-def test_error_message_is_scrubbed_escaped_and_cause_first(make_service, gcs, our_settings):
-    svc = make_service()
-    jobs = jobs_api(svc)
+def test_error_message_is_scrubbed_escaped_and_cause_first(make_service, gcs, our_settings, tmp_path):
     secret = our_settings["SUBMITTER_TRAINING_API_ENDPOINT"]
-    jobs.create(parent=PARENT, body=job_body("leaky", gcs, module="trainer.leak", args=[secret])).execute()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "stray.cfg").write_text(secret + "\n")
+    os.chmod(shared, 0o755)
+    svc = make_service(shared_paths=(shared,))
+    jobs = jobs_api(svc)
+    jobs.create(parent=PARENT, body=job_body("leaky", gcs, module="trainer.leak",
+                                             args=[str(shared / "stray.cfg"), "x y"])).execute()
     job, _ = wait_for(jobs, "leaky", TERMINAL, timeout=120)
     assert job["state"] == "FAILED"
     msg = job["errorMessage"]
@@ -193,7 +199,7 @@ def test_error_message_is_scrubbed_escaped_and_cause_first(make_service, gcs, ou
     assert "\x1b" not in msg and "\x07" not in msg
     assert "\\x1b[31mred alert\\x1b[0m \\x07bell" in msg  # shown, not interpreted
     # the shell-quoted command line in the log
-    assert f"Running command: python -m trainer.leak {secret}" in logs(svc, "leaky")
+    assert f"Running command: python -m trainer.leak {shared / 'stray.cfg'} 'x y'" in logs(svc, "leaky")
 
 
 def test_two_jobs_writing_the_same_tmp_path_keep_their_own(make_service, gcs, tmp_path):
