@@ -94,6 +94,7 @@ class Env:
 
     @property
     def site_packages(self) -> Path:
+        """The layer's own site-packages directory (`lib/pythonX.Y/site-packages`)."""
         return next((self.path / "lib").glob("python*/site-packages"))
 
 

@@ -66,6 +66,7 @@ class Wheel:
 
     @property
     def label(self) -> str:
+        """`trainer 0.1`: how messages name the package."""
         return f"{self.name} {self.version}"
 
 

@@ -60,6 +60,7 @@ class HostIsolation:
 
     @classmethod
     def off(cls, reason: str) -> "HostIsolation":
+        """No namespaces, no account switch; `reason` becomes the one note."""
         return cls(False, None, (reason,))
 
     @classmethod
