@@ -165,7 +165,8 @@ class Stack:
             self._create_resources(env)
             training = [sys.executable, "-m", "submitter_local.training", "--host", "127.0.0.1",
                         "--port", str(ports["training"]), "--data-dir", str(self.root / "training"),
-                        "--runtime-python", str(c.runtime_python), "--min-state-seconds", str(c.min_state_seconds)]
+                        "--runtime-python", str(c.runtime_python), "--min-state-seconds", str(c.min_state_seconds),
+                        "--mask-path", str(self.root)]  # trainers never see stack.env, logs or the stack's state
             if c.training_paused:
                 training.append("--paused")
             self._spawn("training", training, env)
