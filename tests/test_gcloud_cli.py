@@ -26,11 +26,11 @@ from test_training_service import (
     PYPROJECT,
     RUNTIME_PYTHON,
     TERMINAL,
+    job_pids,
     jobs_api,
     make_sdist,
     wait_for,
     wait_for_log,
-    job_pids,
     wait_gone,
 )
 

@@ -21,8 +21,6 @@ import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient.errors import HttpError
-from submitter_local import storage_emulator
-from submitter_local.training import cluster
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -34,15 +32,18 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     envs_dir,
     error_of,
     job_body,
+    job_pids,
     jobs_api,
     make_sdist,
     make_service,
-    job_pids,
     wait_for,
     wait_gone,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+from submitter_local.training import cluster
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 REPLICA = r'''
 """Records TF_CONFIG; see tests/test_training_cluster.py."""
@@ -150,7 +151,8 @@ def replica_log(svc, job_id: str, replica: str | None = None) -> requests.Respon
      {"master": 1, "worker": 4, "ps": 3, "evaluator": 0}),
     ({"scaleTier": "STANDARD_1"}, 10, ["master-0"] + [f"worker-{i}" for i in range(4)] + [f"ps-{i}" for i in range(3)],
      {"master": 1, "worker": 4, "ps": 3, "evaluator": 0}),
-    ({"scaleTier": "PREMIUM_1"}, 100, ["master-0"] + [f"worker-{i}" for i in range(19)] + [f"ps-{i}" for i in range(11)],
+    ({"scaleTier": "PREMIUM_1"}, 100,
+     ["master-0"] + [f"worker-{i}" for i in range(19)] + [f"ps-{i}" for i in range(11)],
      {"master": 1, "worker": 19, "ps": 11, "evaluator": 0}),
     ({"scaleTier": "BASIC_TPU"}, 2, ["master-0"], {"master": 1, "worker": 1, "ps": 0, "evaluator": 0}),
     ({"scaleTier": "CUSTOM", "masterType": "n1-standard-4", "workerType": "cloud_tpu", "workerCount": "1"}, 2,

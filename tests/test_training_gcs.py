@@ -18,7 +18,6 @@ import re
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from submitter_local import storage_emulator
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -34,7 +33,9 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 GSIO = r'''
 """Reads --input and writes the model to --job-dir through every gs:// library it has."""
@@ -89,7 +90,8 @@ def with_tf():
     import tensorflow as tf
     with tf.io.gfile.GFile(args.input) as f:
         data = f.read()
-    assert tf.io.gfile.exists(args.input) and blob.rsplit("/", 1)[-1] in tf.io.gfile.listdir(args.input.rsplit("/", 1)[0])
+    listed = tf.io.gfile.listdir(args.input.rsplit("/", 1)[0])
+    assert tf.io.gfile.exists(args.input) and blob.rsplit("/", 1)[-1] in listed
     with tf.io.gfile.GFile(args.job_dir + "/model-tf.txt", "w") as f:
         f.write("rows=%d" % data.count("\n"))
 
@@ -154,7 +156,7 @@ def test_every_gs_library_reads_the_input_and_writes_the_model(make_service, gcs
     assert job["state"] == "SUCCEEDED", job
     results = json.loads(re.search(r"^RESULTS (.*)$", logs(svc, "gsio"), re.M).group(1))
     libraries = ["google-cloud-storage", "gcsfs", "gcloud", "gsutil"]
-    assert results == {lib: "ok" for lib in libraries}
+    assert results == dict.fromkeys(libraries, "ok")
     check_outputs(gcs[1], "out/gsio", libraries)
 
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from submitter_local import storage_emulator
-from submitter_local.training import gcs_access, replica_env
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -35,7 +33,10 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     wait_gone,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+from submitter_local.training import gcs_access, replica_env
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 SNOOP = r'''
 """Prints everything it can see: its environment, every process (cmdline, and environ where

@@ -18,8 +18,6 @@ import time
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from submitter_local import storage_emulator
-from submitter_local.training import runtimes
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -36,7 +34,10 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+from submitter_local.training import runtimes
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 IMPORTS = r'''
 """Imports what the runtime images shipped, without declaring any of it."""

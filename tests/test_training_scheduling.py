@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient.errors import HttpError
-from submitter_local import storage_emulator
-from submitter_local.training import procs
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -31,16 +29,19 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     envs_dir,
     error_of,
     job_body,
+    job_pids,
     jobs_api,
     make_sdist,
     make_service,
-    job_pids,
     wait_for,
     wait_for_log,
     wait_gone,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+from submitter_local.training import procs
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 SLEEP = r'''
 import os, time

@@ -25,6 +25,7 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
+
 from submitter_local.training import ServiceConfig, TrainingService, filters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ PARENT = f"projects/{PROJECT}"
 BUCKET = "drops"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 # --------------------------------------------------------------------------- trainer packages
 

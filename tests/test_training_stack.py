@@ -18,14 +18,13 @@ import uuid
 
 import pytest
 import requests
-
-from conftest import running_stack
 from test_training_gcs import GSIO, INPUT, OUTPUTS
 from test_training_isolation import SNOOP
-from test_training_service import RUNTIME_PYTHON, make_sdist
+from test_training_service import make_sdist
 
-pytestmark = [pytest.mark.stack,
-              pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")]
+from conftest import running_stack
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 SNOOP_THEN_FAIL = SNOOP + r'''
 import sys
@@ -123,7 +122,7 @@ def test_a_trainer_using_every_gs_library_succeeds_through_a_drop(stack, tmp_pat
     text = job_log(env, final["jobId"])
     results = json.loads(re.search(r"^RESULTS (.*)$", text, re.M).group(1))
     libraries = ["google-cloud-storage", "gcsfs", "gcloud", "gsutil"]
-    assert results == {lib: "ok" for lib in libraries}
+    assert results == dict.fromkeys(libraries, "ok")
     prefix = final["jobDir"].removeprefix(f"gs://{env['OUTPUT_BUCKET']}/").rstrip("/")
     for lib in libraries:
         assert outputs.blob(f"{prefix}/{OUTPUTS[lib]}").exists(), lib

@@ -90,7 +90,7 @@ def main() -> int:
         except RuntimeError as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 1
-        folder = f"{env['DROP_PREFIX']}demo-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+        folder = f"{env['DROP_PREFIX']}demo-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
         state, events = run_drop(env, package, (REPO / "samples" / "job.yaml").read_bytes(), folder)
     if state is None:
         print(f"demo: no final state within {TIMEOUT_S}s; see the logs in {stack.root / 'logs'}", file=sys.stderr)

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                             time_scale=args.time_scale, check_storage=args.check_storage,
                             envs_dir=args.envs_dir, poll_interval=args.poll_interval,
                             envs_max_bytes=int(args.envs_max_gb * 1024 ** 3) if args.envs_max_gb > 0 else None,
-                            isolation=args.isolation, runtime_tensorflow=args.runtime_tensorflow, trainer_user=args.trainer_user,
+                            isolation=args.isolation, runtime_tensorflow=args.runtime_tensorflow,
+                            trainer_user=args.trainer_user,
                             shared_paths=tuple(args.share_path), mask_paths=tuple(args.mask_path))
     except ValueError as e:
         print(f"cannot start the local training service: {e}", file=sys.stderr)

@@ -42,8 +42,9 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Callable, Iterable
+from typing import IO
 
 from . import procs
 
@@ -305,7 +306,7 @@ class EnvCache:
         self.evict(keep=set(chain))
         return Env(digest, final, final / "bin" / "python", False, seconds, chain)
 
-    def hold(self, env: Env) -> "EnvHold":
+    def hold(self, env: Env) -> EnvHold:
         """Mark every cached layer of `env` as in use until the returned hold is released (a
         shared flock per layer), so eviction leaves them alone."""
         return EnvHold(self.root, env.chain)
@@ -442,7 +443,7 @@ class EnvHold:
             f.close()
         self._files = []
 
-    def __enter__(self) -> "EnvHold":
+    def __enter__(self) -> EnvHold:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -31,7 +31,8 @@ VARIABLES = ("STORAGE_EMULATOR_HOST", "CLOUD_STORAGE_EMULATOR_ENDPOINT", "TF_USE
              "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE", "CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "CLOUDSDK_CORE_PROJECT",
              "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "BOTO_CONFIG")
 
-BOTO_CONFIG = "[GSUtil]\n# gsutil runs its commands through `gcloud storage`, which honours the endpoint override\nuse_gcloud_storage = True\n"
+BOTO_CONFIG = ("[GSUtil]\n# gsutil runs its commands through `gcloud storage`, which honours the endpoint override\n"
+               "use_gcloud_storage = True\n")
 
 
 def replica_variables(emulator_url: str | None, project: str, home: str, tensorflow_plugin: bool) -> dict[str, str]:

@@ -26,8 +26,8 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import messages
 from .envs import Env, EnvCache, InstallFailed, PipLog, child_base_env, make_venv
@@ -170,7 +170,7 @@ for path in sys.argv[2:]:
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _has_installer_in(runtime_python: str) -> bool:
     done = subprocess.run([runtime_python, "-c", "import installer"], capture_output=True, env=child_base_env())
     return done.returncode == 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 #: One line of a Python traceback's last line: `pkg.module.SomeError: text` or a bare `KeyError`.
 _EXCEPTION_LINE = re.compile(
@@ -75,7 +75,7 @@ def tail(text: str, lines: int = 20, chars: int = 4000) -> str:
     return out[-chars:]
 
 
-def read_text_tail(path: "os.PathLike[str] | str", limit: int = 65536) -> str:
+def read_text_tail(path: os.PathLike[str] | str, limit: int = 65536) -> str:
     """The last `limit` bytes of a file as text ("" if the file is missing)."""
     try:
         with open(path, "rb") as f:
@@ -105,7 +105,7 @@ class Scrubber:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], allowed_values: Iterable[str] = (),
-                     extra: Mapping[str, str] | None = None) -> "Scrubber":
+                     extra: Mapping[str, str] | None = None) -> Scrubber:
         """A scrubber for the settings in `environ` whose names look like ours or like secrets,
         plus `extra` (name -> value), minus `allowed_values`."""
         allowed = {v for v in allowed_values if v}
@@ -120,7 +120,7 @@ class Scrubber:
                 secrets[f"{k} host"] = m.group(1)
         return cls(secrets)
 
-    def allowing(self, text: str) -> "Scrubber":
+    def allowing(self, text: str) -> Scrubber:
         """A scrubber that leaves alone every value occurring in `text` (e.g. the job's own spec:
         its project, its package and jobDir buckets are the job's data, not the service's)."""
         kept = Scrubber({})

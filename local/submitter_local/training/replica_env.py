@@ -20,7 +20,7 @@ trials later) uses: give it the variables to set, get the whole environment back
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 #: Ordinary variables copied from the service's environment when present.
 PASS_THROUGH: tuple[str, ...] = ("TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",

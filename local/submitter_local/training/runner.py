@@ -48,9 +48,10 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from . import cluster, envs, gcs_access, install, messages, procs, replica_env, runtimes, sandbox
 from .config import ServiceConfig
@@ -169,7 +170,7 @@ class JobRun:
     """
 
     def __init__(self, rec: JobRecord, *, store: JobStore, config: ServiceConfig, env_cache: envs.EnvCache,
-                 storage_factory: Callable[[str], Any], on_done: Callable[["JobRun"], None],
+                 storage_factory: Callable[[str], Any], on_done: Callable[[JobRun], None],
                  isolation: sandbox.HostIsolation | None = None, scrub: messages.Scrubber | None = None):
         self.project, self.job_id = rec.project, rec.job_id
         self.key = rec.key
@@ -439,8 +440,8 @@ class JobRun:
                 started.append(self._start_replica(replica, cmd, env, token))
                 self._replicas_started = len(started)
                 groups = [p.popen.pid for p in started]
-                self._store.update(self.project, self.job_id, lambda r: Change(runtime={
-                    "groups": groups, "pid": groups[0], "pgid": groups[0]}))
+                self._store.update(self.project, self.job_id, lambda r, g=groups: Change(runtime={
+                    "groups": g, "pid": g[0], "pgid": g[0]}))
             return self._watch(started)
         finally:
             living = [p for p in started if not p.reaped]

@@ -59,12 +59,12 @@ class HostIsolation:
     notes: tuple[str, ...] = ()
 
     @classmethod
-    def off(cls, reason: str) -> "HostIsolation":
+    def off(cls, reason: str) -> HostIsolation:
         """No namespaces, no account switch; `reason` becomes the one note."""
         return cls(False, None, (reason,))
 
     @classmethod
-    def detect(cls, runtime_python: Path, user_name: str | None, exposes: list[str]) -> "HostIsolation":
+    def detect(cls, runtime_python: Path, user_name: str | None, exposes: list[str]) -> HostIsolation:
         """Probe what works by starting `runtime_python -c ...` the way replicas start (once per
         process for the same arguments: the host does not change under a running service).
 
@@ -77,7 +77,7 @@ class HostIsolation:
         return _DETECTED[key]
 
     @classmethod
-    def _detect(cls, runtime_python: Path, user_name: str | None, exposes: list[str]) -> "HostIsolation":
+    def _detect(cls, runtime_python: Path, user_name: str | None, exposes: list[str]) -> HostIsolation:
         notes: list[str] = []
         unshare = shutil.which("unshare")
         user = None
@@ -114,7 +114,7 @@ class HostIsolation:
             work, tmp = Path(d) / "work", Path(d) / "tmp"
             os.chmod(d, 0o755)
             prepare_dirs(self, work, tmp)
-            code = "import os, sys; sys.exit(0 if os.access('/tmp', os.W_OK) and os.getcwd() == %r else 3)" % str(work)
+            code = f"import os, sys; sys.exit(0 if os.access('/tmp', os.W_OK) and os.getcwd() == {str(work)!r} else 3)"
             spec = ReplicaSpec(argv=[str(runtime_python), "-c", code], env={"PATH": "/usr/bin:/bin"},
                                cwd=str(work), tmp=str(tmp), exposes=[*exposes, str(work)], masks=[],
                                run_dir=Path(d) / "run", name="probe")

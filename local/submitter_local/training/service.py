@@ -24,11 +24,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from . import cluster, errors, filters, jobspec, preflight, replica_env
 from .config import ServiceConfig
 from .envs import EnvCache
-from .messages import Scrubber
-from .sandbox import HostIsolation
 from .errors import ApiError
+from .messages import Scrubber
 from .model import QUEUED, job_name
 from .runner import default_storage_client, replica_log_path
+from .sandbox import HostIsolation
 from .scheduler import Scheduler, queue_order
 from .store import AlreadyExists, Change, JobRecord, JobStore
 
@@ -78,7 +78,7 @@ class TrainingService:
         self.app = create_app(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "TrainingService":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> TrainingService:
         """Open the store, recover jobs of a previous run, start the scheduler and the HTTP server.
 
         Raises RuntimeError if already started or another service holds the data_dir, OSError
@@ -157,7 +157,7 @@ class TrainingService:
             self._lock_file.close()  # releases the flock
             self._lock_file = None
 
-    def __enter__(self) -> "TrainingService":
+    def __enter__(self) -> TrainingService:
         return self
 
     def __exit__(self, *exc: Any) -> None:
