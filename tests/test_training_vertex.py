@@ -225,23 +225,54 @@ def test_container_jobs_are_accepted_then_fail_saying_images_cannot_be_pulled(ma
     assert "jobSpec.workerPoolSpecs[0].containerSpec.imageUri names gcr.io/p/trainer:2" in final.error_message
 
 
-def test_sample_drop_succeeds_on_the_vertex_backend_stack(tmp_path, sample_package):
-    with running_stack(tmp_path / "stack", backend="vertex", min_state_seconds=1.0, reconcile_interval_s=0.5) as (
-            stack, env):
-        assert env["SUBMITTER_BACKEND"] == "vertex"
-        lines: list[str] = []
-        state, events = run_drop(env, sample_package, (REPO / "samples" / "job.yaml").read_bytes(),
-                                 "incoming/vertex-ok", timeout_s=180, out=lines.append)
-        states = [e["data"]["state"] for e in events]
-        assert state == "SUCCEEDED", (states, lines)
+@pytest.fixture(scope="module")
+def vertex_stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("vstack"), backend="vertex", min_state_seconds=1.0,
+                       reconcile_interval_s=0.5) as (stack, env):
+        yield stack, env
+
+
+def test_sample_drop_succeeds_on_the_vertex_backend_stack(vertex_stack, sample_package):
+    stack, env = vertex_stack
+    assert env["SUBMITTER_BACKEND"] == "vertex"
+    lines: list[str] = []
+    state, events = run_drop(env, sample_package, (REPO / "samples" / "job.yaml").read_bytes(),
+                             "incoming/vertex-ok", timeout_s=180, out=lines.append)
+    states = [e["data"]["state"] for e in events]
+    assert state == "SUCCEEDED", (states, lines)
+    assert_published_life(states, "SUCCEEDED")
+    final = events[-1]["data"]
+    assert final["backend"] == "vertex"
+    assert re.fullmatch(rf"projects/{env['PROJECT']}/locations/{REGION}/customJobs/\d+", final["resourceName"])
+    metrics = read_metrics(env, final["jobDir"])
+    assert metrics["accuracy"] > 0.8 and metrics["hyperparameters"]["n_estimators"] == 200
+    job = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/{final['resourceName']}", timeout=10).json()
+    assert job["state"] == "JOB_STATE_SUCCEEDED" and job["displayName"] == "incoming/vertex-ok"
+    assert requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs", timeout=10).json() \
+        == {}  # nothing went through ml v1
+    assert any(line.endswith("  SUCCEEDED") for line in lines)
+
+
+@pytest.mark.parametrize("name, expected", [("single", "SUCCEEDED"), ("distributed", "SUCCEEDED"),
+                                            ("container", "FAILED")])
+def test_custom_job_spec_configs_on_the_vertex_stack(vertex_stack, sample_package, name, expected):
+    """Issue 12.3: three CustomJobSpec job.yaml files (samples/vertex/) run to SUCCEEDED, or, for the container,
+    are accepted and fail in PENDING with the reason (issue 12.1)."""
+    stack, env = vertex_stack
+    state, events = run_drop(env, sample_package, (REPO / "samples" / "vertex" / f"{name}.yaml").read_bytes(),
+                             f"incoming/spec-{name}", timeout_s=180, out=lambda _: None)
+    states = [e["data"]["state"] for e in events]
+    assert state == expected, (states, events[-1]["data"])
+    final = events[-1]["data"]
+    job = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/{final['resourceName']}", timeout=10).json()
+    pools = job["jobSpec"]["workerPoolSpecs"]
+    if expected == "SUCCEEDED":
         assert_published_life(states, "SUCCEEDED")
-        final = events[-1]["data"]
-        assert final["backend"] == "vertex"
-        assert re.fullmatch(rf"projects/{env['PROJECT']}/locations/{REGION}/customJobs/\d+", final["resourceName"])
-        metrics = read_metrics(env, final["jobDir"])
-        assert metrics["accuracy"] > 0.8 and metrics["hyperparameters"]["n_estimators"] == 200
-        job = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/{final['resourceName']}", timeout=10).json()
-        assert job["state"] == "JOB_STATE_SUCCEEDED" and job["displayName"] == "incoming/vertex-ok"
-        assert requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs", timeout=10).json() \
-            == {}  # nothing went through ml v1
-        assert any(line.endswith("  SUCCEEDED") for line in lines)
+        metrics = read_metrics(env, final["jobDir"].rstrip("/") + "/model")  # the trainer wrote to AIP_MODEL_DIR
+        assert metrics["accuracy"] > 0.8
+        assert [p["replicaCount"] for p in pools] == (["1"] if name == "single" else ["1", "2", "1"])
+        assert job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"] == final["jobDir"]
+    else:
+        assert "PREPARING" in states and final["reason"] == "JOB_FAILED"
+        assert final["errorMessage"].startswith("The local training service cannot pull images here")
+        assert job["state"] == "JOB_STATE_FAILED" and "containerSpec" in pools[0]

@@ -281,6 +281,7 @@ class JobRun:
         refusal = profile.refusal()
         if refusal:
             note(refusal)
+            self._hold()  # it fails in PREPARING: a poller sees that state too (min_state_seconds)
             raise _JobFailed(refusal)
         note(f"Preparing job {profile.resource_name}: replicas " + ", ".join(self._plan.names()) + ".")
         for line in self._plan.notes:
