@@ -6,7 +6,7 @@ then pull the image from its registry and start it on each replica's VM. This ma
 container registry is reachable (only PyPI, Debian's and npm's registries) and no container daemon runs here,
 so the job fails in PREPARING (JOB_STATE_PENDING on Vertex) with `refusal(...)`'s message, which says exactly
 that. The issue allows running the image where a container runtime and the image are present; that is not
-built: when a runtime binary is found, the message says it was found and that running images is not
+built: the message says which runtime binaries are installed and whether one answers `info`; running images is not
 implemented by this service.
 """
 

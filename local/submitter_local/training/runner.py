@@ -26,6 +26,9 @@ What each replica sees (as on the cloud, docs "TF_CONFIG and distributed trainin
     files, processes, user: see `sandbox.py` (its own /tmp and process table, an unprivileged
           account, where the host allows)
 
+What differs per API (ml v1 Job, Vertex CustomJob: replicas, commands, environment, refusals,
+limits) comes from the job's run profile (`profiles.py`, `vertex_run.py`); the above is ml v1's.
+
 Outcome: the job ends when the primary (master) exits: status 0 -> SUCCEEDED, otherwise
 FAILED with the failing exception line, then "The replica master 0 exited with a non-zero
 status of N." and the scrubbed tail of its stderr (`messages.py`). A worker, parameter server or
