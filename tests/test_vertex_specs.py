@@ -183,6 +183,13 @@ def test_the_ml_v1_backend_refuses_vertex_shaped_specs_with_the_reason():
 
 # -- the drop protocol ----------------------------------------------------------------------------------------------
 
+def test_the_output_dir_is_the_one_the_adapter_reads_back():
+    job = parse_job_yaml(spec_yaml(baseOutputDirectory={"outputUriPrefix": "gs://outs/base"})).job
+    assert vertex_spec.output_dir(job) == "gs://outs/base"
+    job["customJob"]["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["args"] = ["--job-dir", "gs://outs/mine"]
+    assert vertex_spec.output_dir(job) == "gs://outs/mine"
+
+
 def test_completeness_of_a_vertex_shaped_drop():
     job = parse_job_yaml(spec_yaml()).job
     assert missing_packages(job, "b", "f", []) == ["a *.tar.gz package"]

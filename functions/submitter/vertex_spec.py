@@ -112,7 +112,16 @@ def runs_containers_only(job: dict[str, Any]) -> bool:
 
 
 def output_dir(job: dict[str, Any]) -> str | None:
-    """jobSpec.baseOutputDirectory.outputUriPrefix, if set."""
+    """Where the job writes: the `--job-dir` value in the primary pool's args when it passes one, else
+    jobSpec.baseOutputDirectory.outputUriPrefix (the reading the Vertex adapter's statuses use), or None."""
+    pools = job_spec(job).get("workerPoolSpecs")
+    first = pools[0] if isinstance(pools, list) and pools and isinstance(pools[0], dict) else {}
+    program = first.get("pythonPackageSpec") or first.get("containerSpec") or {}
+    args = program.get("args") if isinstance(program, dict) else None
+    if isinstance(args, list):
+        for flag, value in zip(args, args[1:]):
+            if flag == "--job-dir" and isinstance(value, str):
+                return value
     base = job_spec(job).get("baseOutputDirectory")
     prefix = base.get("outputUriPrefix") if isinstance(base, dict) else None
     return prefix if isinstance(prefix, str) else None
@@ -159,8 +168,9 @@ def check(job: dict[str, Any], protected_prefixes: tuple[str, ...] = ()) -> list
     if "labels" in job:
         custom_job["labels"] = job["labels"]
     out = list(validate(custom_job))
-    prefix = output_dir(job)
-    if prefix:
+    base = job_spec(job).get("baseOutputDirectory")
+    prefix = base.get("outputUriPrefix") if isinstance(base, dict) else None
+    if isinstance(prefix, str) and prefix:
         path = prefix.rstrip("/") + "/"
         inside = [p for p in protected_prefixes if path.startswith(p)]
         if inside:
