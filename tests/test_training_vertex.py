@@ -52,6 +52,7 @@ from google.cloud import storage
 p = argparse.ArgumentParser()
 p.add_argument("--expect", type=int, default=1)
 p.add_argument("--fail-as", default="")
+p.add_argument("--primary", choices=["finish", "sleep"], default="finish")
 p.add_argument("--job-dir")
 args = p.parse_args()
 cluster_spec = json.loads(os.environ["CLUSTER_SPEC"])
@@ -79,7 +80,7 @@ if name == args.fail_as:
     wait_for_everyone()
     print("RuntimeError: replica %s gave up" % name, file=sys.stderr)
     sys.exit(4)
-if name == "workerpool0-0":
+if name == "workerpool0-0" and args.primary == "finish":
     wait_for_everyone()
     sys.exit(0)
 time.sleep(120)  # workers and parameter servers wait to be stopped, as a server.join() would
@@ -179,7 +180,7 @@ def test_hand_written_custom_job_with_an_evaluator_env_and_a_failing_replica(mak
             "args": ["--expect", "2", *args], "env": [{"name": "MINE", "value": "$(CLOUD_ML_JOB_ID)-x"}]}}
 
     body = {"displayName": "hand-written", "jobSpec": {
-        "workerPoolSpecs": [pool(), {}, {}, pool("--fail-as", "workerpool3-0")],
+        "workerPoolSpecs": [pool("--primary", "sleep"), {}, {}, pool("--fail-as", "workerpool3-0")],
         "baseOutputDirectory": {"outputUriPrefix": f"gs://{BUCKET}/out/hand"}}}  # no trailing "/": Vertex adds it
     created = api.create(parent=f"projects/{PROJECT}/locations/{REGION}", body=body).execute()
     numeric = created["name"].rsplit("/", 1)[1]
@@ -200,6 +201,7 @@ def test_hand_written_custom_job_with_an_evaluator_env_and_a_failing_replica(mak
     assert evaluator["tf_config"]["task"] == {"type": "evaluator", "index": 0}
     assert evaluator["aip"]["AIP_MODEL_DIR"] == f"gs://{BUCKET}/out/hand/model/"
     assert evaluator["mine"] == f"{numeric}-x" and evaluator["argv"] == ["--expect", "2", "--fail-as", "workerpool3-0"]
+    assert found["workerpool0-0"]["argv"] == ["--expect", "2", "--primary", "sleep"]  # the primary waits: no race
 
 
 def test_container_jobs_are_accepted_then_fail_saying_images_cannot_be_pulled(make_service, gcs):
