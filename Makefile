@@ -1,4 +1,4 @@
-# Quick start: `make demo` (the main job end to end on the local stack), `make test`.
+# Quick start: `make demo` (the main job end to end on the local stack; BACKEND=vertex for Vertex AI), `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -28,14 +28,18 @@ $(RUNTIME_STAMP): local/runtime-requirements.txt
 	$(RUNTIME)/bin/python -m pip install --quiet -r local/runtime-requirements.txt
 	touch $@
 
+# The function's backend on the local stack: ml_v1 unless BACKEND is given (`make demo BACKEND=vertex`); the
+# deploy targets below default BACKEND to vertex, which must not leak into `make up` / `make demo`.
+LOCAL_BACKEND = $(if $(filter command line environment,$(origin BACKEND)),$(BACKEND),ml_v1)
+
 up: venv runtime
-	$(PY) -m submitter_local.stack up
+	$(PY) -m submitter_local.stack up --backend $(LOCAL_BACKEND)
 
 down: venv
 	$(PY) -m submitter_local.stack down
 
 demo: venv runtime
-	$(PY) -m submitter_local.demo
+	$(PY) -m submitter_local.demo --backend $(LOCAL_BACKEND)
 
 test: venv runtime checkov lint
 	$(PY) -m pytest -q

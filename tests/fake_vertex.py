@@ -8,8 +8,8 @@ endpoints, error classification) talks to it as it talks to Google, like `fakes.
   a body without displayName or workerPoolSpecs, or with output-only fields, answers 400 like Vertex.
 - `GET .../customJobs/{n}`: the job, or 404 (also for a job of another location).
 - `GET .../customJobs?filter=&pageSize=&pageToken=`: the location's jobs matching the filter (the subset of the
-  AIP-160 grammar customJobs.list documents: `labels.k="v"`, `labels.k:*`, `state="JOB_STATE_X"`, `!=`, AND,
-  OR, NOT, parentheses; anything else answers 400), paged; `{}` when nothing matches.
+  AIP-160 grammar customJobs.list documents, parsed by the local training service's own
+  `submitter_local.training.vertex_filters`; anything else answers 400), paged; `{}` when nothing matches.
 - `POST .../customJobs/{n}:cancel`: a running job goes to JOB_STATE_CANCELLING; `{}`.
 
 Each request's host is recorded, so tests can prove calls go to the regional endpoint of the job's location.
@@ -25,16 +25,14 @@ from urllib.parse import parse_qs, urlparse
 
 import httplib2
 
+from submitter_local.training.vertex_filters import FilterError, compile_filter
+
 from fakes import error_body
 
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
             "JOB_STATE_PARTIALLY_SUCCEEDED"}
 OUTPUT_ONLY = {"name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "webAccessUris"}
 _BASE = r"/v1/projects/([^/]+)/locations/([^/]+)/customJobs"
-
-
-class FilterError(ValueError):
-    """A filter the fake (and, it assumes, Vertex) does not accept."""
 
 
 class FakeVertexApi:
@@ -164,77 +162,3 @@ class FakeVertexApi:
         if start + size < len(found):
             answer["nextPageToken"] = str(start + size)
         return 200, answer
-
-
-# -- the filter subset --------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r'\s*(?:(\()|(\))|(AND|OR|NOT)\b|([A-Za-z_][\w.-]*)\s*(!=|=|:)\s*("(?:[^"\\]|\\.)*"|[^\s()]+))')
-
-
-def compile_filter(text: str):
-    """A predicate over CustomJob dicts for an AIP-160 filter of the subset customJobs.list documents.
-
-    Raises:
-        FilterError: anything outside that subset (an unknown field, an unbalanced parenthesis, ...).
-    """
-    tokens, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise FilterError(f"cannot parse {text[pos:]!r}")
-        tokens.append(m.groups())
-        pos = m.end()
-    if not tokens:
-        return lambda job: True
-    expr, rest = _and(tokens)
-    if rest:
-        raise FilterError(f"unexpected {rest[0]}")
-    return expr
-
-
-def _and(tokens):
-    left, tokens = _or(tokens)
-    while tokens and tokens[0][2] == "AND":
-        right, tokens = _or(tokens[1:])
-        left = (lambda a, b: lambda job: a(job) and b(job))(left, right)
-    return left, tokens
-
-
-def _or(tokens):  # AIP-160: OR binds tighter than AND
-    left, tokens = _unary(tokens)
-    while tokens and tokens[0][2] == "OR":
-        right, tokens = _unary(tokens[1:])
-        left = (lambda a, b: lambda job: a(job) or b(job))(left, right)
-    return left, tokens
-
-
-def _unary(tokens):
-    if not tokens:
-        raise FilterError("missing term")
-    head = tokens[0]
-    if head[2] == "NOT":
-        inner, rest = _unary(tokens[1:])
-        return (lambda job: not inner(job)), rest
-    if head[0]:
-        inner, rest = _and(tokens[1:])
-        if not rest or not rest[0][1]:
-            raise FilterError("unbalanced parenthesis")
-        return inner, rest[1:]
-    if head[3]:
-        return _restriction(head[3], head[4], head[5]), tokens[1:]
-    raise FilterError(f"unexpected {head}")
-
-
-def _restriction(field: str, op: str, raw: str):
-    value = json.loads(raw) if raw.startswith('"') else raw
-    if field == "state" and op in ("=", "!="):
-        return lambda job: (job.get("state") == value) == (op == "=")
-    if field.startswith("labels.") and len(field) > len("labels."):
-        key = field[len("labels."):]
-        if op == ":" and value == "*":
-            return lambda job: key in (job.get("labels") or {})
-        if op in ("=", "!="):
-            return lambda job: ((job.get("labels") or {}).get(key) == value) == (op == "=")
-    if field == "display_name" and op in ("=", "!="):
-        return lambda job: (job.get("displayName") == value) == (op == "=")
-    raise FilterError(f"unsupported restriction {field}{op}{raw}")

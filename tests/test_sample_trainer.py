@@ -115,9 +115,22 @@ def test_fail_flag_exits_1(runtime_python, tmp_path):
 
 
 def test_job_dir_is_required(runtime_python):
-    proc = run_trainer(runtime_python)
+    proc = run_trainer(runtime_python, env={"AIP_MODEL_DIR": ""})
     assert proc.returncode == 2
     assert "--job-dir" in proc.stderr
+
+
+def test_job_dir_defaults_to_vertex_model_dir_and_only_the_primary_writes(runtime_python, tmp_path):
+    model_dir = tmp_path / "model"
+    worker = {"AIP_MODEL_DIR": str(model_dir), "CLUSTER_SPEC": json.dumps(
+        {"cluster": {}, "task": {"type": "workerpool1", "index": 0}})}
+    proc = run_trainer(runtime_python, "--n-estimators", "5", env=worker)
+    assert proc.returncode == 0, proc.stderr
+    assert "not the primary replica" in proc.stdout and not model_dir.exists()
+    primary = {**worker, "CLUSTER_SPEC": json.dumps({"cluster": {}, "task": {"type": "workerpool0", "index": 0}})}
+    proc = run_trainer(runtime_python, "--n-estimators", "5", env=primary)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((model_dir / "metrics.json").read_text())["hyperparameters"]["n_estimators"] == 5
 
 
 def _free_port():

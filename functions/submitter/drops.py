@@ -16,7 +16,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from . import naming
+from . import naming, vertex_spec
 from .events import FINALIZED, WRITTEN_BY_KEY, WRITTEN_BY_VALUE, StorageObjectEvent
 from .model import Origin
 from .objects import ObjectInfo
@@ -290,6 +290,10 @@ def missing_packages(job: Mapping[str, Any], bucket: str, folder: str, present: 
     """
     ti = job.get("trainingInput")
     uris = ti.get("packageUris") if isinstance(ti, Mapping) else None
+    if vertex_spec.is_vertex(job):  # a CustomJobSpec: every pool's packages; a containers-only job needs none
+        uris = vertex_spec.package_uris(dict(job))
+        if not uris and vertex_spec.runs_containers_only(dict(job)):
+            return []
     if isinstance(uris, list) and uris:
         prefix = f"gs://{bucket}/{folder}/"
         named = [u[len(prefix):] for u in uris if isinstance(u, str) and u.startswith(prefix)]

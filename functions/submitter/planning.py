@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import validation
+from . import validation, vertex_spec
 from .backends import backend_check
 from .clock import Clock
 from .errors import ObjectGone, StorageRefused
@@ -129,11 +129,16 @@ class Planner:
         ti = job.get("trainingInput")
         warnings = list(checked.warnings)
         sources: dict[str, PackageSource] = {}
-        if isinstance(ti, dict):
+        if isinstance(ti, dict) or vertex_spec.is_vertex(job):
             taken = {v.field for v in violations}
-            problems = self.check_packages(ti, spec.packages, inspect_unlisted, sources)
+            if isinstance(ti, dict):
+                problems = self.check_packages(ti, spec.packages, inspect_unlisted, sources)
+                region = ti.get("region")
+            else:  # a Vertex-shaped spec runs in the deployment's region
+                problems = self.check_pool_packages(job, spec.packages, inspect_unlisted, sources)
+                region = self.settings.region
             violations += [v for v in problems if v.field not in taken]
-            warnings += self.region_warning(origin_bucket, ti.get("region"))
+            warnings += self.region_warning(origin_bucket, region)
             more, notes = backend_check(self.backend, job)
             taken = {v.field for v in violations}  # one problem per field: the shared checks' own comes first
             violations += [v for v in more if v.field not in taken]
@@ -180,6 +185,17 @@ class Planner:
                 out.append(Violation(field, f"{uri} cannot be read by the submitter ({exc}); grant it read access "
                                      "or put the package in the drop", Reason.PACKAGE_INVALID, uri))
         return out or duplicate_distributions(infos) or module_violations(infos, ti.get("pythonModule"))
+
+    def check_pool_packages(self, job: dict[str, Any], known: dict[str, ObjectInfo], inspect_unlisted: bool = True,
+                            sources: dict[str, PackageSource] | None = None) -> list[Violation]:
+        """`check_packages` for each pythonPackageSpec of a Vertex-shaped job, fields named by the pool's path."""
+        out: list[Violation] = []
+        for i, package in vertex_spec.python_pools(job):
+            base = f"jobSpec.workerPoolSpecs[{i}].pythonPackageSpec"
+            found = self.check_packages({"packageUris": package.get("packageUris"),
+                                         "pythonModule": package.get("pythonModule")}, known, inspect_unlisted, sources)
+            out += [dataclasses.replace(v, field=v.field.replace("trainingInput.", f"{base}.", 1)) for v in found]
+        return out
 
     def _inspect(self, obj: ObjectInfo) -> PackageInfo:
         cache_key = (obj.bucket, obj.name, obj.generation)

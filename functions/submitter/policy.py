@@ -161,3 +161,84 @@ class Policy:
             bad("trainingInput.serviceAccount", f"serviceAccount {account} is not allowed; allowed: {allowed}",
                 account)
         return out
+
+    def fill_vertex(self, spec: dict[str, Any]) -> None:
+        """Fill a CustomJobSpec's scheduling.timeout with the cap when it has none (in place)."""
+        scheduling = spec.get("scheduling")
+        if scheduling is None:
+            scheduling = spec["scheduling"] = {}
+        if isinstance(scheduling, dict) and "timeout" not in scheduling:
+            scheduling["timeout"] = f"{int(self.max_running_time_s)}s"
+
+    def check_vertex(self, spec: dict[str, Any], region: str | None = None) -> list[Violation]:
+        """Violations of this policy by a completed Vertex CustomJobSpec (the same caps as `check`, in Vertex terms:
+        each pool's machineSpec and replicaCount, containerSpec and executor images, scheduling.timeout, network,
+        enableWebAccess, serviceAccount), fields named by their CustomJob path. `region`: where it would run."""
+        out: list[Violation] = []
+
+        def bad(field: str, message: str, value: Any = None) -> None:
+            out.append(Violation(field, message + " (deployment policy)", POLICY_VIOLATION, value))
+
+        if region is not None and region not in self.allowed_regions:
+            bad("region", f"region {region!r} is not allowed; allowed: {', '.join(self.allowed_regions)}", region)
+        pools = spec.get("workerPoolSpecs")
+        replicas = accelerators = 0
+        for i, pool in enumerate(pools if isinstance(pools, list) else []):
+            if not isinstance(pool, dict) or not pool:
+                continue
+            path = f"jobSpec.workerPoolSpecs[{i}]"
+            count = _as_int(pool.get("replicaCount"))
+            count = 1 if count is None else count
+            replicas += count
+            machine: dict[str, Any] = pool["machineSpec"] if isinstance(pool.get("machineSpec"), dict) else {}
+            kind = machine.get("machineType")
+            if isinstance(kind, str) and not any(fnmatch.fnmatchcase(kind, p) for p in self.allowed_machine_types):
+                bad(f"{path}.machineSpec.machineType", f"machine type {kind} is not allowed; allowed: "
+                    + ", ".join(self.allowed_machine_types), kind)
+            accelerator = machine.get("acceleratorType")
+            if isinstance(accelerator, str) and accelerator != "ACCELERATOR_TYPE_UNSPECIFIED":
+                if accelerator not in self.allowed_accelerators:
+                    bad(f"{path}.machineSpec.acceleratorType", f"accelerator {accelerator} is not allowed; allowed: "
+                        + ", ".join(self.allowed_accelerators), accelerator)
+                accelerators += count * (_as_int(machine.get("acceleratorCount")) or 0)
+            for program, field in (("containerSpec", "imageUri"), ("pythonPackageSpec", "executorImageUri")):
+                image = pool.get(program, {}).get(field) if isinstance(pool.get(program), dict) else None
+                if isinstance(image, str) and not any(fnmatch.fnmatchcase(image, p)
+                                                      for p in self.allowed_image_registries):
+                    bad(f"{path}.{program}.{field}", f"image {image} is not from an allowed registry; allowed: "
+                        + (", ".join(self.allowed_image_registries) or "none"), image)
+        if replicas > self.max_replicas:
+            bad("jobSpec.workerPoolSpecs", f"the job asks for {replicas} replicas; at most {self.max_replicas} are "
+                "allowed", replicas)
+        if accelerators > self.max_accelerators:
+            bad("jobSpec.workerPoolSpecs", f"the job asks for {accelerators} accelerators; at most "
+                f"{self.max_accelerators} are allowed", accelerators)
+        scheduling: dict[str, Any] = spec["scheduling"] if isinstance(spec.get("scheduling"), dict) else {}
+        running = rules.parse_duration(scheduling.get("timeout"))
+        if running is not None and running > self.max_running_time_s:
+            bad("jobSpec.scheduling.timeout", f"{scheduling['timeout']} exceeds the cap of "
+                f"{int(self.max_running_time_s)}s", scheduling["timeout"])
+        network = spec.get("network")
+        if isinstance(network, str) and network not in self.allowed_networks:
+            bad("jobSpec.network", f"network {network} is not allowed; allowed: "
+                + (", ".join(self.allowed_networks) or "none (jobs run without VPC peering)"), network)
+        for access in ("enableWebAccess", "enableDashboardAccess"):
+            if spec.get(access) is True and not self.allow_web_access:
+                bad(f"jobSpec.{access}", "access to the training replicas is not allowed (set allow_web_access: "
+                    "true in the policy to permit it)", True)
+        account = spec.get("serviceAccount")
+        if account is not None and account not in self.allowed_service_accounts:
+            allowed = ", ".join(self.allowed_service_accounts) or "none: jobs run as the service's default account"
+            bad("jobSpec.serviceAccount", f"serviceAccount {account} is not allowed; allowed: {allowed}", account)
+        return out
+
+
+def _as_int(value: Any) -> int | None:
+    """An int64 as JSON writes it (a number or a decimal string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None

@@ -2,8 +2,10 @@
 
 The spec is the AI Platform Training `Job` resource (`GoogleCloudMlV1__Job` in the ml v1 discovery
 document): `jobId`, `labels`, `trainingInput` (`GoogleCloudMlV1__TrainingInput`), the shape of
-`gcloud ai-platform jobs submit training --config`. Checking it is `validation.py`'s job; this module
-only reads and completes.
+`gcloud ai-platform jobs submit training --config`. It may also be a Vertex AI CustomJobSpec or
+CustomJob, told apart by its keys (`vertex_spec.detect`; `ParsedSpec.shape` says which): those are
+held as `{"labels"?, "customJob": {...}}` and completed and checked by `vertex_spec.py`. Checking is
+`validation.py`'s job; this module only reads and completes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import vertex_spec
 from .errors import SpecRejected
 from .reasons import Reason, Violation
 from .text import safe_text
@@ -105,6 +108,8 @@ class ParsedSpec:
     job: dict[str, Any]
     warnings: list[str]
     raw_scalars: dict[str, str] = dataclasses.field(default_factory=dict)
+    shape: str = vertex_spec.SHAPE_JOB
+    shape_key: str | None = None
 
 
 def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
@@ -118,7 +123,8 @@ def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
         filename: used in messages.
     Returns:
         ParsedSpec with the Job resource; TrainingInput fields written at the top level are moved under
-        `trainingInput` with a warning.
+        `trainingInput` with a warning. A Vertex-shaped document (a `jobSpec` or `workerPoolSpecs` key) is held
+        in the Vertex form (`vertex_spec.to_job`) with its shape.
     Raises:
         SpecRejected: YAML_INVALID (with line and column; also a key written twice in one mapping, naming
             both lines), or SPEC_INVALID when the document is not a mapping.
@@ -149,6 +155,9 @@ def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
         raise reject("is empty; write a Job resource with a trainingInput mapping", Reason.SPEC_INVALID)
     if not isinstance(doc, dict):
         raise reject(f"must be a mapping (the Job resource), got {kind_of(doc)}", Reason.SPEC_INVALID, doc)
+    shape, shape_key = vertex_spec.detect(doc)
+    if shape != vertex_spec.SHAPE_JOB:  # a Vertex AI CustomJobSpec or CustomJob: used as written
+        return ParsedSpec(job=vertex_spec.to_job(doc, shape), warnings=[], shape=shape, shape_key=shape_key)
     warnings: list[str] = []
     top_level_input = {k: v for k, v in doc.items() if k in TRAINING_INPUT_FIELDS}
     if top_level_input:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import logs
+from . import logs, vertex_spec
 from .backends import TrainingBackend
 from .clock import Clock
 from .envelope import JobEvent, capped_violations, encode
@@ -153,11 +153,11 @@ class Submitter:
         job = self._stage(job, plan.packages)
         claim.renew()
         labels = dict(job.get("labels") or {})
-        job_dir = ti.get("jobDir") if isinstance(ti, dict) else None
+        job_dir = ti.get("jobDir") if isinstance(ti, dict) else vertex_spec.output_dir(job)
         used = {uri: source.obj.generation for uri, source in plan.packages.items()}
         # Written before the job exists, so a job whose invocation dies right after creating it is still found
         # and followed by the reconciler, even if the event never comes back.
-        staged = tuple(job["trainingInput"].get("packageUris") or ()) if plan.packages else ()
+        staged = tuple(_package_uris(job)) if plan.packages else ()
         record = self.ledger.intend(JobRecord(
             handle=JobHandle(self.backend.name, "", job_id), state=Verdict.SUBMITTED, origin=origin, labels=labels,
             job_dir=job_dir, announced=False, since=self.clock.now(), warnings=tuple(warnings), staged=staged))
@@ -186,8 +186,8 @@ class Submitter:
             ObjectGone: a package was replaced since it was inspected (its new generation has an event).
         """
         ti = job.get("trainingInput")
-        uris = ti.get("packageUris") if isinstance(ti, dict) else None
-        if not isinstance(ti, dict) or not isinstance(uris, list) or not packages:
+        uris = _package_uris(job)
+        if not uris or not packages:
             return job
         staged = []
         for uri in uris:
@@ -198,7 +198,9 @@ class Submitter:
             name = f"{STAGING_PREFIX}{source.sha256}/{source.obj.filename}"
             copy = self.retry(functools.partial(self.storage.copy, source.obj, self.settings.staging_bucket, name))
             staged.append(copy.uri)
-        return {**job, "trainingInput": {**ti, "packageUris": staged}}
+        if vertex_spec.is_vertex(job):  # every pool's packageUris, through the same copies
+            return vertex_spec.with_package_uris(job, dict(zip(uris, staged)))
+        return {**job, "trainingInput": {**(ti if isinstance(ti, dict) else {}), "packageUris": staged}}
 
     def announce(self, record: JobRecord, status: JobStatus, packages: dict[str, int] | None) -> None:
         """Publish SUBMITTED for an intended job, mark it announced, record the verdict and the status.
@@ -285,3 +287,12 @@ class _Claim:
 
 
 __all__ = ["Submitter", "SpecInput", "Outcome", "Action"]
+
+
+def _package_uris(job: dict[str, Any]) -> list[str]:
+    """The packages a job installs: trainingInput.packageUris, or every pool's of a Vertex-shaped job."""
+    if vertex_spec.is_vertex(job):
+        return vertex_spec.package_uris(job)
+    ti = job.get("trainingInput")
+    uris = ti.get("packageUris") if isinstance(ti, dict) else None
+    return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []

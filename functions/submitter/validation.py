@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from . import rules, schema
+from . import rules, schema, vertex_spec
 from .errors import SpecRejected
 from .policy import Policy
 from .reasons import Reason, Violation, unique_violations
@@ -165,6 +165,8 @@ def check(parsed: ParsedSpec, defaults: SpecDefaults, derived_job_id: str, polic
     Returns:
         Checked; `violations` lists every problem (schema, rules, policy), once per (field, reason).
     """
+    if vertex_spec.is_vertex(parsed.job):
+        return _check_vertex(parsed, defaults, derived_job_id, policy, flags)
     job, notes = apply_overrides(parsed.job, flags or Overrides())
     violations = _reserved_labels(job, defaults.labels)
     job, filled = complete(job, defaults, derived_job_id)
@@ -180,6 +182,43 @@ def check(parsed: ParsedSpec, defaults: SpecDefaults, derived_job_id: str, polic
     if isinstance(ti, dict):
         violations += policy.check(ti)
     return Checked(job=job, violations=unique_violations(violations), warnings=warnings, notes=notes)
+
+
+def _check_vertex(parsed: ParsedSpec, defaults: SpecDefaults, derived_job_id: str, policy: Policy,
+                  flags: Overrides | None) -> Checked:
+    """`check` for a Vertex-shaped spec (`vertex_spec.py`): used as written, with the submitter's additions.
+
+    Of the flags only `--job-id` and `--labels` apply; any other (a gcloud ai-platform flag sets a TrainingInput
+    field, which a CustomJobSpec does not have) is a violation saying so.
+    """
+    job = dict(parsed.job)
+    notes = [f"job.yaml is a Vertex AI {parsed.shape} (recognised by its {parsed.shape_key} key): it is checked "
+             "against aiplatform v1 and runs as written on the Vertex AI backend (the ml v1 backend refuses it)"]
+    violations: list[Violation] = []
+    for field in dataclasses.fields(Overrides):
+        value = getattr(flags, field.name) if flags is not None else None
+        if value is None or value == [] or field.name in ("job_id", "labels"):
+            continue
+        flag = next((f for attr, f, _ in _FLAG_FIELDS if attr == field.name), field.name)
+        violations.append(Violation(flag, f"{flag} sets a TrainingInput field, which a Vertex AI {parsed.shape} does "
+                                    "not have: write the setting in job.yaml (the CustomJob's own field)",
+                                    Reason.SPEC_INVALID, value))
+    if flags is not None and flags.job_id is not None:
+        job["jobId"] = flags.job_id
+    if flags is not None and flags.labels:
+        job["labels"] = {**(job.get("labels") or {}), **flags.labels} if isinstance(job.get("labels") or {}, dict) \
+            else job.get("labels")
+    violations += _reserved_labels(job, defaults.labels)
+    job, filled = vertex_spec.complete(job, job_id=derived_job_id, labels=defaults.labels,
+                                       default_output_dir=defaults.default_job_dir,
+                                       drop_packages=defaults.package_uris)
+    spec = job["customJob"].get("jobSpec")
+    if isinstance(spec, dict):
+        policy.fill_vertex(spec)
+        violations += policy.check_vertex(spec, region=defaults.region)
+    violations = vertex_spec.check(job, defaults.protected_prefixes) + violations
+    return Checked(job=job, violations=unique_violations(violations), warnings=list(parsed.warnings),
+                   notes=notes + filled)
 
 
 def _reserved_labels(job: dict[str, Any], marker: dict[str, str]) -> list[Violation]:

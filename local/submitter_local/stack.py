@@ -10,7 +10,10 @@
   relay      the Eventarc stand-in: new object generations -> CloudEvents to `function`
   scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second
 then creates the buckets, the topic and a subscription and writes shell
-`export` lines to `<root>/stack.env`. `make down` stops exactly what `make up`
+`export` lines to `<root>/stack.env`. `make up BACKEND=vertex` (StackConfig.backend) runs the
+function on the Vertex AI backend: it talks to the local training service's customJobs subset
+through the same SUBMITTER_TRAINING_API_ENDPOINT; a running stack of the other backend is
+restarted. `make down` stops exactly what `make up`
 started (process groups recorded in `<root>/stack.json`) and checks that no
 emulator Java process survives. Tests start their own Stack on free ports in a
 temporary root and never touch one a user left running.
@@ -44,7 +47,8 @@ class StackError(RuntimeError):
 
 @dataclasses.dataclass
 class StackConfig:
-    """What a stack serves. Names follow the field cases' conventions."""
+    """What a stack serves. Names follow the field cases' conventions. `backend` is the function's
+    SUBMITTER_BACKEND: "ml_v1" (default) or "vertex"; the local training service serves both."""
 
     root: Path = DEFAULT_ROOT
     project: str = "demo-project"
@@ -59,6 +63,7 @@ class StackConfig:
     min_state_seconds: float = 1.5
     training_paused: bool = False
     runtime_python: Path = REPO / ".local" / "runtime" / "bin" / "python"
+    backend: str = "ml_v1"
 
 
 def free_port() -> int:
@@ -139,7 +144,7 @@ class Stack:
 
     def _start(self) -> dict[str, str]:
         current = self.running()
-        if current:
+        if current and current["env"].get("SUBMITTER_BACKEND", "ml_v1") == self.config.backend:
             return current["env"]
         if self._load():
             self._stop()  # a partial stack from a crash: clear it before starting anew
@@ -215,7 +220,7 @@ class Stack:
             "SUBMITTER_OUTPUT_BUCKET": c.output_bucket,
             "SUBMITTER_STATE_BUCKET": c.state_bucket,
             "SUBMITTER_TOPIC": env["TOPIC"],
-            "SUBMITTER_BACKEND": "ml_v1",
+            "SUBMITTER_BACKEND": c.backend,
             "SUBMITTER_TRAINING_API_ENDPOINT": env["TRAINING_API_ENDPOINT"],
             "SUBMITTER_ANONYMOUS_CREDENTIALS": "true",
             "SUBMITTER_DEFAULT_REGION": c.region,
@@ -331,16 +336,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start or stop the local stack.")
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--backend", choices=["ml_v1", "vertex"], default="ml_v1",
+                        help="the function's training backend (make up BACKEND=vertex)")
     args = parser.parse_args(argv)
-    stack = Stack(StackConfig(root=args.root))
+    stack = Stack(StackConfig(root=args.root, backend=args.backend))
     if args.command == "up":
         already = stack.running()
+        if already and already["env"].get("SUBMITTER_BACKEND", "ml_v1") != args.backend:
+            print(f"restarting the local stack: it runs backend {already['env'].get('SUBMITTER_BACKEND')}, "
+                  f"{args.backend} was asked for")
+            already = None
         try:
             env = stack.start()
         except StackError as exc:
             print(f"make up failed: {exc}", file=sys.stderr)
             return 1
-        print("local stack already running" if already else "local stack started")
+        print("local stack already running" if already else f"local stack started (backend {args.backend})")
         for key in ("FUNCTION_URL", "TRAINING_API_ENDPOINT", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
             print(f"  {key}={env[key]}")
         print(f"  source {stack.env_file}   # to use it from a shell; `make down` stops it")

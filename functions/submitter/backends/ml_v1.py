@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .. import vertex_spec
 from ..errors import BackendError, BackendRefused, JobConflict
 from ..model import ACTIVE_STATES, JobHandle, JobRequest, JobState, JobStatus, Submission
 from ..reasons import Reason, Violation
@@ -175,7 +176,12 @@ class MlV1Backend:
         self._execute(self._jobs().cancel(name=handle.name, body={}))
 
     def check(self, job: dict[str, Any]) -> tuple[list[Violation], list[str]]:
-        """Nothing beyond the shared checks: the job spec is ml v1's own shape. Returns ([], [])."""
+        """Nothing beyond the shared checks for an AI Platform Job (ml v1's own shape): ([], []). A Vertex-shaped
+        spec (a CustomJobSpec or CustomJob, `vertex_spec.py`) is refused with the reason: it runs only on Vertex AI,
+        and translating it back is not lossless."""
+        if vertex_spec.is_vertex(job):
+            shape = vertex_spec.shape_of(job)
+            return [Violation("job.yaml", vertex_spec.REFUSAL_ON_ML_V1.format(shape=shape), Reason.SPEC_INVALID)], []
         return [], []
 
 

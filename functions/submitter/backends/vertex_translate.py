@@ -36,6 +36,10 @@ AI Platform field -> Vertex AI CustomJob field:
 - hyperparameters -> rejected: tuning is a separate Vertex resource (hyperparameterTuningJobs), not yet supported;
 - jobId -> nothing: Vertex assigns the id; the key travels in the labels.
 
+A Vertex-shaped spec (a CustomJobSpec or CustomJob job.yaml, `vertex_spec.py`) is not translated: it is submitted
+as written, with displayName (the drop folder) when it has none, the submitter's labels, and the deployment's
+service account when it names none (`_Translator.as_written`); `validate` checks it the same way.
+
 Rejected (violations): hyperparameters; a TPU job with parameter servers or evaluators, with more than one TPU
 worker, with TPU_V4_POD, or with a Pod count that is not a multiple of 32; the reserved labels; more labels than
 Vertex allows; and every finding of `validate` (below).
@@ -43,12 +47,13 @@ Vertex allows; and every finding of `validate` (below).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import re
 from typing import Any
 
-from .. import naming, rules
+from .. import naming, rules, vertex_spec
 from ..reasons import Reason, Violation
 from ..schema import check_custom_job
 from . import vertex_tables as tables
@@ -114,6 +119,8 @@ def translate(job: dict[str, Any], *, key: str, display_name: str, options: Opti
     Returns:
         The Translation; `violations` holds the translation's refusals and `validate`'s findings.
     """
+    if vertex_spec.is_vertex(job):
+        return _Translator(options).as_written(job, key, display_name)
     return _Translator(options).run(job if isinstance(job, dict) else {}, key, display_name)
 
 
@@ -205,6 +212,21 @@ class _Translator:
             self.origin("encryptionSpec", "trainingInput.encryptionConfig")
         self.violations += validate(custom_job, self.origins)
         return Translation(custom_job, region, self.warnings, _unique(self.violations), self.origins)
+
+    def as_written(self, job: dict[str, Any], key: str, display_name: str) -> Translation:
+        """A Vertex-shaped spec as the CustomJob body, with the submitter's additions, checked by `validate`."""
+        custom_job = copy.deepcopy(job["customJob"])
+        if not isinstance(custom_job.get("displayName"), str) or not custom_job["displayName"]:
+            name, cut = display_name_for(display_name or key)
+            if cut:
+                self.warn(cut)
+            custom_job["displayName"] = name
+        custom_job["labels"] = self.labels(job.get("labels"), key)
+        spec = custom_job.get("jobSpec")
+        if isinstance(spec, dict) and not spec.get("serviceAccount") and self.options.service_account:
+            spec["serviceAccount"] = self.options.service_account
+        self.violations += validate(custom_job)
+        return Translation(custom_job, self.options.default_region, self.warnings, _unique(self.violations), {})
 
     # labels, and fields without a Vertex equivalent
     def labels(self, labels: Any, key: str) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""Local implementation of the AI Platform Training (ml v1) `projects.jobs` API.
+"""Local implementation of the AI Platform Training (ml v1) `projects.jobs` API, and of the Vertex AI
+`projects.locations.customJobs` subset the submitter uses (`vertex_api.py`, `vertex_run.py`,
+`vertex_filters.py`; `profiles.py` is what differs per API for the runner; `containers.py` why images
+do not run here).
 
 Jobs are real: packages are downloaded from GCS (or the GCS emulator), installed on an
 environment cached by their dependency set on top of the runtime venv (`envs.py`,

@@ -11,6 +11,10 @@ health endpoints. Every error, including unknown paths and bad JSON, is a Google
                                                           header X-Next-Offset
     GET   /local/v1/health                                {"status": "ok"}
 
+plus the Vertex AI customJobs subset (`vertex_api.py`: create, get, list, cancel under
+/v1/projects/{p}/locations/{l}/customJobs); the logs endpoint also serves CustomJobs, by numeric id or
+by the submitter's job key (label `submitter-job`).
+
 Query parameters the client libraries add (`alt=json`, `$.xgafv`, `prettyPrint`) are ignored.
 """
 
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import errors
+from . import errors, vertex_api
 from .errors import ApiError
 
 if TYPE_CHECKING:
@@ -123,9 +127,16 @@ def create_app(svc: TrainingService) -> Flask:
             raise ApiError(404, "NOT_FOUND", f"Method not found: POST {request.path}")
         raise errors.unimplemented(f"{verb} is not implemented by the local training service.")
 
+    vertex = vertex_api.register(app, svc, _json, _body, _int_arg)
+
     @app.get("/local/v1/projects/<project>/jobs/<job>/logs")
     def logs(project: str, job: str) -> Response:
-        data, nxt = svc.read_logs(project, job, request.args.get("replica") or None, _int_arg("offset") or 0)
+        replica, offset = request.args.get("replica") or None, _int_arg("offset") or 0
+        custom_job = vertex.find_by_key(project, job) if svc.store.get(project, job) is None else None
+        if custom_job is not None:
+            data, nxt = vertex.read_logs(custom_job, replica, offset)
+        else:
+            data, nxt = svc.read_logs(project, job, replica, offset)
         return Response(data, mimetype="text/plain", headers={"X-Next-Offset": str(nxt)})
 
     @app.get("/local/v1/health")

@@ -40,20 +40,23 @@ _ROLES = (("worker", "worker"), ("parameterServer", "ps"), ("evaluator", "evalua
 @dataclass(frozen=True)
 class Replica:
     """One process of a job: its TF_CONFIG task `type` (master, chief, worker, ps, evaluator)
-    and `index` (0-based within its type)."""
+    and `index` (0-based within its type); `pool` is its Vertex worker pool (0-3) for a Vertex
+    CustomJob, None for an ml v1 job."""
 
     type: str
     index: int
+    pool: int | None = None
 
     @property
     def name(self) -> str:
-        """`master-0`, `worker-1`, ...: the log file stem and the logs endpoint's `replica`."""
-        return f"{self.type}-{self.index}"
+        """`master-0`, `worker-1`, ... (`workerpool1-0` on Vertex, its Cloud Logging task name): the
+        log file stem and the logs endpoint's `replica`."""
+        return f"{self.type}-{self.index}" if self.pool is None else f"workerpool{self.pool}-{self.index}"
 
     @property
     def label(self) -> str:
-        """`master 0`: how the cloud names a replica in errorMessage."""
-        return f"{self.type} {self.index}"
+        """`master 0` (`workerpool0-0` on Vertex): how the cloud names a replica in errorMessage."""
+        return f"{self.type} {self.index}" if self.pool is None else self.name
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ What each replica sees (as on the cloud, docs "TF_CONFIG and distributed trainin
     files, processes, user: see `sandbox.py` (its own /tmp and process table, an unprivileged
           account, where the host allows)
 
+What differs per API (ml v1 Job, Vertex CustomJob: replicas, commands, environment, refusals,
+limits) comes from the job's run profile (`profiles.py`, `vertex_run.py`); the above is ml v1's.
+
 Outcome: the job ends when the primary (master) exits: status 0 -> SUCCEEDED, otherwise
 FAILED with the failing exception line, then "The replica master 0 exited with a non-zero
 status of N." and the scrubbed tail of its stderr (`messages.py`). A worker, parameter server or
@@ -53,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import cluster, envs, gcs_access, install, messages, procs, replica_env, runtimes, sandbox
+from . import cluster, envs, gcs_access, install, messages, procs, profiles, replica_env, runtimes, sandbox
 from .config import ServiceConfig
 from .model import CANCELLING, FAILED, PREPARING, RUNNING, SUCCEEDED, parse_duration
 from .store import Change, JobRecord, JobStore
@@ -186,7 +189,9 @@ class JobRun:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"job-{rec.job_id}", daemon=True)
         self._dir = job_dir(config.data_dir, rec.project, rec.job_id)
-        self._plan = cluster.plan(rec.job["trainingInput"], config.max_replicas_per_type)
+        # what differs between an ml v1 Job and a Vertex CustomJob (profiles.py)
+        self._profile = profiles.for_record(rec, config)
+        self._plan = self._profile.plan
         self._sink: _LogSink | None = None  # the primary replica's log: job-level notes go there too
         self._running_since: float | None = None  # epoch seconds RUNNING was entered
         self._replicas_started = 0
@@ -196,7 +201,7 @@ class JobRun:
         self._scrub = (scrub or messages.Scrubber({})).allowing(f"{rec.project} {json.dumps(rec.job)}")
         self._holds: list[envs.EnvHold] = []  # cached layers this job uses (kept from eviction)
         self._env_chain: tuple[str, ...] = ()  # their keys
-        self._runtime = runtimes.lookup(rec.job["trainingInput"].get("runtimeVersion"))
+        self._runtime = runtimes.lookup(self._profile.runtime_version)
         self._tensorflow_layer = False  # the job runs on our TensorFlow layer, not a TensorFlow of its own
 
     # -- control ---------------------------------------------------------------------------------
@@ -274,29 +279,26 @@ class JobRun:
     def _prepare(self) -> Path:
         """Download the packages and install them (see `install.py`); returns the interpreter of
         the job's environment. Raises _JobFailed, _Cancelled, _Stopped."""
-        ti = self._job["trainingInput"]
+        profile = self._profile
         note = self._sink.note  # type: ignore[union-attr]
-        if ti.get("masterConfig", {}).get("imageUri"):
-            raise _JobFailed("Custom containers (masterConfig.imageUri) cannot run on the local training "
-                             "service; use packageUris and pythonModule.")
-        if "hyperparameters" in ti:
-            raise _JobFailed("Hyperparameter tuning jobs are not supported by the local training service.")
-        note(f"Preparing job projects/{self.project}/jobs/{self.job_id}: replicas "
-             + ", ".join(self._plan.names()) + ".")
+        refusal = profile.refusal()
+        if refusal:
+            note(refusal)
+            self._hold()  # it fails in PREPARING: a poller sees that state too (min_state_seconds)
+            raise _JobFailed(refusal)
+        note(f"Preparing job {profile.resource_name}: replicas " + ", ".join(self._plan.names()) + ".")
         for line in self._plan.notes:
             note(line)
-        # the cloud picked an image per runtimeVersion/pythonVersion; locally there is one runtime
-        note(f"runtimeVersion {ti.get('runtimeVersion', '(none)')} / pythonVersion "
-             f"{ti.get('pythonVersion', '(none)')} run on the local runtime {self._cfg.runtime_python} "
-             f"(Python {self._envs.runtime_info().version}); see docs/local-training.md.")
-        for line in runtimes.notes(self._runtime, ti.get("runtimeVersion"), ti.get("pythonVersion"),
-                                   self._envs.runtime_info().version, self._cfg.runtime_tensorflow):
+        # the cloud picked an image per runtimeVersion/pythonVersion (an executorImageUri on Vertex); locally
+        # there is one runtime
+        for line in profile.runtime_notes(self._runtime, self._envs.runtime_info().version,
+                                          self._cfg.runtime_tensorflow):
             note(line)
         pkg_root = self._dir / "packages"
         shutil.rmtree(pkg_root, ignore_errors=True)
         files: list[Path] = []
         client = None
-        for i, uri in enumerate(ti.get("packageUris", [])):
+        for i, uri in enumerate(profile.package_uris()):
             self._check()
             bucket, _, name = uri[len("gs://"):].partition("/")
             dest = pkg_root / str(i) / Path(name).name
@@ -345,7 +347,7 @@ class JobRun:
             self._check()
             raise
         except envs.InstallFailed as e:
-            cause = install.diagnose(e, requirements, self._envs, ti.get("pythonVersion"))
+            cause = install.diagnose(e, requirements, self._envs, profile.python_version)
             text = self._scrub(f"Installing packages failed: {cause}\n{messages.tail(e.output)}")
             raise _JobFailed(messages.escape_controls(text.rstrip())) from None
 
@@ -363,11 +365,7 @@ class JobRun:
     def _replica_env(self, replica: cluster.Replica, addresses: dict[str, str], python: Path) -> dict[str, str]:
         """The replica's whole environment: the variables the cloud sets, the local storage
         settings, and an allowlisted base (`replica_env.build`); nothing else of the service's."""
-        variables = {
-            "TF_CONFIG": json.dumps(cluster.tf_config(self._plan, addresses, replica, self._job["trainingInput"])),
-            "CLOUD_ML_JOB_ID": self.job_id,
-            "GOOGLE_CLOUD_PROJECT": self.project,
-        }
+        variables = self._profile.variables(replica, addresses)
         dirs = self._replica_dirs(replica)
         # trainers read and write gs:// through the local storage emulator, whatever the library
         variables.update(gcs_access.replica_variables(os.environ.get("STORAGE_EMULATOR_HOST"), self.project,
@@ -420,24 +418,22 @@ class JobRun:
         """Start every replica, watch them, stop what is left; returns (state, errorMessage).
 
         Raises _Cancelled / _Stopped when woken by a cancel, maxRunningTime or a service stop."""
-        ti = self._job["trainingInput"]
         note = self._sink.note  # type: ignore[union-attr]
-        args = [*ti.get("args", [])]
-        if ti.get("jobDir"):
-            args += ["--job-dir", ti["jobDir"]]  # the service appends it, as the cloud does
-        cmd = [str(python), "-m", ti["pythonModule"], *args]
-        # one free local port per cluster member; evaluators are not cluster members
-        addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in self._plan.replicas if r.type != "evaluator"}
+        commands = {r: self._profile.command(r) for r in self._plan.replicas}
+        # one free local port per cluster member (ml v1: evaluators are not cluster members)
+        addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in self._plan.replicas if self._profile.addressed(r)}
         token = uuid.uuid4().hex
         # the token is recorded before any process exists, so a restart can always find them
         self._store.update(self.project, self.job_id, lambda r: Change(runtime={"token": token, "groups": []}))
-        note("Running command: " + shlex.join(["python", "-m", ti["pythonModule"], *args]))
+        note("Running command: " + shlex.join(["python", "-m", *commands[self._plan.primary]]))
         self._check()
         started: list[_ReplicaProc] = []
         try:
             for replica in self._plan.replicas:
                 env = self._replica_env(replica, addresses, python)
-                started.append(self._start_replica(replica, cmd, env, token))
+                started.append(self._start_replica(replica, [str(python), "-m", *commands[replica]], env, token))
+                if commands[replica] != commands[self._plan.primary]:  # its pool runs another program
+                    started[-1].sink.note("Running command: " + shlex.join(["python", "-m", *commands[replica]]))
                 self._replicas_started = len(started)
                 groups = [p.popen.pid for p in started]
                 self._store.update(self.project, self.job_id, lambda r, g=groups: Change(runtime={
@@ -461,10 +457,9 @@ class JobRun:
     def _watch(self, started: list[_ReplicaProc]) -> tuple[str, str | None]:
         """Wait for the outcome: the primary's exit, another replica's failure, a cancel, a
         stop or maxRunningTime. Reaps the replica whose exit decided it."""
-        ti = self._job["trainingInput"]
         primary = started[0]
         deadline = None
-        max_running = ti.get("scheduling", {}).get("maxRunningTime")
+        max_running = self._profile.max_running_time()
         if max_running:
             deadline = self._state_since + parse_duration(max_running) * self._cfg.time_scale
         while True:
@@ -494,8 +489,8 @@ class JobRun:
         scaled = "" if scale == 1 else f" (local time_scale {scale:g}: {parse_duration(max_running) * scale:g} " \
                                        "real seconds)"
         self._store.transition(self.project, self.job_id, {RUNNING}, CANCELLING,
-                               error_message=f"The job ran longer than scheduling.maxRunningTime ({max_running})"
-                                             f"{scaled} and was cancelled.")
+                               error_message=f"The job ran longer than {self._profile.timeout_field} "
+                                             f"({max_running}){scaled} and was cancelled.")
         self.request_cancel()
 
     @staticmethod

@@ -30,10 +30,11 @@ _DURATION_RE = re.compile(r"^-?\d+(\.\d{1,9})?s$")
 _UNSET = object()
 
 
-@functools.lru_cache(maxsize=1)
-def discovery_document() -> dict:
-    """The ml v1 discovery document bundled with google-api-python-client (parsed JSON)."""
-    path = resources.files("googleapiclient") / "discovery_cache" / "documents" / "ml.v1.json"
+@functools.lru_cache(maxsize=4)
+def discovery_document(name: str = "ml.v1.json") -> dict:
+    """A discovery document bundled with google-api-python-client (parsed JSON): `ml.v1.json` (the
+    default) or `aiplatform.v1.json` (Vertex AI)."""
+    path = resources.files("googleapiclient") / "discovery_cache" / "documents" / name
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -147,12 +148,12 @@ class _Decoder:
         return value or _UNSET
 
 
-def decode(schema_name: str, value: Any, path: str) -> tuple[dict, list[tuple[str, str]]]:
-    """Decode `value` as message `schema_name` (e.g. `GoogleCloudMlV1__Job`).
+def decode(schema_name: str, value: Any, path: str, document: str = "ml.v1.json") -> tuple[dict, list[tuple[str, str]]]:
+    """Decode `value` as message `schema_name` (e.g. `GoogleCloudMlV1__Job`) of discovery `document`.
 
     Returns (normalized dict, violations). `path` is the proto path used in messages,
     e.g. `job`. The normalized dict uses JSON (camelCase) names only.
     """
-    dec = _Decoder(discovery_document())
+    dec = _Decoder(discovery_document(document))
     out = dec.message(schema_name, value, path)
     return ({} if out is _UNSET else out), dec.violations

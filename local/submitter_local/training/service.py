@@ -210,6 +210,17 @@ class TrainingService:
         with self._calls_lock:
             self._calls[method] += 1
 
+    def count(self, method: str) -> None:
+        """Count one call of an API method (`stats()["api_calls"]`), e.g. "customJobs.create"."""
+        self._count(method)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The running scheduler (wake it after storing a job; cancel through it); 503 when not started."""
+        if self._scheduler is None:
+            raise errors.ApiError(503, "UNAVAILABLE", "The local training service is not started.")
+        return self._scheduler
+
     @property
     def store(self) -> JobStore:
         if self._store is None:

@@ -112,8 +112,10 @@ class JobStore:
         )
 
     def insert(self, project: str, job_id: str, labels: dict[str, str], training_input: dict[str, Any],
-               priority: int) -> JobRecord:
-        """Create a QUEUED job; raises AlreadyExists. Returns the stored record."""
+               priority: int, runtime: dict[str, Any] | None = None) -> JobRecord:
+        """Create a QUEUED job; raises AlreadyExists. Returns the stored record.
+
+        `runtime` seeds the internal blob (a Vertex CustomJob records its API and resource fields there)."""
         now = self._clock()
         job: dict[str, Any] = {"jobId": job_id, "trainingInput": training_input, "createTime": rfc3339(now),
                                "state": "QUEUED", "etag": new_etag()}
@@ -124,9 +126,10 @@ class JobStore:
                 raise AlreadyExists(job_id)
             seq = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             self._conn.execute(
-                "INSERT INTO jobs (project, job_id, seq, state, create_time, created_at, priority, state_since, job)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (project, job_id, seq, "QUEUED", job["createTime"], now, priority, now, json.dumps(job)),
+                "INSERT INTO jobs (project, job_id, seq, state, create_time, created_at, priority, state_since, job,"
+                " runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (project, job_id, seq, "QUEUED", job["createTime"], now, priority, now, json.dumps(job),
+                 json.dumps(runtime or {})),
             )
             return self.get(project, job_id)  # type: ignore[return-value]
 
@@ -140,6 +143,14 @@ class JobStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT * FROM jobs WHERE project=? ORDER BY create_time DESC, seq DESC", (project,)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def list_prefix(self, prefix: str) -> list[JobRecord]:
+        """Jobs of every project key starting with `prefix`, newest createTime first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM jobs WHERE substr(project, 1, ?) = ? ORDER BY create_time DESC, seq DESC",
+                (len(prefix), prefix)).fetchall()
         return [self._record(r) for r in rows]
 
     def in_states(self, states: Iterable[str]) -> list[JobRecord]:

@@ -6,8 +6,11 @@ Usage::
         [--max-depth N] [--test-size 0.25] [--seed 42] [--fail]
 
 Writes ``model.joblib`` and ``metrics.json`` to ``--job-dir`` (a local path or
-a ``gs://`` URI). ``--fail`` exits with status 1 before training, so callers can
-check that a failed job is reported as FAILED.
+a ``gs://`` URI; on Vertex AI it defaults to ``$AIP_MODEL_DIR``, which Vertex sets
+from the job's baseOutputDirectory). ``--fail`` exits with status 1 before
+training, so callers can check that a failed job is reported as FAILED. In a
+multi-replica job only the primary replica writes outputs (the others train and
+exit), so replicas never overwrite each other's files.
 """
 
 import argparse
@@ -29,9 +32,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="trainer.task", description="Train a RandomForest on the wine dataset."
     )
+    model_dir = os.environ.get("AIP_MODEL_DIR")
     parser.add_argument(
-        "--job-dir", required=True,
-        help="where outputs go: gs://bucket/path or a local directory",
+        "--job-dir", required=not model_dir, default=model_dir,
+        help="where outputs go: gs://bucket/path or a local directory (default: $AIP_MODEL_DIR)",
     )
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--max-depth", type=int, default=None)
@@ -52,6 +56,17 @@ def hyperparameters(args):
         "test_size": args.test_size,
         "seed": args.seed,
     }
+
+
+def is_primary(environ=os.environ):
+    """True unless TF_CONFIG or Vertex's CLUSTER_SPEC names this replica a worker, parameter server or evaluator."""
+    for name, primary in (("CLUSTER_SPEC", ("workerpool0",)), ("TF_CONFIG", ("master", "chief"))):
+        try:
+            task = json.loads(environ[name])["task"]
+        except (KeyError, ValueError, TypeError):
+            continue
+        return task.get("type") in primary
+    return True
 
 
 def main(argv=None):
@@ -96,6 +111,9 @@ def main(argv=None):
     }
     log(f"accuracy={metrics['accuracy']:.4f} f1_macro={metrics['f1_macro']:.4f}")
 
+    if not is_primary():
+        log("not the primary replica: the outputs are the primary's to write")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         model_path = os.path.join(tmp, "model.joblib")
         metrics_path = os.path.join(tmp, "metrics.json")
