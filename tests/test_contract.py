@@ -233,7 +233,7 @@ TRIAL_ATTRIBUTES = _validator("job-trial-event.v1.attributes.schema.json")
 TUNING_YAML = BASELINE_YAML.replace(b"labels:", b"""  hyperparameters:
     goal: MAXIMIZE
     hyperparameterMetricTag: accuracy
-    maxTrials: 3
+    maxTrials: 4
     maxParallelTrials: 2
     params:
     - parameterName: max-depth
