@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from conftest import running_stack
 from submitter_local.stack import REPO
+
+from conftest import running_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 GCLOUD = __import__("shutil").which("gcloud")
@@ -132,8 +133,8 @@ def test_the_notebook_trainer_runs_unmodified_through_a_drop(stack, package_path
     job_id = json.loads(done.stdout.strip().splitlines()[-1])["jobId"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "status", job_id], env={**os.environ, **env},
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run([str(REPO / ".venv" / "bin" / "submitter"), "status", job_id],
+                                env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
         if status.returncode == 0:
             break
         time.sleep(1)  # the function creates the job a moment after the drop
