@@ -7,7 +7,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo test unit lint bench clean checkov stage need-project bootstrap deploy destroy
+.PHONY: venv runtime up down demo demo-tuning test unit lint bench clean checkov stage need-project bootstrap deploy destroy
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ down: venv
 
 demo: venv runtime
 	$(PY) -m submitter_local.demo --backend $(LOCAL_BACKEND)
+
+# The sample tuning drop (samples/tuning/job.yaml): every trial, the best one, the checks a consumer relies on.
+demo-tuning: venv runtime
+	$(PY) -m submitter_local.demo_tuning
 
 test: venv runtime checkov lint
 	$(PY) -m pytest -q

@@ -77,7 +77,8 @@ class Seen:
 def handle(message_attributes: dict, data: bytes, seen: Seen | None = None) -> str | None:
     """Decide what to do with one message; returns the line to print, or None to just acknowledge it.
 
-    - SUCCEEDED: where the model is (`data.jobDir`, the job's output directory).
+    - SUCCEEDED: where the model is (`data.jobDir`, the job's output directory); for a hyperparameter tuning job
+      also its best trial (`data.tuning.bestTrial`: id, metric, hyperparameters), picked without another call.
     - FAILED: the job's `errorMessage`.
     - anything else (other states, other event types, messages that are not CloudEvents): None.
     - a duplicate (same ce-source and ce-id as one already in `seen`): None.
@@ -97,6 +98,11 @@ def handle(message_attributes: dict, data: bytes, seen: Seen | None = None) -> s
         return None
     body = event.data
     if body.get("state") == "SUCCEEDED":
+        best = (body.get("tuning") or {}).get("bestTrial")
+        if best:
+            values = " ".join(f"--{k}={v}" for k, v in sorted(best["hyperparameters"].items()))
+            return (f"{body.get('jobId')} SUCCEEDED: model in {body.get('jobDir')}; best trial {best['trialId']} "
+                    f"({body['tuning']['hyperparameterMetricTag']} {best['objectiveValue']}): {values}")
         return f"{body.get('jobId')} SUCCEEDED: model in {body.get('jobDir')}"
     if body.get("state") == "FAILED":
         message = (body.get("errorMessage") or "(no errorMessage)").rstrip("\n").replace("\n", "\n    ")

@@ -1,4 +1,5 @@
-"""The Vertex AI `projects.locations.customJobs` REST API in memory, as an httplib2-compatible transport.
+"""The Vertex AI `projects.locations.customJobs` and `hyperparameterTuningJobs` REST APIs in memory, as an
+httplib2-compatible transport.
 
 The real `VertexBackend` adapter (the bundled aiplatform v1 discovery document, request building, regional
 endpoints, error classification) talks to it as it talks to Google, like `fakes.FakeMlApi` for ml v1:
@@ -11,6 +12,11 @@ endpoints, error classification) talks to it as it talks to Google, like `fakes.
   AIP-160 grammar customJobs.list documents, parsed by the local training service's own
   `submitter_local.training.vertex_filters`; anything else answers 400), paged; `{}` when nothing matches.
 - `POST .../customJobs/{n}:cancel`: a running job goes to JOB_STATE_CANCELLING; `{}`.
+
+`projects.locations.hyperparameterTuningJobs` is served the same way (ids from the same counter; its calls are
+recorded as "tuning.create", "tuning.get", "tuning.list", "tuning.cancel"); a create without displayName, studySpec,
+trialJobSpec.workerPoolSpecs, maxTrialCount or parallelTrialCount answers 400, and `set_trials` scripts the
+`trials[]` Vertex reports (`Trial`: id, state, parameters, finalMeasurement, startTime, endTime).
 
 Each request's host is recorded, so tests can prove calls go to the regional endpoint of the job's location.
 """
@@ -31,8 +37,9 @@ from fakes import error_body
 
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
             "JOB_STATE_PARTIALLY_SUCCEEDED"}
-OUTPUT_ONLY = {"name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "webAccessUris"}
-_BASE = r"/v1/projects/([^/]+)/locations/([^/]+)/customJobs"
+OUTPUT_ONLY = {"name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "webAccessUris", "trials"}
+_BASE = r"/v1/projects/([^/]+)/locations/([^/]+)/(customJobs|hyperparameterTuningJobs)"
+TUNING = "hyperparameterTuningJobs"
 
 
 class FakeVertexApi:
@@ -69,6 +76,14 @@ class FakeVertexApi:
                 job["state"] = state
             job.update(extra)
 
+    def set_trials(self, name: str, *trials: dict, state: str | None = None) -> None:
+        """Script a HyperparameterTuningJob's `trials[]` (and optionally its state)."""
+        with self.lock:
+            job = self.jobs[self._resolve(name)]
+            job["trials"] = [json.loads(json.dumps(t)) for t in trials]
+            if state is not None:
+                job["state"] = state
+
     def only(self) -> dict:
         """The one job (tests that create exactly one)."""
         [job] = self.jobs.values()
@@ -93,20 +108,20 @@ class FakeVertexApi:
             m = re.fullmatch(_BASE, path)
             if m and method == "POST":
                 job = json.loads(body)
-                return self._answer("create", str(job.get("displayName")), lambda: self._create(m, job))
+                return self._answer(_kind(m, "create"), str(job.get("displayName")), lambda: self._create(m, job))
             if m and method == "GET":
-                return self._answer("list", query.get("filter", ""), lambda: self._list(m, query))
+                return self._answer(_kind(m, "list"), query.get("filter", ""), lambda: self._list(m, query))
             m = re.fullmatch(_BASE + r"/([^/:]+):cancel", path)
             if m and method == "POST":
-                return self._answer("cancel", self._name(m), lambda: self._cancel(self._name(m)))
+                return self._answer(_kind(m, "cancel"), self._name(m), lambda: self._cancel(self._name(m)))
             m = re.fullmatch(_BASE + r"/([^/:]+)", path)
             if m and method == "GET":
-                return self._answer("get", self._name(m), lambda: self._get(self._name(m)))
+                return self._answer(_kind(m, "get"), self._name(m), lambda: self._get(self._name(m)))
         return self._respond(404, error_body(404, "NOT_FOUND", f"no route {method} {path}"))
 
     @staticmethod
     def _name(m) -> str:
-        return f"projects/{m.group(1)}/locations/{m.group(2)}/customJobs/{m.group(3)}"
+        return f"projects/{m.group(1)}/locations/{m.group(2)}/{m.group(3)}/{m.group(4)}"
 
     def _answer(self, kind, detail, handler):
         self.calls.append((kind, detail))
@@ -123,10 +138,17 @@ class FakeVertexApi:
 
     def _create(self, m, job):
         bad = sorted(OUTPUT_ONLY & set(job))
-        if bad or not job.get("displayName") or not (job.get("jobSpec") or {}).get("workerPoolSpecs"):
-            why = f"output-only fields {bad}" if bad else "displayName and jobSpec.workerPoolSpecs are required"
-            return 400, error_body(400, "INVALID_ARGUMENT", f"Invalid CustomJob: {why}")
-        name = f"projects/{m.group(1)}/locations/{m.group(2)}/customJobs/{next(self.ids)}"
+        tuning = m.group(3) == TUNING
+        spec = (job.get("trialJobSpec") if tuning else job.get("jobSpec")) or {}
+        missing = not job.get("displayName") or not spec.get("workerPoolSpecs") or (tuning and not (
+            job.get("studySpec") and job.get("maxTrialCount") and job.get("parallelTrialCount")))
+        if bad or missing:
+            why = f"output-only fields {bad}" if bad else (
+                "displayName, studySpec, trialJobSpec.workerPoolSpecs, maxTrialCount and parallelTrialCount are "
+                "required" if tuning else "displayName and jobSpec.workerPoolSpecs are required")
+            kind = "HyperparameterTuningJob" if tuning else "CustomJob"
+            return 400, error_body(400, "INVALID_ARGUMENT", f"Invalid {kind}: {why}")
+        name = f"projects/{m.group(1)}/locations/{m.group(2)}/{m.group(3)}/{next(self.ids)}"
         t = next(self.clock)
         stored = {**json.loads(json.dumps(job)), "name": name, "state": "JOB_STATE_QUEUED",
                   "createTime": f"2024-06-10T12:{t // 60 % 60:02d}:{t % 60:02d}.000000Z",
@@ -136,18 +158,18 @@ class FakeVertexApi:
 
     def _get(self, name):
         if name not in self.jobs:
-            return 404, error_body(404, "NOT_FOUND", f"The CustomJob does not exist: {name}")
+            return 404, error_body(404, "NOT_FOUND", f"The job does not exist: {name}")
         return 200, self.jobs[name]
 
     def _cancel(self, name):
         if name not in self.jobs:
-            return 404, error_body(404, "NOT_FOUND", f"The CustomJob does not exist: {name}")
+            return 404, error_body(404, "NOT_FOUND", f"The job does not exist: {name}")
         if self.jobs[name].get("state") not in TERMINAL:
             self.jobs[name]["state"] = "JOB_STATE_CANCELLING"
         return 200, {}
 
     def _list(self, m, query):
-        parent = f"projects/{m.group(1)}/locations/{m.group(2)}/customJobs/"
+        parent = f"projects/{m.group(1)}/locations/{m.group(2)}/{m.group(3)}/"
         try:
             matches = compile_filter(query.get("filter", ""))
         except FilterError as exc:
@@ -158,7 +180,12 @@ class FakeVertexApi:
         page = found[start:start + size]
         if not page:
             return 200, {}
-        answer = {"customJobs": page}
+        answer = {m.group(3): page}
         if start + size < len(found):
             answer["nextPageToken"] = str(start + size)
         return 200, answer
+
+
+def _kind(m, verb: str) -> str:
+    """The call's kind as `calls` records it: "create" for customJobs, "tuning.create" for hyperparameterTuningJobs."""
+    return f"tuning.{verb}" if m.group(3) == TUNING else verb

@@ -42,6 +42,26 @@ def test_succeeded_prints_where_the_model_is(consumer):
     assert consumer.handle(*message(State.SUCCEEDED)) == f"run_001_1718000000000001 SUCCEEDED: model in {JOB_DIR}"
 
 
+def test_a_tuning_job_s_success_names_its_best_trial(consumer):
+    from submitter.model import Measurement, Study, Trial
+
+    best = Trial("3", State.SUCCEEDED, {"n-estimators": "57", "criterion": "gini"}, final=Measurement(1, 0.9775))
+    tuning = Study("MAXIMIZE", "accuracy", (best,), 6).summary()
+    assert consumer.handle(*message(State.SUCCEEDED, tuning=tuning)) == (
+        f"run_001_1718000000000001 SUCCEEDED: model in {JOB_DIR}; best trial 3 (accuracy 0.9775): "
+        "--criterion=gini --n-estimators=57")
+
+
+def test_trial_events_are_not_state_changes_and_are_ignored(consumer):
+    from submitter.model import Measurement, Study, Trial
+    from submitter.trial_events import TrialEvent, encode_trial
+
+    trial = Trial("3", State.SUCCEEDED, {"x": "1"}, final=Measurement(1, 0.5))
+    out = encode_trial(TrialEvent("run_1", trial, Study("MAXIMIZE", "m", (trial,)), State.RUNNING,
+                                  {"drop": DROP.as_dict()}, NOW), source=SOURCE)
+    assert consumer.handle(dict(out.attributes), out.data) is None
+
+
 def test_failed_prints_the_error_message_indented(consumer):
     line = consumer.handle(*message(State.FAILED, reason="JOB_FAILED",
                                     error_message="The replica master 0 exited with a non-zero status of 1.\n"

@@ -18,7 +18,9 @@ import pytest
 
 from submitter.drops import DropRef
 from submitter.envelope import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ERROR_MESSAGE_CHARS, JobEvent, ce_id, encode
+from submitter.model import Measurement, Study, Trial
 from submitter.text import TRUNCATED
+from submitter.trial_events import TRIAL_EVENT_TYPE, TrialEvent, encode_trial, trial_ce_id
 
 from conftest import BASELINE_YAML, NOW, World, make_tarball
 from helpers import State
@@ -223,3 +225,178 @@ def test_the_attributes_schema_rejects_what_it_must(sample, mutate, why):
     attributes, _ = sample
     mutate(attributes)
     assert errors(ATTRIBUTES, attributes), why
+
+
+# -- hyperparameter tuning: trial events and the trial summary of state events ------------------------------------
+TRIAL_DATA = _validator("job-trial-event.v1.schema.json")
+TRIAL_ATTRIBUTES = _validator("job-trial-event.v1.attributes.schema.json")
+TUNING_YAML = BASELINE_YAML.replace(b"labels:", b"""  hyperparameters:
+    goal: MAXIMIZE
+    hyperparameterMetricTag: accuracy
+    maxTrials: 4
+    maxParallelTrials: 2
+    params:
+    - parameterName: max-depth
+      type: INTEGER
+      minValue: 2
+      maxValue: 12
+      scaleType: UNIT_LINEAR_SCALE
+labels:""")
+
+
+def api_trial(trial_id: str, state: str, value: float | None = None, depth: int = 4) -> dict:
+    """A trial as ml v1 reports it in trainingOutput.trials (GoogleCloudMlV1__HyperparameterOutput)."""
+    trial = {"trialId": trial_id, "state": state, "hyperparameters": {"max-depth": str(depth)},
+             "startTime": "2024-06-10T12:01:00Z"}
+    if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        trial["endTime"] = f"2024-06-10T12:0{int(trial_id) + 1}:00Z"
+    if value is not None:
+        trial["finalMetric"] = {"trainingStep": "10", "objectiveValue": value}
+    return trial
+
+
+def validate_trial_message(attributes: dict, data: dict) -> None:
+    """Assert one trialCompleted message honours its contract, cross-field rules included."""
+    assert errors(TRIAL_DATA, data) == [], data
+    assert errors(TRIAL_ATTRIBUTES, attributes) == [], attributes
+    assert attributes["ce-id"] == f"{data['jobId']}/trial/{data['trialId']}" == trial_ce_id(data["jobId"],
+                                                                                            data["trialId"])
+    assert attributes["jobId"] == data["jobId"] and attributes["trialId"] == data["trialId"] == data["trial"]["trialId"]
+    assert attributes["trialState"] == data["trial"]["state"] and attributes["ce-time"] == data["time"]
+
+
+@pytest.fixture(scope="module")
+def tuning_run() -> tuple[list[tuple[dict, dict]], str]:
+    """A tuning job followed by the real reconciler: trials finish while it RUNs, one fails, then it SUCCEEDS."""
+    world = World()
+    job_id = world.drop("incoming/tune", spec=TUNING_YAML).job_id
+    world.api.set_state(job_id, "RUNNING", startTime="2024-06-10T12:01:00Z", trainingOutput={
+        "isHyperparameterTuningJob": True, "trials": [api_trial("1", "RUNNING"), api_trial("2", "RUNNING")]})
+    world.reconciler.tick()
+    world.api.set_state(job_id, "RUNNING", trainingOutput={
+        "isHyperparameterTuningJob": True, "completedTrialCount": "1", "hyperparameterMetricTag": "accuracy",
+        "trials": [api_trial("1", "SUCCEEDED", 0.91, 4), api_trial("2", "FAILED"), api_trial("3", "RUNNING")]})
+    world.reconciler.tick()
+    world.reconciler.tick()  # nothing new: nothing published
+    world.api.set_state(job_id, "SUCCEEDED", endTime="2024-06-10T12:09:00Z", trainingOutput={
+        "isHyperparameterTuningJob": True, "completedTrialCount": "2", "hyperparameterMetricTag": "accuracy",
+        "consumedMLUnits": 0.1,
+        "trials": [api_trial("3", "SUCCEEDED", 0.97, 9), api_trial("1", "SUCCEEDED", 0.91, 4),
+                   api_trial("2", "FAILED")]})
+    world.reconciler.tick()
+    world.reconciler.tick()
+    return _messages(world), job_id
+
+
+def test_every_trial_message_and_every_state_message_of_a_tuning_job_validates(tuning_run):
+    produced, job_id = tuning_run
+    kinds = [a["ce-type"] for a, _ in produced]
+    assert set(kinds) == {"dev.drop-submitter.job.v1.stateChanged", TRIAL_EVENT_TYPE}
+    for attributes, data in produced:
+        if attributes["ce-type"] == TRIAL_EVENT_TYPE:
+            validate_trial_message(attributes, data)
+        else:
+            validate_message(attributes, data)
+            assert "tuning" in data or data["state"] == "SUBMITTED"
+
+
+def test_each_finished_trial_is_published_once_before_the_job_state_that_follows_it(tuning_run):
+    produced, job_id = tuning_run
+    order = [a["ce-id"] for a, _ in produced]
+    assert order == [f"{job_id}/SUBMITTED", f"{job_id}/RUNNING", f"{job_id}/trial/1", f"{job_id}/trial/2",
+                     f"{job_id}/trial/3", f"{job_id}/SUCCEEDED"]
+    trials = {d["trialId"]: d for a, d in produced if a["ce-type"] == TRIAL_EVENT_TYPE}
+    assert trials["1"]["trial"]["finalMetric"] == {"trainingStep": 10, "objectiveValue": 0.91}
+    assert trials["2"]["trial"]["state"] == "FAILED" and trials["2"]["trial"]["finalMetric"] is None
+    assert trials["2"]["tuning"]["failedTrialCount"] == 1 and trials["1"]["jobState"] == "RUNNING"
+
+
+def test_the_succeeded_event_names_the_best_trial_with_its_hyperparameters_and_metric(tuning_run):
+    produced, _ = tuning_run
+    [data] = [d for a, d in produced if d.get("state") == "SUCCEEDED"]
+    assert data["tuning"]["bestTrial"] == {"trialId": "3", "hyperparameters": {"max-depth": "9"},
+                                           "objectiveValue": 0.97, "trainingStep": 10}
+    assert data["tuning"]["completedTrialCount"] == 2 and data["tuning"]["trialCount"] == 3
+    best_in_output = max(t["finalMetric"]["objectiveValue"] for t in data["trainingOutput"]["trials"]
+                         if "finalMetric" in t)
+    assert data["tuning"]["bestTrial"]["objectiveValue"] == best_in_output
+    [running] = [d for a, d in produced if d.get("state") == "RUNNING"]
+    assert running["tuning"]["bestTrial"] is None  # no trial had finished when RUNNING was published
+
+
+def test_trial_messages_go_under_the_job_s_ordering_key():
+    world = World()
+    job_id = world.drop("incoming/tune", spec=TUNING_YAML).job_id
+    world.api.set_state(job_id, "RUNNING", trainingOutput={"trials": [api_trial("1", "SUCCEEDED", 0.5)]})
+    world.reconciler.tick()
+    assert {m.ordering_key for m in world.publisher.messages} == {job_id}
+
+
+def test_a_trial_republished_after_a_lost_ledger_write_keeps_its_ce_id():
+    trial = Trial("7", State.SUCCEEDED, {"lr": "0.1"}, final=Measurement(3, 0.5))
+    study = Study("MINIMIZE", "loss", (trial,), 8)
+
+    def encoded(minute):
+        time = dt.datetime(2024, 6, 10, 12, minute, tzinfo=dt.UTC)
+        return encode_trial(TrialEvent("run_7", trial, study, State.RUNNING, {"drop": DROP.as_dict()}, time),
+                            source=SOURCE)
+
+    a, b = encoded(1), encoded(2)
+    assert a.attributes["ce-id"] == b.attributes["ce-id"] == "run_7/trial/7" and a.data != b.data
+    for message in (a, b):
+        validate_trial_message(message.attributes, json.loads(message.data))
+
+
+@pytest.fixture
+def trial_sample(tuning_run):
+    produced, _ = tuning_run
+    attributes, data = next((a, d) for a, d in produced if a["ce-type"] == TRIAL_EVENT_TYPE)
+    return copy.deepcopy(attributes), copy.deepcopy(data)
+
+
+@pytest.mark.parametrize("mutate, why", [
+    (lambda d: d["trial"].update(state="RUNNING"), "only finished trials are published"),
+    (lambda d: d.update(jobState="SUCCEEDED"), "a trial never follows its job's terminal event"),
+    (lambda d: d["trial"]["hyperparameters"].update(lr=0.1), "hyperparameter values are strings"),
+    (lambda d: d["trial"].update(finalMetric={"objectiveValue": 0.1}), "finalMetric without trainingStep"),
+    (lambda d: d["tuning"].update(goal="UP"), "unknown goal"),
+    (lambda d: d["tuning"]["bestTrial"].update(objectiveValue="0.9"), "the best value is a number"),
+    (lambda d: d.pop("tuning"), "the summary is required"),
+    (lambda d: d.update(state="SUCCEEDED"), "a trial event has no job state field"),
+])
+def test_the_trial_data_schema_rejects_what_it_must(trial_sample, mutate, why):
+    _, data = trial_sample
+    if data["tuning"]["bestTrial"] is None:
+        data["tuning"]["bestTrial"] = {"trialId": "1", "hyperparameters": {}, "objectiveValue": 0.5,
+                                       "trainingStep": 0}
+    mutate(data)
+    assert errors(TRIAL_DATA, data), why
+
+
+@pytest.mark.parametrize("mutate, why", [
+    (lambda a: a.update({"ce-type": "dev.drop-submitter.job.v1.stateChanged"}), "a trial is not a state change"),
+    (lambda a: a.update({"ce-id": "run_9/SUCCEEDED"}), "ce-id names a state, not a trial"),
+    (lambda a: a.update(terminal="true"), "a trial never ends its job"),
+    (lambda a: a.update(state="SUCCEEDED"), "no state attribute: state filters must not match trials"),
+    (lambda a: a.pop("trialId"), "trialId missing"),
+])
+def test_the_trial_attributes_schema_rejects_what_it_must(trial_sample, mutate, why):
+    attributes, _ = trial_sample
+    mutate(attributes)
+    assert errors(TRIAL_ATTRIBUTES, attributes), why
+
+
+def test_a_state_event_that_would_not_fit_sheds_all_metrics_then_trials_but_keeps_the_summary():
+    trials = [{"trialId": str(i), "state": "SUCCEEDED", "hyperparameters": {"x": "1"},
+               "finalMetric": {"trainingStep": "1", "objectiveValue": 0.5},
+               "allMetrics": [{"trainingStep": str(s), "objectiveValue": 0.5} for s in range(100)]}
+              for i in range(1, 2500)]
+    study = Study("MAXIMIZE", "m", (Trial("1", State.SUCCEEDED, {"x": "1"}, final=Measurement(1, 0.5)),), 2500)
+    event = JobEvent(key="run_7", state=State.SUCCEEDED, previous_state=State.RUNNING,
+                     origin={"drop": DROP.as_dict()}, time=NOW, detail={"trainingOutput": {"trials": trials}},
+                     tuning=study.summary())
+    message = encode(event, source=SOURCE)
+    data = json.loads(message.data)
+    assert len(message.data) <= 9 * 1024 * 1024 and data["tuning"]["bestTrial"]["trialId"] == "1"
+    assert all("allMetrics" not in t for t in data["trainingOutput"].get("trials", []))
+    validate_message(message.attributes, data)

@@ -160,3 +160,37 @@ def test_a_429_from_the_training_api_slows_the_reconciler_until_calls_succeed(wo
     world.api.set_state(job_id, "RUNNING")
     world.clock.advance(BACKOFF_MAX_S)
     assert world.reconciler.tick().published == [(job_id, "RUNNING")]
+
+
+def test_published_trial_ids_are_kept_in_the_job_record_and_never_republished(world):
+    from test_contract import TUNING_YAML, api_trial
+
+    job_id = world.drop("incoming/tune", spec=TUNING_YAML).job_id
+    world.api.set_state(job_id, "RUNNING", trainingOutput={"trials": [api_trial("1", "SUCCEEDED", 0.5),
+                                                                      api_trial("2", "RUNNING")]})
+    report = world.reconciler.tick()
+    assert report.published == [(job_id, "RUNNING")] and report.trials == [(job_id, "1")]
+    [record] = world.ledger.followed()
+    assert record.published_trials == ("1",)
+    assert world.store.get(f"jobs/{job_id}.json")[0]["publishedTrials"] == ["1"]
+    assert world.reconciler.tick().trials == []  # the same status again: nothing new
+    world.api.set_state(job_id, "RUNNING", trainingOutput={"trials": [api_trial("1", "SUCCEEDED", 0.5),
+                                                                      api_trial("2", "CANCELLED")]})
+    report = world.reconciler.tick()
+    assert report.trials == [(job_id, "2")] and report.published == []  # a trial alone, the job still RUNNING
+    ids = [m.attributes["ce-id"] for m in world.publisher.messages]
+    assert ids.count(f"{job_id}/trial/1") == 1 and ids.count(f"{job_id}/trial/2") == 1
+
+
+def test_a_job_that_finishes_between_ticks_publishes_its_last_trials_then_its_terminal_state(world):
+    from test_contract import TUNING_YAML, api_trial
+
+    job_id = world.drop("incoming/tune", spec=TUNING_YAML).job_id
+    world.api.set_state(job_id, "FAILED", errorMessage="3 trials failed", trainingOutput={
+        "trials": [api_trial("1", "FAILED"), api_trial("2", "FAILED"), api_trial("3", "FAILED")]})
+    world.reconciler.tick()
+    ids = [m.attributes["ce-id"] for m in world.publisher.messages]
+    assert ids[-4:] == [f"{job_id}/trial/1", f"{job_id}/trial/2", f"{job_id}/trial/3", f"{job_id}/FAILED"]
+    assert world.store.get(f"done/{job_id}.json")[0]["publishedTrials"] == ["1", "2", "3"]
+    world.reconciler.tick()
+    assert len(world.publisher.messages) == len(ids)  # forgotten after its terminal event

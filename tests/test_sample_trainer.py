@@ -40,8 +40,10 @@ def runtime_python():
 
 
 def run_trainer(python, *args, env=None, timeout=180):
-    """Run ``python -m trainer.task ARGS`` from the sample source tree."""
+    """Run ``python -m trainer.task ARGS`` from the sample source tree (its tuning metric goes to a file of the
+    test's own unless `env` names one: the trainer reports it on every run)."""
     full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("CLOUD_ML_HP_METRIC_FILE", f"/tmp/sample-trainer-{uuid.uuid4().hex}/output.metrics")
     full_env["PYTHONPATH"] = str(SAMPLE)
     full_env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the sample tree clean
     return subprocess.run(
@@ -94,7 +96,7 @@ def test_trains_to_local_job_dir(runtime_python, tmp_path):
     assert metrics["n_train"] > 0 and metrics["n_test"] > 0
     assert metrics["dataset"] == "wine"
     assert metrics["hyperparameters"] == {
-        "n_estimators": 50, "max_depth": 8, "test_size": 0.25, "seed": 7}
+        "n_estimators": 50, "max_depth": 8, "criterion": "gini", "test_size": 0.25, "seed": 7}
 
     check = subprocess.run(
         [runtime_python, "-c",
@@ -104,6 +106,22 @@ def test_trains_to_local_job_dir(runtime_python, tmp_path):
     )
     assert check.returncode == 0, check.stderr
     assert check.stdout.split() == ["RandomForestClassifier", "50"]
+
+
+def test_as_a_tuning_trial_it_takes_its_values_reports_accuracy_with_hypertune_and_writes_under_its_trial(
+        runtime_python, tmp_path):
+    job_dir, metric_file = tmp_path / "job", tmp_path / "hypertune" / "output.metrics"
+    tf_config = {"cluster": {"master": ["127.0.0.1:1"]}, "task": {"type": "master", "index": 0, "trial": "3"},
+                 "job": {}, "environment": "cloud"}
+    proc = run_trainer(runtime_python, "--n-estimators=20", "--max-depth=4", "--criterion=entropy", "--job-dir",
+                       str(job_dir), env={"TF_CONFIG": json.dumps(tf_config), "CLOUD_ML_TRIAL_ID": "3",
+                                          "CLOUD_ML_HP_METRIC_FILE": str(metric_file)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads((job_dir / "3" / "metrics.json").read_text())
+    assert metrics["trial"] == "3" and metrics["hyperparameters"]["criterion"] == "entropy"
+    [line] = [json.loads(x) for x in metric_file.read_text().splitlines()]
+    assert line["trial"] == "3" and float(line["accuracy"]) == metrics["accuracy"]
+    assert (job_dir / "3" / "model.joblib").exists() and not (job_dir / "model.joblib").exists()
 
 
 def test_fail_flag_exits_1(runtime_python, tmp_path):

@@ -151,7 +151,8 @@ def test_paused_and_updating_publish_nothing_and_the_job_goes_on():
     for state in ("JOB_STATE_PAUSED", "JOB_STATE_UPDATING"):
         api.set_state(name, state)
         report = w.reconciler.tick()
-        assert report.published == [] and report.api_calls == len(REGIONS)  # listed as active: no lone get
+        # listed as active (customJobs and hyperparameterTuningJobs of each region): no lone get
+        assert report.published == [] and report.api_calls == 2 * len(REGIONS)
     api.set_state(name, "JOB_STATE_UNSPECIFIED")
     assert w.reconciler.tick().published == []  # never guessed
     api.set_state(name, "JOB_STATE_CANCELLED")
@@ -252,12 +253,15 @@ def _spec():
 
 
 # -- refusals before any call ------------------------------------------------------------------------------------------
-def test_a_tuning_spec_is_rejected_before_any_call_not_submit_failed():
+def test_a_tuning_spec_that_vertex_cannot_run_is_rejected_before_any_call_naming_the_ai_platform_field():
     api, w = vertex_world()
-    out = w.drop("incoming/run-009", spec=BASELINE_WITH_TUNING)
+    spec = BASELINE_WITH_TUNING.replace(b"parameterName: lr,", b"parameterName: learning rate,")
+    out = w.drop("incoming/run-009", spec=spec)
     assert out.action == "rejected" and api.calls == []
     [msg] = w.messages()
-    assert msg["state"] == "REJECTED" and msg["violations"][0]["field"] == "trainingInput.hyperparameters"
+    [violation] = msg["violations"]
+    assert msg["state"] == "REJECTED" and violation["field"] == "trainingInput.hyperparameters.params[0].parameterName"
+    assert "whitespace" in violation["message"] and "studySpec.parameters[0].parameterId" in violation["message"]
     validate_message(w.publisher.messages[0].attributes, msg)
 
 
@@ -331,8 +335,10 @@ def test_list_active_filters_on_the_server_and_pages_through_every_allowed_regio
         if not token:
             break
     assert sorted(seen) == sorted(want)
-    assert calls == 3 + 1 + 1 + 1 + 1 + 1  # ceil(250/100) in us-central1, then one page per other region
-    filters = {detail for kind, detail in api.calls if kind == "list"}
+    # ceil(250/100) customJobs pages in us-central1, then one page per other region; one hyperparameterTuningJobs
+    # page per region
+    assert calls == (3 + 1 + 1 + 1 + 1 + 1) + len(REGIONS)
+    filters = {detail for kind, detail in api.calls if kind in ("list", "tuning.list")}
     assert filters == {'labels.submitter="drop" AND (' + " OR ".join(f'state="{s}"' for s in ACTIVE_API_STATES)
                        + ")"}
     assert {h.split("-aiplatform")[0] for h in api.hosts} == set(REGIONS)
@@ -459,11 +465,13 @@ def test_cli_validate_on_a_vertex_deployment_reports_the_vertex_violations(monke
     env = {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-bucket",
            "SUBMITTER_OUTPUT_BUCKET": "drop-outputs", "SUBMITTER_STATE_BUCKET": "drop-state",
            "SUBMITTER_TOPIC": "training-job-events", "SUBMITTER_BACKEND": "vertex"}
-    (tmp_path / "job.yaml").write_bytes(BASELINE_WITH_TUNING)
+    spec = BASELINE_WITH_TUNING.replace(b"parameterName: lr,", b"parameterName: learning rate,")
+    (tmp_path / "job.yaml").write_bytes(spec)
     (tmp_path / "package.tar.gz").write_bytes(BASELINE_TARBALL)
     result = CliRunner().invoke(main, ["validate", str(tmp_path), "--json"], env=env)
     report = json.loads(result.output)
-    assert result.exit_code == 1 and [v["field"] for v in report["violations"]] == ["trainingInput.hyperparameters"]
+    assert result.exit_code == 1 and [v["field"] for v in report["violations"]] == [
+        "trainingInput.hyperparameters.params[0].parameterName"]
     (tmp_path / "job.yaml").write_bytes(BASELINE_YAML)
     ok = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path), "--json"], env=env).output)
     assert ok["valid"] and any("Vertex AI's prebuilt image" in w for w in ok["warnings"])

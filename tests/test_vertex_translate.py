@@ -18,6 +18,7 @@ import yaml
 from submitter import schema
 from submitter.backends import vertex_tables as tables
 from submitter.backends import vertex_translate as vt
+from submitter.backends import vertex_tuning as vtu
 from submitter.naming import key_label_value
 from submitter.policy import Policy
 from submitter.spec import SpecDefaults
@@ -81,13 +82,40 @@ def test_every_non_tuning_real_config_translates_into_a_valid_custom_job(path):
 
 
 @pytest.mark.parametrize("path", [p for p in CORPUS if is_tuning(p)], ids=lambda p: p.name)
-def test_every_tuning_config_is_rejected_on_vertex_with_a_clear_reason(path):
+def test_every_tuning_real_config_translates_into_a_valid_hyperparameter_tuning_job(path):
+    """Table-driven over the corpus's tuning specs: each becomes a HyperparameterTuningJob that passes the bundled
+    aiplatform v1 schema and the rules it cannot express, with the study mapped field by field."""
     checked = completed(path.read_bytes(), path.name, policy=Policy())
-    assert checked.valid  # fine for AI Platform ...
+    assert checked.valid, [v.as_dict() for v in checked.violations]
     t = vt.translate(checked.job, key="run_001_1", display_name="incoming/run-001")
-    [v] = t.violations  # ... one clear reason on Vertex
-    assert v.field == "trainingInput.hyperparameters" and "not supported on the Vertex AI backend" in v.message
-    assert "hyperparameterTuningJobs" in v.message
+    assert t.violations == [], [v.as_dict() for v in t.violations]
+    assert t.collection == "hyperparameterTuningJobs" and t.region == "us-central1"
+    body = t.custom_job
+    assert schema.check_document(body, vtu.TUNING_JOB) == [] and vtu.validate(body) == []
+    hp = checked.job["trainingInput"]["hyperparameters"]
+    study = body["studySpec"]
+    assert study["metrics"] == [{"metricId": hp.get("hyperparameterMetricTag", "training/hptuning/metric"),
+                                 "goal": hp["goal"]}]
+    assert [p["parameterId"] for p in study["parameters"]] == [p["parameterName"] for p in hp["params"]]
+    for param, out in zip(hp["params"], study["parameters"]):
+        kind = {"DOUBLE": "doubleValueSpec", "INTEGER": "integerValueSpec", "CATEGORICAL": "categoricalValueSpec",
+                "DISCRETE": "discreteValueSpec"}[param["type"]]
+        assert kind in out and out.get("scaleType") == param.get("scaleType")
+        if param["type"] == "INTEGER":
+            assert out[kind] == {"minValue": str(param["minValue"]), "maxValue": str(param["maxValue"])}
+        elif param["type"] == "DOUBLE":
+            assert out[kind] == {"minValue": param["minValue"], "maxValue": param["maxValue"]}
+        else:
+            assert out[kind]["values"] == param["categoricalValues"]
+    assert study["measurementSelectionType"] == "LAST_MEASUREMENT"
+    assert ("medianAutomatedStoppingSpec" in study) == bool(hp.get("enableTrialEarlyStopping"))
+    assert body["maxTrialCount"] == hp["maxTrials"] and body["parallelTrialCount"] == hp["maxParallelTrials"]
+    # the trials run exactly the CustomJob the same spec would run without tuning
+    plain = {**checked.job, "trainingInput": {k: v for k, v in checked.job["trainingInput"].items()
+                                              if k != "hyperparameters"}}
+    custom = vt.translate(plain, key="run_001_1", display_name="incoming/run-001")
+    assert body["trialJobSpec"] == custom.custom_job["jobSpec"] and body["labels"] == custom.custom_job["labels"]
+    assert body["displayName"] == "incoming/run-001"
 
 
 # -- pools and machines ---------------------------------------------------------------------------------------------

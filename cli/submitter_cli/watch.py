@@ -19,6 +19,11 @@ state bucket in `(submitter's records)`. With `--json`, one JSON object per line
 "message", "jobDir", "labels"}` (+ "violations", "drop" from the ledger; seq/terminal null for a state the
 submitter does not know).
 
+Hyperparameter tuning jobs: each trialCompleted event (schemas/job-trial-event.v1.schema.json) is printed as
+`<time>  <jobId>  trial <id> <STATE>  <tag> <value> at step <n>  --name=value ...` (with `--json`, its data plus
+`"origin"` and `"ceId"`), once per ce-id; a SUCCEEDED tuning job's line is followed by its best trial. Trials never
+end a watch. `submitter trials JOB_ID` shows the whole study.
+
 Exit codes with JOB_ID: 0 SUCCEEDED; 1 FAILED, CANCELLED, REJECTED, SUBMIT_FAILED; 2 `--timeout` passed
 before a final state (click's usage errors are 2 as well); 3 the watch itself failed (settings, topic,
 training API); 130 Ctrl-C. A job already final when watch starts is printed and exits at once.
@@ -37,6 +42,7 @@ import click
 
 from .common import load_settings
 
+TRIAL_EVENT_TYPE = "dev.drop-submitter.job.v1.trialCompleted"  # submitter.trial_events: printed as trial lines
 POLL_S = 1.0  # how often the follow loop checks the deadline while no message arrives
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_TIMEOUT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -136,7 +142,30 @@ def render(entry: dict[str, Any], as_json: bool) -> str:
         lines.append("    " + str(text).rstrip("\n").replace("\n", "\n    "))
     if entry.get("state") == "SUCCEEDED" and entry.get("jobDir"):
         lines.append(f"    outputs: {entry['jobDir']}")
+    best = (entry.get("tuning") or {}).get("bestTrial")
+    if entry.get("state") == "SUCCEEDED" and best:
+        values = " ".join(f"--{k}={v}" for k, v in best["hyperparameters"].items())
+        lines.append(f"    best trial: {best['trialId']} ({entry['tuning']['hyperparameterMetricTag']} "
+                     f"{best['objectiveValue']:g}): {values}")
     return "\n".join(lines)
+
+
+def render_trial(event: dict[str, Any], as_json: bool) -> str:
+    """A trialCompleted event (schemas/job-trial-event.v1.schema.json) as one line
+    `<time>  <jobId>  trial <id> <STATE>  <tag> <value> at step <n>  --name=value ...`, or its data as JSON
+    (+ "origin": "topic", "ceId")."""
+    data = event["data"]
+    if as_json:
+        return json.dumps({**data, "origin": "topic", "ceId": event["attributes"].get("ce-id")}, ensure_ascii=False,
+                          sort_keys=True)
+    trial, tuning = data.get("trial") or {}, data.get("tuning") or {}
+    metric = trial.get("finalMetric")
+    value = (f"{tuning.get('hyperparameterMetricTag')} {metric['objectiveValue']:g} at step {metric['trainingStep']}"
+             if metric else "no metric")
+    early = " (stopped early)" if trial.get("isTrialStoppedEarly") else ""
+    values = " ".join(f"--{k}={v}" for k, v in (trial.get("hyperparameters") or {}).items())
+    head = f"{data.get('time') or ''}  {data.get('jobId')}  trial {trial.get('trialId')} {trial.get('state')}{early}"
+    return f"{head}  {value}  {values}".rstrip()
 
 
 def find_verdict(settings, ledger, job_id: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
@@ -292,6 +321,12 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
                 return EXIT_SUCCEEDED
             for event in follower.events(timeout_s=POLL_S if remaining is None else min(POLL_S, remaining)):
                 data = event.get("data") or {}
+                if event.get("attributes", {}).get("ce-type") == TRIAL_EVENT_TYPE:
+                    ce_id = event["attributes"].get("ce-id")
+                    if (not job_id or data.get("jobId") == job_id) and ce_id not in tracker.ids:
+                        tracker.ids.add(ce_id)
+                        echo(render_trial(event, as_json))
+                    continue
                 if "undecodable" in data or "state" not in data or "jobId" not in data:
                     note(f"skipped a message that is not a job event (messageId {event.get('messageId')})")
                     continue

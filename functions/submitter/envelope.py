@@ -58,6 +58,8 @@ class JobEvent:
         labels / job_dir / backend / resource_name: context consumers need without another lookup.
         create_time / start_time / end_time: the job's times, when known (RFC 3339).
         detail: backend fields consumers may want (e.g. {"trainingOutput": {...}}).
+        tuning: for a hyperparameter tuning job, the trial summary (`Study.summary()`: counts and the best trial
+            so far, with its hyperparameters and metric); None for other jobs and verdicts.
     """
 
     key: str
@@ -78,12 +80,14 @@ class JobEvent:
     start_time: str | None = None
     end_time: str | None = None
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
 
     def with_status(self, status: JobStatus) -> JobEvent:
-        """This event with the times, error message and detail a backend reported."""
+        """This event with the times, error message, detail and trial summary a backend reported."""
         return dataclasses.replace(self, error_message=status.error_message, create_time=status.create_time,
                                    start_time=status.start_time, end_time=status.end_time, detail=status.detail,
-                                   resource_name=status.handle.name)
+                                   resource_name=status.handle.name,
+                                   tuning=status.study.summary() if status.study is not None else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +140,8 @@ def encode(event: JobEvent, *, source: str) -> OutgoingMessage:
         if value is not None:
             data[field] = value
     data.update({k: v for k, v in event.detail.items() if v is not None})
+    if event.tuning is not None:
+        data["tuning"] = event.tuning
     attributes = {
         "ce-specversion": SPEC_VERSION,
         "ce-type": EVENT_TYPE,
@@ -150,10 +156,27 @@ def encode(event: JobEvent, *, source: str) -> OutgoingMessage:
     }
     if event.reason:
         attributes["reason"] = str(event.reason)
-    body = json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    body = _fitted(data)
     if len(body) > MAX_MESSAGE_BYTES:
         raise MessageTooLarge(f"the {event.state.value} message for {event.key} is {len(body)} bytes")
     return OutgoingMessage(data=body, attributes=clean_attributes(attributes), ordering_key=event.key)
+
+
+def _fitted(data: dict[str, Any]) -> bytes:
+    """The data as JSON; a tuning job's `trainingOutput.trials` that would not fit loses its `allMetrics`, then the
+    trials themselves (the `tuning` summary, with the best trial, always stays; the training API has them all)."""
+    body = json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    output = data.get("trainingOutput")
+    if len(body) <= MAX_MESSAGE_BYTES or not isinstance(output, dict) or not isinstance(output.get("trials"), list):
+        return body
+    trials = [{k: v for k, v in t.items() if k != "allMetrics"} if isinstance(t, dict) else t
+              for t in output["trials"]]
+    body = json.dumps({**data, "trainingOutput": {**output, "trials": trials}}, ensure_ascii=False,
+                      sort_keys=True).encode("utf-8")
+    if len(body) <= MAX_MESSAGE_BYTES:
+        return body
+    lean = {k: v for k, v in output.items() if k != "trials"}
+    return json.dumps({**data, "trainingOutput": lean}, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
 def capped_violations(violations: list[Violation]) -> list[dict[str, Any]]:

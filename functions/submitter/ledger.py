@@ -220,6 +220,18 @@ class Ledger:
         self.store.create(f"lost/{record.key}.json", record.to_doc())
         self.store.delete(f"jobs/{record.key}.json")
 
+    def note_trials(self, record: JobRecord, trial_ids: tuple[str, ...]) -> JobRecord | None:
+        """Record that the trialCompleted events of `trial_ids` were published for a followed job.
+
+        Returns:
+            The record as now stored (its new token), or None when another writer moved it first (the next tick
+            then publishes those trials again, under the same ce-ids).
+        """
+        updated = dataclasses.replace(record, published_trials=tuple(dict.fromkeys(record.published_trials
+                                                                                   + trial_ids)))
+        token = self.store.replace(f"jobs/{record.key}.json", updated.to_doc(), record.token)
+        return None if token is None else dataclasses.replace(updated, token=token)
+
     def advance(self, record: JobRecord, state: PublishedState) -> bool:
         """Record that `state` was published for the job; False if another writer moved it first.
 

@@ -9,6 +9,8 @@ message envelope and the CLI never see an API's own state names or resource shap
   from job states: a verdict is never reported by a training API.
 - `JobHandle`: which job, in which backend: the backend's resource name and the submitter's job key.
 - `JobStatus`: what a backend reports about a job, translated.
+- `Study` / `Trial` / `Measurement`: a hyperparameter tuning job's trials, translated (ml v1
+  `trainingOutput.trials[]`, Vertex `HyperparameterTuningJob.trials[]`), with the best trial by the goal.
 - `JobRequest` / `Submission`: what the core asks a backend to run, and what it got.
 
 Ranks order a job's life: SUBMITTED 0 < QUEUED 1 < PREPARING 2 < RUNNING 3 < CANCELLING 4 < every final
@@ -146,6 +148,7 @@ class JobStatus:
         output_dir: where the job writes its outputs (jobDir, baseOutputDirectory), if known.
         detail: backend-specific fields consumers may want, keyed by the API's own names
             (e.g. {"trainingOutput": {...}} for ml v1).
+        study: for a hyperparameter tuning job, its trials so far and how to rank them; None otherwise.
     """
 
     handle: JobHandle
@@ -158,6 +161,128 @@ class JobStatus:
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     output_dir: str | None = None
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+    study: Study | None = None
+
+
+DEFAULT_METRIC_TAG = "training/hptuning/metric"  # ml.v1.json HyperparameterSpec.hyperparameterMetricTag default
+GOALS = ("MAXIMIZE", "MINIMIZE")
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One reported value of the tuning metric: at `step` (the trainer's global step, 0 when it gave none), `value`."""
+
+    step: int
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One trial of a hyperparameter tuning job, in neutral form.
+
+    Attributes:
+        trial_id: the API's trial id ("1", "2", ...; ml v1 `trialId`, Vertex `Trial.id`).
+        state: the trial's state in the job states' names: QUEUED, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED
+            (ml v1 trial states are job states; Vertex REQUESTED -> QUEUED, ACTIVE -> RUNNING, STOPPING -> CANCELLING,
+            SUCCEEDED -> SUCCEEDED, INFEASIBLE -> FAILED); None when the API says nothing usable.
+        hyperparameters: parameter name -> value as the trainer received it on its command line
+            (`--<name>=<value>`), always a string ({"learning-rate": "0.0316", "criterion": "gini"}).
+        final: the final measurement of the tuning metric (ml v1 `finalMetric`, Vertex `finalMeasurement`), if any.
+        measurements: every reported measurement, oldest first (ml v1 `allMetrics`, Vertex `measurements`).
+        start_time / end_time: RFC 3339 timestamps, when reported.
+        stopped_early: the service stopped the trial early (ml v1 `isTrialStoppedEarly`).
+        error_message: why it failed, when the API says (Vertex `infeasibleReason`).
+    """
+
+    trial_id: str
+    state: JobState | None
+    hyperparameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    final: Measurement | None = None
+    measurements: tuple[Measurement, ...] = ()
+    start_time: str | None = None
+    end_time: str | None = None
+    stopped_early: bool = False
+    error_message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the trial reached SUCCEEDED, FAILED or CANCELLED: its result no longer changes."""
+        return self.state is not None and self.state.is_terminal
+
+    def as_dict(self) -> dict[str, Any]:
+        """The trial as messages carry it (names as in ml v1 `HyperparameterOutput`; integers as JSON numbers):
+        {"trialId", "state", "hyperparameters", "finalMetric": {"trainingStep", "objectiveValue"} | None,
+        "isTrialStoppedEarly", "startTime"?, "endTime"?, "errorMessage"?}."""
+        out: dict[str, Any] = {
+            "trialId": self.trial_id, "state": self.state.value if self.state else None,
+            "hyperparameters": dict(self.hyperparameters),
+            "finalMetric": ({"trainingStep": self.final.step, "objectiveValue": self.final.value}
+                            if self.final is not None else None),
+            "isTrialStoppedEarly": self.stopped_early}
+        for key, value in (("startTime", self.start_time), ("endTime", self.end_time),
+                           ("errorMessage", self.error_message)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A hyperparameter tuning job's trials and how they rank.
+
+    Attributes:
+        goal: MAXIMIZE or MINIMIZE (the objective's direction).
+        metric_tag: the metric trials report (ml v1 `hyperparameterMetricTag`, Vertex `metrics[0].metricId`).
+        trials: every trial the API reports, in the API's order.
+        max_trials: how many trials the job may run (maxTrials / maxTrialCount), if known.
+    """
+
+    goal: str
+    metric_tag: str
+    trials: tuple[Trial, ...] = ()
+    max_trials: int | None = None
+
+    def ranked(self) -> list[Trial]:
+        """Every trial, best first: SUCCEEDED trials with a final metric by objective value in the goal's direction
+        (ties: lower trial id first), then the rest by trial id."""
+        sign = -1.0 if self.goal == "MAXIMIZE" else 1.0
+        scored = sorted((t for t in self.trials if _scored(t)),
+                        key=lambda t: (sign * t.final.value, _id_order(t.trial_id)))  # type: ignore[union-attr]
+        rest = sorted((t for t in self.trials if not _scored(t)), key=lambda t: _id_order(t.trial_id))
+        return scored + rest
+
+    def best(self) -> Trial | None:
+        """The best SUCCEEDED trial with a final metric, or None while there is none."""
+        ranked = self.ranked()
+        return ranked[0] if ranked and _scored(ranked[0]) else None
+
+    @property
+    def completed_count(self) -> int:
+        """Trials that SUCCEEDED (ml v1 `completedTrialCount`: "trials that completed successfully")."""
+        return sum(1 for t in self.trials if t.state is JobState.SUCCEEDED)
+
+    def summary(self) -> dict[str, Any]:
+        """What every state event of a tuning job carries (`tuning` in schemas/job-event.v1.schema.json):
+        {"goal", "hyperparameterMetricTag", "maxTrials", "trialCount", "completedTrialCount", "failedTrialCount",
+        "bestTrial": {"trialId", "hyperparameters", "objectiveValue", "trainingStep"} | None}."""
+        best = self.best()
+        return {
+            "goal": self.goal, "hyperparameterMetricTag": self.metric_tag, "maxTrials": self.max_trials,
+            "trialCount": len(self.trials), "completedTrialCount": self.completed_count,
+            "failedTrialCount": sum(1 for t in self.trials if t.state is JobState.FAILED),
+            "bestTrial": None if best is None or best.final is None else {
+                "trialId": best.trial_id, "hyperparameters": dict(best.hyperparameters),
+                "objectiveValue": best.final.value, "trainingStep": best.final.step},
+        }
+
+
+def _scored(trial: Trial) -> bool:
+    return trial.state is JobState.SUCCEEDED and trial.final is not None
+
+
+def _id_order(trial_id: str) -> tuple[int, str]:
+    """Numeric ids in numeric order ("2" before "10"), other ids after them in text order."""
+    return (int(trial_id), "") if trial_id.isdigit() else (1 << 62, trial_id)
 
 
 @dataclasses.dataclass(frozen=True)

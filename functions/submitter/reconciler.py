@@ -6,6 +6,12 @@ the list lags), and publish every state that ranks above the last one published.
 invented and never go backwards; a status without a state (STATE_UNSPECIFIED) is ignored; a terminal
 state is published once and the job is then forgotten. Jobs are matched by their backend resource
 name, so the reconciler knows nothing of any API's ids or state names.
+
+Tuning jobs: a status with a `study` (model.Study) may report trials that finished since the last tick. Each one is
+published once as a trialCompleted event (trial_events.py, ce-id `<jobId>/trial/<trialId>`), in the same publish
+call as the job's state event of that tick and before it, under the job's ordering key; the published trial ids
+are kept in the job's record (written together with the state it advances to). A trial is thus never published
+after the job's terminal event, and a tick that fails after publishing republishes the same ce-ids.
 """
 
 from __future__ import annotations
@@ -19,17 +25,18 @@ from collections.abc import Callable
 from . import logs
 from .backends import TrainingBackend
 from .clock import Clock
-from .envelope import JobEvent, encode
+from .envelope import JobEvent, OutgoingMessage, encode
 from .errors import BackendRefused, ObjectGone, PermanentError, TransientError
 from .leases import Leases
 from .ledger import TICK_LOCK_KEY, Ledger
-from .model import JobState, JobStatus
+from .model import JobState, JobStatus, Trial
 from .naming import GCS_URI_RE
 from .objects import ObjectStore
 from .publisher import Publisher
 from .reasons import Reason
 from .records import JobRecord
 from .retry import call_with_retries
+from .trial_events import TrialEvent, encode_trial
 
 log = logs.get("reconciler")
 Announce = Callable[[JobRecord, JobStatus, dict[str, int] | None], None]
@@ -46,6 +53,7 @@ class TickReport:
     followed: int = 0
     api_calls: int = 0
     published: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    trials: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (job key, trial id) published
     skipped: bool = False  # another tick held the lock, or ticks are backing off
     backing_off: bool = False  # earlier ticks failed: this one waits for the persisted backoff
 
@@ -181,16 +189,46 @@ class Reconciler:
 
     def _advance(self, record: JobRecord, status: JobStatus, report: TickReport) -> None:
         state = status.state
-        if state is None or state.rank <= record.state.rank:
-            return  # nothing new, unspecified, or a stale read that would go backwards
-        event = JobEvent(key=record.key, state=state, previous_state=record.state, origin=record.origin.fields,
-                         time=self.clock.now(), reason=Reason.JOB_FAILED if state is JobState.FAILED else None,
-                         labels=record.labels, job_dir=record.job_dir,
-                         backend=record.handle.backend).with_status(status)
-        ids = self.publisher.publish([encode(event, source=self.source)])
-        self.ledger.advance(record, state)
+        due = state is not None and state.rank > record.state.rank  # not unspecified, nor a stale read going back
+        trials = new_trials(record, status)
+        if not due and not trials:
+            return
+        messages: list[OutgoingMessage] = []
+        if status.study is not None:
+            messages += [encode_trial(TrialEvent(
+                key=record.key, trial=trial, study=status.study, job_state=record.state, origin=record.origin.fields,
+                time=self.clock.now(), labels=record.labels, job_dir=record.job_dir, backend=record.handle.backend,
+                resource_name=status.handle.name), source=self.source) for trial in trials]
+        if due:
+            assert state is not None
+            event = JobEvent(key=record.key, state=state, previous_state=record.state, origin=record.origin.fields,
+                             time=self.clock.now(), reason=Reason.JOB_FAILED if state is JobState.FAILED else None,
+                             labels=record.labels, job_dir=record.job_dir,
+                             backend=record.handle.backend).with_status(status)
+            messages.append(encode(event, source=self.source))
+        ids = self.publisher.publish(messages)
+        done = tuple(t.trial_id for t in trials)
+        report.trials += [(record.key, trial_id) for trial_id in done]
+        if trials:
+            log.info(f"published {len(trials)} finished trial(s)", extra={"ctx": {"jobId": record.key,
+                                                                                  "trials": list(done)}})
+        if not due:
+            self.ledger.note_trials(record, done)
+            return
+        assert state is not None
+        self.ledger.advance(dataclasses.replace(record, published_trials=record.published_trials + done), state)
         if state.is_terminal:
             self._stamp(record)
         report.published.append((record.key, state.value))
         log.info(f"published {state.value}", extra={"ctx": {"jobId": record.key, "state": state.value,
-                                                            "messageIds": ids}})
+                                                            "messageIds": ids[len(trials):]}})
+
+
+def new_trials(record: JobRecord, status: JobStatus) -> list[Trial]:
+    """The trials of `status` that finished (SUCCEEDED, FAILED, CANCELLED) and were not published for `record` yet,
+    in the order they ended (then by trial id)."""
+    if status.study is None:
+        return []
+    seen = set(record.published_trials)
+    fresh = [t for t in status.study.trials if t.finished and t.trial_id not in seen]
+    return sorted(fresh, key=lambda t: (t.end_time or "", t.trial_id.zfill(20)))

@@ -65,6 +65,8 @@ class JobRecord:
         since: when the record was written.
         token: the record's generation in the store (for compare-and-set).
         misses: consecutive ticks on which the API answered a permanent error for this job.
+        published_trials: ids of the tuning trials whose trialCompleted event was published (each is published
+            once; stored as `publishedTrials`, absent for jobs without any).
     """
 
     handle: JobHandle
@@ -78,16 +80,20 @@ class JobRecord:
     staged: tuple[str, ...] = ()
     token: int = 0
     misses: int = 0
+    published_trials: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return self.handle.key
 
     def to_doc(self) -> dict[str, Any]:
-        return {"jobId": self.handle.key, "state": self.state.value, "handle": self.handle.as_dict(),
-                "origin": self.origin.as_dict(), "labels": self.labels, "jobDir": self.job_dir,
-                "announced": self.announced, "since": iso(self.since) if self.since else None,
-                "warnings": list(self.warnings), "staged": list(self.staged), "misses": self.misses}
+        doc = {"jobId": self.handle.key, "state": self.state.value, "handle": self.handle.as_dict(),
+               "origin": self.origin.as_dict(), "labels": self.labels, "jobDir": self.job_dir,
+               "announced": self.announced, "since": iso(self.since) if self.since else None,
+               "warnings": list(self.warnings), "staged": list(self.staged), "misses": self.misses}
+        if self.published_trials:
+            doc["publishedTrials"] = list(self.published_trials)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], token: int = 0) -> JobRecord:
@@ -99,7 +105,8 @@ class JobRecord:
                    announced=bool(doc.get("announced", True)),
                    since=parse_iso(doc["since"]) if doc.get("since") else None,
                    warnings=tuple(doc.get("warnings") or ()), staged=tuple(doc.get("staged") or ()), token=token,
-                   misses=int(doc.get("misses", 0)))
+                   misses=int(doc.get("misses", 0)),
+                   published_trials=tuple(str(t) for t in doc.get("publishedTrials") or ()))
 
 
 @dataclasses.dataclass(frozen=True)

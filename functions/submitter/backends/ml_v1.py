@@ -10,16 +10,31 @@ Engine component does the same), otherwise it is a JOB_ID_CONFLICT naming the di
 
 States: the API's `GoogleCloudMlV1__Job.state` enum maps one to one onto `JobState`;
 STATE_UNSPECIFIED (and any value this code does not know) maps to None.
+
+Tuning: a job with `trainingInput.hyperparameters` reports its trials in `trainingOutput.trials[]`
+(`GoogleCloudMlV1__HyperparameterOutput`); `study_of` turns them into the neutral `Study` (model.py).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
 from .. import vertex_spec
 from ..errors import BackendError, BackendRefused, JobConflict
-from ..model import ACTIVE_STATES, JobHandle, JobRequest, JobState, JobStatus, Submission
+from ..model import (
+    ACTIVE_STATES,
+    DEFAULT_METRIC_TAG,
+    JobHandle,
+    JobRequest,
+    JobState,
+    JobStatus,
+    Measurement,
+    Study,
+    Submission,
+    Trial,
+)
 from ..reasons import Reason, Violation
 from . import PAGE_SIZE
 from .google_errors import CallContext, classify, transport_error
@@ -105,7 +120,8 @@ class MlV1Backend:
         return JobStatus(handle=JobHandle(self.name, self._name(key), key), state=state, api_state=api_state,
                          create_time=job.get("createTime"), start_time=job.get("startTime"),
                          end_time=job.get("endTime"), error_message=job.get("errorMessage") or None,
-                         labels=dict(job.get("labels") or {}), output_dir=ti.get("jobDir"), detail=detail)
+                         labels=dict(job.get("labels") or {}), output_dir=ti.get("jobDir"), detail=detail,
+                         study=study_of(job))
 
     # -- TrainingBackend --------------------------------------------------------------------------
     def submit(self, request: JobRequest) -> Submission:
@@ -185,6 +201,59 @@ class MlV1Backend:
         return [], []
 
 
+def study_of(job: dict[str, Any]) -> Study | None:
+    """The neutral Study of an ml v1 Job with `trainingInput.hyperparameters`, else None.
+
+    Sources (ml.v1.json): `HyperparameterSpec.goal` ("Defaults to MAXIMIZE"), `.hyperparameterMetricTag` (default
+    "training/hptuning/metric"), `.maxTrials` ("Defaults to one"); `TrainingOutput.trials[]`: `trialId`, `state` (a job
+    state), `hyperparameters` (map of strings), `finalMetric` {`trainingStep` (int64 as a string), `objectiveValue`},
+    `allMetrics[]`, `startTime`, `endTime`, `isTrialStoppedEarly`. Malformed entries are skipped, never raised on;
+    a non-finite objective value counts as no value.
+    """
+    ti = job.get("trainingInput")
+    hp = ti.get("hyperparameters") if isinstance(ti, dict) else None
+    if not isinstance(hp, dict):
+        return None
+    found = job.get("trainingOutput")
+    output: dict[str, Any] = found if isinstance(found, dict) else {}
+    trials = []
+    for raw in output.get("trials") or []:
+        if not isinstance(raw, dict) or not isinstance(raw.get("trialId"), str):
+            continue
+        try:
+            state: JobState | None = JobState(str(raw.get("state")))
+        except ValueError:
+            state = None
+        given = raw.get("hyperparameters")
+        params: dict[str, Any] = given if isinstance(given, dict) else {}
+        trials.append(Trial(
+            trial_id=raw["trialId"], state=state, hyperparameters={str(k): str(v) for k, v in params.items()},
+            final=_measurement(raw.get("finalMetric")),
+            measurements=tuple(m for m in map(_measurement, raw.get("allMetrics") or []) if m is not None),
+            start_time=raw.get("startTime"), end_time=raw.get("endTime"),
+            stopped_early=bool(raw.get("isTrialStoppedEarly"))))
+    goal = str(hp.get("goal")) if hp.get("goal") in ("MAXIMIZE", "MINIMIZE") else "MAXIMIZE"
+    tag = hp.get("hyperparameterMetricTag") or output.get("hyperparameterMetricTag") or DEFAULT_METRIC_TAG
+    max_trials = hp.get("maxTrials")
+    return Study(goal=goal, metric_tag=str(tag), trials=tuple(trials),
+                 max_trials=max_trials if isinstance(max_trials, int) and not isinstance(max_trials, bool) else 1)
+
+
+def _measurement(raw: Any) -> Measurement | None:
+    """`HyperparameterMetric` {trainingStep: "12", objectiveValue: 0.9} -> Measurement, or None when unusable."""
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get("objectiveValue")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    step = raw.get("trainingStep", 0)
+    try:
+        steps = int(step)
+    except (TypeError, ValueError):
+        steps = 0
+    return Measurement(step=steps, value=float(value))
+
+
 def normalize_training_input(ti: dict[str, Any]) -> dict[str, Any]:
     """A comparable form of a TrainingInput, as the server echoes it.
 
@@ -223,4 +292,4 @@ def differences(a: dict[str, Any], b: dict[str, Any], path: str = "trainingInput
     return out
 
 
-__all__ = ["MlV1Backend", "BackendError", "normalize_training_input", "differences", "ACTIVE_FILTER"]
+__all__ = ["MlV1Backend", "BackendError", "normalize_training_input", "differences", "study_of", "ACTIVE_FILTER"]

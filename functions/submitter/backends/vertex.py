@@ -1,4 +1,5 @@
-"""Vertex AI custom training (`aiplatform` v1, `projects.locations.customJobs`) through google-api-python-client.
+"""Vertex AI custom training (`aiplatform` v1, `projects.locations.customJobs` and, for tuning specs,
+`projects.locations.hyperparameterTuningJobs`) through google-api-python-client.
 
 Uses the `aiplatform` v1 discovery document bundled with the client (no network fetch). Calls go to the
 regional endpoint `https://{region}-aiplatform.googleapis.com`, one client per region (a job's handle names its
@@ -6,8 +7,15 @@ location: `projects/P/locations/L/customJobs/N`), unless an endpoint override se
 training service). Built with a transport (any httplib2-compatible object), so tests drive it with an in-memory
 Vertex API (`tests/fake_vertex.py`).
 
-Translation: `vertex_translate.translate` (pure): the same AI Platform job spec becomes a CustomJob. `check`
-runs it before any call (the planner calls it, so a job Vertex cannot run is REJECTED, never SUBMIT_FAILED).
+Translation: `vertex_translate.translate` (pure): the same AI Platform job spec becomes a CustomJob, or, with
+`trainingInput.hyperparameters`, a HyperparameterTuningJob (`vertex_tuning.py`). `check` runs it before any call
+(the planner calls it, so a job Vertex cannot run is REJECTED, never SUBMIT_FAILED).
+
+Two collections: a handle's resource name says which one holds the job (`projects/P/locations/L/customJobs/N` or
+`projects/P/locations/L/hyperparameterTuningJobs/N`), so `status`, `describe` and `cancel` route by it; `submit`
+looks for and creates the job in the collection its translation names; `find` and the listings cover both
+(customJobs first). A HyperparameterTuningJob has the same JobState and labels as a CustomJob; its `trials[]` become
+`JobStatus.study` (`vertex_tuning.study_of`).
 
 Idempotency: Vertex assigns job ids and never answers 409. Every job carries the label
 `submitter-key: <first 40 hex digits of SHA-256(job key)>` (naming.key_label_value); `submit` first lists the
@@ -36,8 +44,9 @@ States (`CustomJob.state`, aiplatform v1 JobState) -> published JobState:
 | UNSPECIFIED, unknown    | None       | never guessed |
 
 Listing (`list_active`, `list_jobs`): the regions a job may run in are the deployment's default region and the
-policy's allowed regions; each call lists one page of one region (pageSize 100) and the page token carries the
-region, so a caller paging until the token is None sees every region. `list_active` filters on the server:
+policy's allowed regions; each call lists one page of one collection of one region (pageSize 100) and the page token
+carries which (customJobs, then hyperparameterTuningJobs, region by region), so a caller paging until the token is
+None sees every job. `list_active` filters on the server:
 `labels.submitter="drop" AND (state="JOB_STATE_QUEUED" OR ... )` with every non-terminal state (the filter grammar
 of customJobs.list in aiplatform.v1.json: `labels.key=value`, `state=`, AND, OR, parentheses).
 """
@@ -55,6 +64,7 @@ from ..reasons import Reason, Violation
 from . import PAGE_SIZE
 from . import vertex_translate as vt
 from .google_errors import CallContext, classify, transport_error
+from .vertex_tuning import study_of
 
 HTTP_TIMEOUT_S = 30
 API = "aiplatform.googleapis.com"
@@ -86,10 +96,21 @@ def job_id_of(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+CUSTOM_JOBS, TUNING_JOBS = "customJobs", "hyperparameterTuningJobs"
+COLLECTIONS = (CUSTOM_JOBS, TUNING_JOBS)
+
+
 def location_of(name: str) -> str | None:
-    """The location of `projects/P/locations/L/customJobs/N`, or None for another shape."""
+    """The location of `projects/P/locations/L/customJobs/N` (or `.../hyperparameterTuningJobs/N`), or None for
+    another shape."""
     parts = name.split("/")
     return parts[3] if len(parts) == 6 and parts[0] == "projects" and parts[2] == "locations" else None
+
+
+def collection_of(name: str) -> str | None:
+    """"customJobs" or "hyperparameterTuningJobs" for a Vertex job resource name, None for another shape."""
+    parts = name.split("/")
+    return parts[4] if location_of(name) is not None and parts[4] in COLLECTIONS else None
 
 
 class VertexBackend:
@@ -134,17 +155,18 @@ class VertexBackend:
             raise BackendRefused(400, "INVALID_ARGUMENT", f"{region!r} is not a region", reason=Reason.INVALID_ARGUMENT)
         return f"https://{region}-{API}"
 
-    def _jobs(self, region: str) -> Any:
+    def _jobs(self, region: str, collection: str = CUSTOM_JOBS) -> Any:
+        """The `customJobs()` or `hyperparameterTuningJobs()` resource of `region`'s client (one per thread)."""
         clients: dict[str, Any] = getattr(self._local, "jobs", None) or {}
         self._local.jobs = clients
         if region not in clients:
             from googleapiclient import discovery
 
-            service = discovery.build("aiplatform", "v1", http=self._http(),
-                                      client_options={"api_endpoint": self.endpoint_for(region)},
-                                      static_discovery=True, cache_discovery=False)
-            clients[region] = service.projects().locations().customJobs()
-        return clients[region]
+            clients[region] = discovery.build("aiplatform", "v1", http=self._http(),
+                                              client_options={"api_endpoint": self.endpoint_for(region)},
+                                              static_discovery=True, cache_discovery=False).projects().locations()
+        locations = clients[region]
+        return locations.hyperparameterTuningJobs() if collection == TUNING_JOBS else locations.customJobs()
 
     def _http(self) -> Any:
         if self._transport is not None:
@@ -193,36 +215,40 @@ class VertexBackend:
         return JobStatus(handle=JobHandle(self.name, name, key), state=state, api_state=api_state,
                          create_time=job.get("createTime"), start_time=job.get("startTime"),
                          end_time=job.get("endTime"), error_message=message, labels=labels,
-                         output_dir=_output_dir(job))
+                         output_dir=_output_dir(job), study=study_of(job))
 
-    def _list(self, region: str, filter_: str | None, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def _list(self, region: str, filter_: str | None, token: str | None, collection: str = CUSTOM_JOBS
+              ) -> tuple[list[dict[str, Any]], str | None]:
         kwargs: dict[str, Any] = {"parent": self._parent(region), "pageSize": PAGE_SIZE}
         if filter_:
             kwargs["filter"] = filter_
         if token:
             kwargs["pageToken"] = token
-        answer = self._execute(self._jobs(region).list(**kwargs), region) or {}
-        jobs = [j for j in answer.get("customJobs") or [] if isinstance(j, dict) and j.get("name")]
+        answer = self._execute(self._jobs(region, collection).list(**kwargs), region) or {}
+        jobs = [j for j in answer.get(collection) or [] if isinstance(j, dict) and j.get("name")]
         return jobs, answer.get("nextPageToken") or None
 
-    def _find_in(self, region: str, key: str) -> list[dict[str, Any]]:
+    def _find_in(self, region: str, key: str, collection: str = CUSTOM_JOBS) -> list[dict[str, Any]]:
         value = key_label_value(key)
         found: list[dict[str, Any]] = []
         token = None
         while True:
-            page, token = self._list(region, f'labels.{vt.KEY_LABEL}="{value}"', token)
+            page, token = self._list(region, f'labels.{vt.KEY_LABEL}="{value}"', token, collection)
             found += [j for j in page if (j.get("labels") or {}).get(vt.KEY_LABEL) == value]
             if not token:
                 return sorted(found, key=lambda j: (str(j.get("createTime") or ""), str(j.get("name"))))
 
     def _pages(self, page_token: str | None, filter_: str | None, status: Callable[[dict[str, Any]], JobStatus]
                ) -> tuple[list[JobStatus], str | None]:
-        """One page of one region; the token is "<region index>:<the API's token>"."""
-        index, inner = _parse_token(page_token, len(self.regions))
-        jobs, next_inner = self._list(self.regions[index], filter_, inner)
+        """One page of one collection of one region; the token is "<source index>:<the API's token>", the sources
+        being each region's customJobs, then its hyperparameterTuningJobs."""
+        sources = [(region, collection) for region in self.regions for collection in COLLECTIONS]
+        index, inner = _parse_token(page_token, len(sources))
+        region, collection = sources[index]
+        jobs, next_inner = self._list(region, filter_, inner, collection)
         if next_inner:
             token: str | None = f"{index}:{next_inner}"
-        elif index + 1 < len(self.regions):
+        elif index + 1 < len(sources):
             token = f"{index + 1}:"
         else:
             token = None
@@ -239,7 +265,7 @@ class VertexBackend:
         return vt.check(job, key=key or "job", display_name=key or "job", options=self.options)
 
     def translate(self, request: JobRequest) -> vt.Translation:
-        """The CustomJob for a request (pure)."""
+        """The CustomJob (or, for a tuning spec, the HyperparameterTuningJob) for a request (pure)."""
         return vt.translate(request.job, key=request.key, display_name=request.display_name or request.key,
                             options=self.options)
 
@@ -256,7 +282,7 @@ class VertexBackend:
         if t.violations:
             raise BackendRefused(400, "INVALID_ARGUMENT", "the job cannot run on Vertex AI: " + "; ".join(
                 f"{v.field}: {v.message}" for v in t.violations[:20]), reason=Reason.INVALID_ARGUMENT)
-        existing = self._find_in(t.region, request.key)
+        existing = self._find_in(t.region, request.key, t.collection)
         if existing:
             found = existing[0]
             diff = differences(t.custom_job, found)
@@ -266,32 +292,35 @@ class VertexBackend:
                                   "and is not the job this input describes; choose another jobId, or remove jobId "
                                   "to get one derived from the drop")
             return Submission(self._status(found, request.key), adopted=True)
-        created = self._execute(self._jobs(t.region).create(parent=self._parent(t.region), body=t.custom_job),
-                                t.region)
+        created = self._execute(self._jobs(t.region, t.collection).create(parent=self._parent(t.region),
+                                                                          body=t.custom_job), t.region)
         return Submission(self._status(created, request.key))
 
     def status(self, handle: JobHandle) -> JobStatus:
-        """`customJobs.get` of the handle's resource name (its location picks the regional endpoint)."""
+        """`customJobs.get` or `hyperparameterTuningJobs.get` of the handle's resource name (its location picks the
+        regional endpoint)."""
         return self._status(self.describe(handle), handle.key)
 
     def describe(self, handle: JobHandle) -> dict[str, Any]:
-        """The CustomJob resource.
+        """The CustomJob or HyperparameterTuningJob resource.
 
         Raises:
-            BackendRefused: NOT_FOUND for a name that is not a CustomJob's.
+            BackendRefused: NOT_FOUND for a name that is neither a CustomJob's nor a HyperparameterTuningJob's.
         """
-        region = location_of(handle.name)
-        if region is None:
-            raise BackendRefused(404, "NOT_FOUND", f"{handle.name!r} is not a CustomJob resource name",
-                                 reason=Reason.NOT_FOUND)
-        return dict(self._execute(self._jobs(region).get(name=handle.name), region))
+        region, collection = location_of(handle.name), collection_of(handle.name)
+        if region is None or collection is None:
+            raise BackendRefused(404, "NOT_FOUND", f"{handle.name!r} is not a CustomJob or HyperparameterTuningJob "
+                                 "resource name", reason=Reason.NOT_FOUND)
+        return dict(self._execute(self._jobs(region, collection).get(name=handle.name), region))
 
     def find(self, key: str) -> JobStatus | None:
-        """The job created for `key` (label `submitter-key`), searching the default region first, or None."""
+        """The job created for `key` (label `submitter-key`), searching the default region first (its customJobs,
+        then its hyperparameterTuningJobs), or None."""
         for region in self.regions:
-            found = self._find_in(region, key)
-            if found:
-                return self._status(found[0], key)
+            for collection in COLLECTIONS:
+                found = self._find_in(region, key, collection)
+                if found:
+                    return self._status(found[0], key)
         return None
 
     def list_active(self, page_token: str | None = None) -> tuple[list[JobStatus], str | None]:
@@ -304,34 +333,41 @@ class VertexBackend:
         return self._pages(page_token, None, self._status)
 
     def cancel(self, handle: JobHandle) -> None:
-        """`customJobs.cancel`."""
+        """`customJobs.cancel` or `hyperparameterTuningJobs.cancel`, by the handle's resource name."""
         region = location_of(handle.name) or self.region
-        self._execute(self._jobs(region).cancel(name=handle.name, body={}), region)
+        collection = collection_of(handle.name) or CUSTOM_JOBS
+        self._execute(self._jobs(region, collection).cancel(name=handle.name, body={}), region)
 
 
 def differences(wanted: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """What differs between the CustomJob a request describes and one found under its key: displayName and, pool
-    by pool (non-empty pools), machineType and replicaCount. Dotted Vertex paths."""
+    """What differs between the job a request describes and one found under its key: displayName, pool by pool
+    (non-empty pools of jobSpec, or of trialJobSpec for a HyperparameterTuningJob) machineType and replicaCount,
+    and a tuning job's maxTrialCount and parallelTrialCount. Dotted Vertex paths."""
     out = []
     if wanted.get("displayName") != found.get("displayName"):
         out.append("displayName")
+    spec = "trialJobSpec" if "trialJobSpec" in wanted else "jobSpec"
     shape_a, shape_b = _shape(wanted), _shape(found)
     for index in sorted(set(shape_a) | set(shape_b)):
         if shape_a.get(index) != shape_b.get(index):
-            out.append(f"jobSpec.workerPoolSpecs[{index}]")
+            out.append(f"{spec}.workerPoolSpecs[{index}]")
+    for field in ("maxTrialCount", "parallelTrialCount"):
+        if field in wanted and str(wanted.get(field)) != str(found.get(field)):
+            out.append(field)
     return out
 
 
 def _shape(job: dict[str, Any]) -> dict[int, tuple[str, str]]:
-    pools = (job.get("jobSpec") or {}).get("workerPoolSpecs") or []
+    pools = (job.get("jobSpec") or job.get("trialJobSpec") or {}).get("workerPoolSpecs") or []
     return {i: (str((p.get("machineSpec") or {}).get("machineType")), str(p.get("replicaCount", 1)))
             for i, p in enumerate(pools) if isinstance(p, dict) and p}
 
 
 def _output_dir(job: dict[str, Any]) -> str | None:
     """The jobDir the job was given: the `--job-dir` value the adapter appended to the primary's args (echoed
-    verbatim), else baseOutputDirectory.outputUriPrefix (which Vertex may normalise with a trailing "/")."""
-    spec = job.get("jobSpec") or {}
+    verbatim), else baseOutputDirectory.outputUriPrefix (which Vertex may normalise with a trailing "/"); of the
+    jobSpec, or of a HyperparameterTuningJob's trialJobSpec."""
+    spec = job.get("jobSpec") or job.get("trialJobSpec") or {}
     pools = spec.get("workerPoolSpecs") or [{}]
     first = pools[0] if isinstance(pools[0], dict) else {}
     program = first.get("pythonPackageSpec") or first.get("containerSpec") or {}
@@ -351,4 +387,5 @@ def _parse_token(token: str | None, regions: int) -> tuple[int, str | None]:
     return (index, inner or None) if index < regions else (0, None)
 
 
-__all__ = ["VertexBackend", "STATES", "ACTIVE_API_STATES", "differences", "job_id_of", "location_of"]
+__all__ = ["VertexBackend", "STATES", "ACTIVE_API_STATES", "COLLECTIONS", "differences", "job_id_of", "location_of",
+           "collection_of"]

@@ -33,14 +33,15 @@ AI Platform field -> Vertex AI CustomJob field:
 - serviceAccount (else the deployment's training account) -> jobSpec.serviceAccount; network, enableWebAccess ->
   jobSpec.network, jobSpec.enableWebAccess; encryptionConfig.kmsKeyName -> encryptionSpec.kmsKeyName;
 - useChiefInTfConfig, tpuTfVersion, etag, predictionInput -> nothing (warned);
-- hyperparameters -> rejected: tuning is a separate Vertex resource (hyperparameterTuningJobs), not yet supported;
+- hyperparameters -> not a CustomJob: a tuning spec becomes a HyperparameterTuningJob (`vertex_tuning.py`), whose
+  trialJobSpec is this translation's jobSpec; `translate` hands such a job to `vertex_tuning.translate`;
 - jobId -> nothing: Vertex assigns the id; the key travels in the labels.
 
 A Vertex-shaped spec (a CustomJobSpec or CustomJob job.yaml, `vertex_spec.py`) is not translated: it is submitted
 as written, with displayName (the drop folder) when it has none, the submitter's labels, and the deployment's
 service account when it names none (`_Translator.as_written`); `validate` checks it the same way.
 
-Rejected (violations): hyperparameters; a TPU job with parameter servers or evaluators, with more than one TPU
+Rejected (violations): a TPU job with parameter servers or evaluators, with more than one TPU
 worker, with TPU_V4_POD, or with a Pod count that is not a multiple of 32; the reserved labels; more labels than
 Vertex allows; and every finding of `validate` (below).
 """
@@ -89,15 +90,17 @@ class Translation:
     """A translated job.
 
     Attributes:
-        custom_job: the CustomJob body, e.g. {"displayName": "incoming/run-001", "labels": {...},
+        custom_job: the body to create: the CustomJob, e.g. {"displayName": "incoming/run-001", "labels": {...},
             "jobSpec": {"workerPoolSpecs": [{"machineSpec": {"machineType": "n1-standard-4"}, "replicaCount": 1,
             "pythonPackageSpec": {"executorImageUri": "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest",
             "packageUris": [...], "pythonModule": "trainer.task", "args": [..., "--job-dir", "gs://..."]}}],
-            "baseOutputDirectory": {"outputUriPrefix": "gs://..."}, "scheduling": {"timeout": "172800s"}}}.
+            "baseOutputDirectory": {"outputUriPrefix": "gs://..."}, "scheduling": {"timeout": "172800s"}}}; for a
+            tuning spec the HyperparameterTuningJob (`vertex_tuning.py`).
         region: the job's location, e.g. "us-central1".
         warnings: what changed meaning (published with SUBMITTED).
         violations: what cannot be submitted, each naming the AI Platform field (REJECTED).
         origins: Vertex field path -> the AI Platform field it came from.
+        collection: the Vertex collection the body is created in: "customJobs" or "hyperparameterTuningJobs".
     """
 
     custom_job: dict[str, Any]
@@ -105,6 +108,7 @@ class Translation:
     warnings: list[str]
     violations: list[Violation]
     origins: dict[str, str]
+    collection: str = "customJobs"
 
 
 def translate(job: dict[str, Any], *, key: str, display_name: str, options: Options = Options()) -> Translation:
@@ -117,10 +121,23 @@ def translate(job: dict[str, Any], *, key: str, display_name: str, options: Opti
         display_name: the CustomJob's displayName (the drop folder).
         options: the deployment's additions.
     Returns:
-        The Translation; `violations` holds the translation's refusals and `validate`'s findings.
+        The Translation; `violations` holds the translation's refusals and `validate`'s findings. A job with
+        `trainingInput.hyperparameters` is translated by `vertex_tuning.translate` into a HyperparameterTuningJob.
     """
     if vertex_spec.is_vertex(job):
         return _Translator(options).as_written(job, key, display_name)
+    job = job if isinstance(job, dict) else {}
+    if _dict(job.get("trainingInput")).get("hyperparameters") is not None:
+        from .vertex_tuning import translate as translate_tuning
+
+        return translate_tuning(job, key=key, display_name=display_name, options=options)
+    return translate_custom_job(job, key=key, display_name=display_name, options=options)
+
+
+def translate_custom_job(job: dict[str, Any], *, key: str, display_name: str, options: Options = Options()
+                         ) -> Translation:
+    """`translate` into a CustomJob, whatever the job holds (`hyperparameters` is not looked at: the tuning
+    translation builds its trials' CustomJob spec with it)."""
     return _Translator(options).run(job if isinstance(job, dict) else {}, key, display_name)
 
 
@@ -243,11 +260,6 @@ class _Translator:
         return out
 
     def unsupported(self, job: dict[str, Any], ti: dict[str, Any]) -> None:
-        if ti.get("hyperparameters") is not None:
-            self.bad("trainingInput.hyperparameters", "hyperparameter tuning is not supported on the Vertex AI "
-                     "backend yet (Vertex runs tuning as a separate hyperparameterTuningJobs resource, not inside a "
-                     "CustomJob); remove trainingInput.hyperparameters to run one training job, or submit the "
-                     "tuning job to a deployment with SUBMITTER_BACKEND=ml_v1", None)
         if ti.get("useChiefInTfConfig") is not None:
             self.warn("trainingInput.useChiefInTfConfig has no Vertex equivalent and is ignored: Vertex names the "
                       "primary replica in TF_CONFIG itself ('chief' in its documentation's example)")
@@ -655,5 +667,6 @@ def _unique(violations: list[Violation]) -> list[Violation]:
     return out
 
 
-__all__ = ["Options", "Translation", "translate", "check", "validate", "encode_key", "decode_key",
+__all__ = ["Options", "Translation", "translate", "translate_custom_job", "check", "validate", "encode_key",
+           "decode_key",
            "display_name_for", "KEY_LABEL", "JOB_LABEL"]

@@ -6,7 +6,8 @@ do not run here).
 Jobs are real: packages are downloaded from GCS (or the GCS emulator), installed on an
 environment cached by their dependency set on top of the runtime venv (`envs.py`,
 `install.py`, `runtimes.py`), and every replica runs as its own sandboxed process
-(`replica_env.py`, `sandbox.py`, `gcs_access.py`).
+(`replica_env.py`, `sandbox.py`, `gcs_access.py`). A job with `hyperparameters` runs its
+tuning trials the same way (`trials.py`; the study's rules, pure, in `study.py`).
 
     from submitter_local.training import ServiceConfig, TrainingService
     svc = TrainingService(ServiceConfig(data_dir=Path(...), runtime_python=Path(...)))

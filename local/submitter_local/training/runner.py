@@ -29,6 +29,11 @@ What each replica sees (as on the cloud, docs "TF_CONFIG and distributed trainin
 What differs per API (ml v1 Job, Vertex CustomJob: replicas, commands, environment, refusals,
 limits) comes from the job's run profile (`profiles.py`, `vertex_run.py`); the above is ml v1's.
 
+Hyperparameter tuning jobs (`trainingInput.hyperparameters`) run their trials instead of one cluster
+(`trials.py`): each trial is a `_Cluster` of the same replicas with its own directories under
+`trials/<trialId>/`, logs under `logs/trials/<trialId>/`, its `--<parameterName>=<value>` args, and
+`task.trial`, CLOUD_ML_TRIAL_ID and CLOUD_ML_HP_METRIC_FILE set (see `_replica_env`).
+
 Outcome: the job ends when the primary (master) exits: status 0 -> SUCCEEDED, otherwise
 FAILED with the failing exception line, then "The replica master 0 exited with a non-zero
 status of N." and the scrubbed tail of its stderr (`messages.py`). A worker, parameter server or
@@ -65,6 +70,11 @@ log = logging.getLogger(__name__)
 
 #: The variable that marks a trainer process as ours (checked before killing after a restart).
 RUN_TOKEN_ENV = "LOCAL_TRAINING_RUN_TOKEN"
+#: Marks the processes of one tuning trial (stopping a trial must not touch the job's other trials).
+TRIAL_TOKEN_ENV = "LOCAL_TRAINING_TRIAL_TOKEN"
+#: Where cloudml-hypertune writes when CLOUD_ML_HP_METRIC_FILE is unset; the service sets the variable to the
+#: same place under the replica's own /tmp (TMPDIR without namespaces).
+HYPERTUNE_FILE = "hypertune/output.metrics"
 USER_CANCEL_MESSAGE = "Job cancelled by the user (jobs.cancel)."
 
 
@@ -152,6 +162,23 @@ class _LogSink:
 
 
 @dataclass
+class _Cluster:
+    """One run of the job's replicas: the job itself, or one trial of a tuning study (`trials.py`).
+
+    root: where each replica's `work/`, `home/`, `tmp/` and the root-only `run/` live (the job's directory, or
+    `trials/<trialId>/` under it); logs: where `<replica>.log` etc. go; sink: the primary's log; trial: the trial
+    id (TF_CONFIG `task.trial`, CLOUD_ML_TRIAL_ID, CLOUD_ML_HP_METRIC_FILE), or None; token: the value of
+    TRIAL_TOKEN_ENV in the trial's processes (stopping them never touches other trials), or None.
+    """
+
+    root: Path
+    logs: Path
+    sink: _LogSink
+    trial: str | None = None
+    token: str | None = None
+
+
+@dataclass
 class _ReplicaProc:
     """A started replica: its process (leader of its own process group), log sink and pumps."""
 
@@ -203,6 +230,7 @@ class JobRun:
         self._env_chain: tuple[str, ...] = ()  # their keys
         self._runtime = runtimes.lookup(self._profile.runtime_version)
         self._tensorflow_layer = False  # the job runs on our TensorFlow layer, not a TensorFlow of its own
+        self._study: Any = None  # trials.StudyRun of a tuning job, once it runs
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -254,7 +282,13 @@ class JobRun:
             env = self._prepare()
             self._hold()
             self._enter_running()
-            state, message = self._run_cluster(env)
+            if "hyperparameters" in (self._job.get("trainingInput") or {}):
+                from .trials import StudyRun  # a tuning job runs its trials (trials.py)
+
+                self._study = StudyRun(self, env)
+                state, message = self._study.run()
+            else:
+                state, message = self._run_cluster(env)
             self._hold()
             self._finish(state, message)
         except _Stopped:
@@ -362,29 +396,44 @@ class JobRun:
         self._state_since = rec.state_since
         self._running_since = rec.state_since
 
-    def _replica_env(self, replica: cluster.Replica, addresses: dict[str, str], python: Path) -> dict[str, str]:
+    def _replica_env(self, replica: cluster.Replica, addresses: dict[str, str], python: Path,
+                     run: _Cluster | None = None) -> dict[str, str]:
         """The replica's whole environment: the variables the cloud sets, the local storage
-        settings, and an allowlisted base (`replica_env.build`); nothing else of the service's."""
+        settings, and an allowlisted base (`replica_env.build`); nothing else of the service's.
+
+        For a tuning trial (`run.trial`), as AI Platform set them: TF_CONFIG `task.trial` = the trial id,
+        CLOUD_ML_TRIAL_ID = the trial id (cloudml-hypertune tags its lines with it) and
+        CLOUD_ML_HP_METRIC_FILE = `<the replica's own /tmp>/hypertune/output.metrics` (cloudml-hypertune's
+        default path, in this replica's own /tmp: parallel trials never share a file)."""
         variables = self._profile.variables(replica, addresses)
-        dirs = self._replica_dirs(replica)
+        if run is not None and run.trial is not None and "TF_CONFIG" in variables:
+            config = json.loads(variables["TF_CONFIG"])
+            config.setdefault("task", {})["trial"] = run.trial
+            variables["TF_CONFIG"] = json.dumps(config)
+        dirs = self._replica_dirs(replica, run)
         # trainers read and write gs:// through the local storage emulator, whatever the library
         variables.update(gcs_access.replica_variables(os.environ.get("STORAGE_EMULATOR_HOST"), self.project,
                                                       str(dirs["home"]), self._tensorflow_layer))
         tmpdir = "/tmp" if self._isolation.namespaces else str(dirs["tmp"])
+        if run is not None and run.trial is not None:
+            variables["CLOUD_ML_TRIAL_ID"] = run.trial
+            variables["CLOUD_ML_HP_METRIC_FILE"] = f"{tmpdir}/{HYPERTUNE_FILE}"
         user = self._isolation.user[0] if self._isolation.user else "root"
         return replica_env.build(variables, bin_dir=str(python.parent), home=str(dirs["home"]), tmpdir=tmpdir,
                                  user=user)
 
-    def _replica_dirs(self, replica: cluster.Replica) -> dict[str, Path]:
+    def _replica_dirs(self, replica: cluster.Replica, run: _Cluster | None = None) -> dict[str, Path]:
         """The replica's own directories: `work/<name>` (cwd), `home/<name>` (HOME), `tmp/<name>`
-        (its /tmp, or TMPDIR without namespaces)."""
-        return {k: self._dir / k / replica.name for k in ("work", "home", "tmp")}
+        (its /tmp, or TMPDIR without namespaces), under the job's directory or its trial's."""
+        root = run.root if run is not None else self._dir
+        return {k: root / k / replica.name for k in ("work", "home", "tmp")}
 
     def _start_replica(self, replica: cluster.Replica, cmd: list[str], env: dict[str, str],
-                       token: str) -> _ReplicaProc:
-        logs = self._dir / "logs"
-        sink = self._sink if replica == self._plan.primary else _LogSink(logs / f"{replica.name}.log")
-        dirs = self._replica_dirs(replica)
+                       token: str, run: _Cluster | None = None) -> _ReplicaProc:
+        logs = run.logs if run is not None else self._dir / "logs"
+        primary_sink = run.sink if run is not None else self._sink
+        sink = primary_sink if replica == self._plan.primary else _LogSink(logs / f"{replica.name}.log")
+        dirs = self._replica_dirs(replica, run)
         sandbox.prepare_dirs(self._isolation, *dirs.values())
         if "BOTO_CONFIG" in env:  # gsutil's configuration, in the replica's own HOME
             boto = Path(env["BOTO_CONFIG"])
@@ -397,12 +446,16 @@ class JobRun:
                    *(str(p) for p in self._cfg.shared_paths)]
         masks = [str(self._cfg.data_dir), str(self._envs.root), *(str(p) for p in self._cfg.mask_paths)]
         spec = sandbox.ReplicaSpec(argv=cmd, env=env, cwd=str(dirs["work"]), tmp=str(dirs["tmp"]), exposes=exposes,
-                                   masks=masks, run_dir=self._dir / "run", name=replica.name)
+                                   masks=masks, run_dir=(run.root if run is not None else self._dir) / "run",
+                                   name=replica.name)
+        marks = {RUN_TOKEN_ENV: token}
+        if run is not None and run.token is not None:
+            marks[TRIAL_TOKEN_ENV] = run.token
         try:
             popen = sandbox.launch(self._isolation, spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   extra_env={RUN_TOKEN_ENV: token})
+                                   extra_env=marks)
         except BaseException:
-            if sink is not self._sink:
+            if sink is not primary_sink:
                 sink.close()  # type: ignore[union-attr]
             raise
         sink.note(f"Started replica {replica.name} (pid {popen.pid}).")  # type: ignore[union-attr]
@@ -501,8 +554,8 @@ class JobRun:
         status = sandbox.read_status(p.status_file, rc)
         return rc if status is None else status
 
-    def _outcome(self, p: _ReplicaProc, rc: int) -> tuple[str, str | None]:
-        """The job's (state, errorMessage) decided by replica `p` exiting with status `rc`."""
+    def _outcome(self, p: _ReplicaProc, rc: int, run: _Cluster | None = None) -> tuple[str, str | None]:
+        """The job's (or the trial's) (state, errorMessage) decided by replica `p` exiting with status `rc`."""
         p.reaped = True
         for t in p.pumps:  # its group is dead, so its pipes close: let the pumps write the last lines
             t.join(timeout=5)
@@ -513,9 +566,11 @@ class JobRun:
         status = status_text(rc)
         p.sink.note(f"The replica {label} exited with a non-zero status of {status}.")
         if p.replica != self._plan.primary:
-            self._sink.note(f"The replica {label} exited with a non-zero status of {status}: "  # type: ignore
-                            "the job fails.")
-        stderr = messages.read_text_tail(self._dir / "logs" / f"{p.replica.name}.stderr.log")
+            (run.sink if run is not None else self._sink).note(  # type: ignore[union-attr]
+                f"The replica {label} exited with a non-zero status of {status}: the "
+                + ("trial fails." if run is not None and run.trial is not None else "job fails."))
+        logs = run.logs if run is not None else self._dir / "logs"
+        stderr = messages.read_text_tail(logs / f"{p.replica.name}.stderr.log")
         sentence = f"The replica {label} exited with a non-zero status of {status}."
         cause = messages.cause_line(stderr)
         hint = (runtimes.missing_module_hint(cause, self._runtime, self._cfg.runtime_tensorflow)
@@ -525,7 +580,9 @@ class JobRun:
     def _training_output(self) -> dict[str, Any]:
         """trainingOutput at the end: `consumedMLUnits` when replicas ran (an estimate, see
         `cluster.consumed_ml_units`); `isHyperparameterTuningJob` is false, which proto3 JSON
-        leaves out, like every default value."""
+        leaves out, like every default value. A tuning job's comes from its study (`trials.py`)."""
+        if self._study is not None:
+            return dict(self._study.training_output())
         if self._running_since is None or not self._replicas_started:
             return {}
         ended = self._ended_at if self._ended_at is not None else time.time()

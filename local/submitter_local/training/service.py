@@ -21,13 +21,13 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import cluster, errors, filters, jobspec, preflight, replica_env
+from . import cluster, errors, filters, jobspec, preflight, replica_env, study
 from .config import ServiceConfig
 from .envs import EnvCache
 from .errors import ApiError
 from .messages import Scrubber
 from .model import QUEUED, job_name
-from .runner import default_storage_client, replica_log_path
+from .runner import default_storage_client, job_dir, replica_log_path
 from .sandbox import HostIsolation
 from .scheduler import Scheduler, queue_order
 from .store import AlreadyExists, Change, JobRecord, JobStore
@@ -35,6 +35,7 @@ from .store import AlreadyExists, Change, JobRecord, JobStore
 log = logging.getLogger(__name__)
 
 _REPLICA_RE = re.compile(r"(master|chief|worker|ps|evaluator)-\d+")
+_TRIAL_REPLICA_RE = re.compile(r"trial-(\d+)/((?:master|chief|worker|ps|evaluator)-\d+)")
 DEFAULT_PAGE_SIZE = 20  # jobs.list pageSize: "The default value is 20, and the maximum page size is 100."
 MAX_PAGE_SIZE = 100
 
@@ -237,6 +238,8 @@ class TrainingService:
         req = jobspec.validate_create(body)
         if self.store.get(project, req.job_id) is not None:  # 409 before any storage traffic
             raise errors.already_exists(job_name(project, req.job_id))
+        if "hyperparameters" in req.training_input:
+            self._check_study(project, req.training_input)
         if self.config.check_storage:
             factory = self.config.storage_client_factory or default_storage_client
             preflight.check_storage(req.training_input, lambda: factory(project))
@@ -247,6 +250,21 @@ class TrainingService:
         if self._scheduler is not None:
             self._scheduler.wake()
         return self._with_position(rec, self._queue_positions()) if rec.state == QUEUED else rec.job
+
+    def _check_study(self, project: str, ti: dict[str, Any]) -> None:
+        """400 INVALID_ARGUMENT for a hyperparameter spec the study cannot run (`study.StudySpec`), or a
+        resumePreviousJobId that does not name a finished tuning job of this project with the same parameters."""
+        field = "training_input.hyperparameters"
+        try:
+            spec = study.StudySpec.from_training_input(ti)
+        except study.StudyError as exc:
+            raise errors.invalid_argument([(field, str(exc))]) from None
+        if spec.resume_from is not None:
+            found = self.store.get(project, spec.resume_from)
+            try:
+                study.check_resumable(spec, found.job if found else None, spec.resume_from)
+            except study.StudyError as exc:
+                raise errors.invalid_argument([(f"{field}.resume_previous_job_id", str(exc))]) from None
 
     def get_job(self, project: str, job_id: str) -> dict[str, Any]:
         """jobs.get: the Job, or 404 NOT_FOUND."""
@@ -366,14 +384,23 @@ class TrainingService:
         """Our extension: bytes of a replica's combined stdout+stderr from byte `offset`, and the
         offset to ask for next. `replica` is `<type>-<index>` as in TF_CONFIG (`master-0`,
         `worker-1`, `ps-0`, `evaluator-0`); None = the primary. 404 NOT_FOUND for an unknown
-        job or a replica that does not run for this job (`max_replicas_per_type` counts)."""
+        job or a replica that does not run for this job (`max_replicas_per_type` counts). A tuning
+        trial's replica is `trial-<trialId>/<type>-<index>` (`trial-3/master-0`)."""
         self._count("local.logs")
         rec = self._require(project, job_id)
         plan = cluster.plan(rec.job["trainingInput"], self.config.max_replicas_per_type)
         replica = replica or plan.primary.name
         path: Path = replica_log_path(self.config.data_dir, project, job_id, replica)
+        trial = _TRIAL_REPLICA_RE.fullmatch(replica)
+        if trial is not None:
+            path = job_dir(self.config.data_dir, project, job_id) / "logs" / "trials" / trial.group(1) / \
+                f"{trial.group(2)}.log"
+            if not path.is_file():
+                raise errors.ApiError(404, "NOT_FOUND", f"Trial replica {replica!r} has no log in job "
+                                                        f"{job_name(project, job_id)} (not started yet, or no such "
+                                                        "trial).")
         # the file counts too: the job may have run under another max_replicas_per_type
-        if replica not in plan.names() and not (_REPLICA_RE.fullmatch(replica) and path.is_file()):
+        elif replica not in plan.names() and not (_REPLICA_RE.fullmatch(replica) and path.is_file()):
             raise errors.ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist in job "
                                                     f"{job_name(project, job_id)}; its replicas are "
                                                     f"{', '.join(plan.names())}.")

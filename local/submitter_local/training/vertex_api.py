@@ -13,6 +13,8 @@ path is honoured: a job lives in the location it was created in, and is 404 from
     POST /v1/projects/{p}/locations/{l}/customJobs/{id}:cancel   cancel: `{}`; QUEUED -> CANCELLED at once,
                                                                  PENDING/RUNNING -> CANCELLING -> CANCELLED;
                                                                  400 FAILED_PRECONDITION when already final
+    POST|GET .../hyperparameterTuningJobs[/{id}]                 create: 501 UNIMPLEMENTED (tuning runs locally on
+                                                                 the ml v1 API); list: `{}`; get, cancel: 404
 
 Jobs run on the same scheduler, runner, environment cache and sandbox as ml v1 jobs (`vertex_run.VertexProfile`
 says what differs). They are stored in the same job store under the key `("{p}/vertex-{l}", "{id}")`: an ml v1
@@ -407,6 +409,25 @@ def register(app: Flask, svc: TrainingService, to_json: Any, body: Any, int_arg:
         if not verb:
             raise ApiError(404, "NOT_FOUND", f"Method not found: POST {request.path}")
         raise errors.unimplemented(f"{verb} is not implemented by the local training service.")
+
+    # hyperparameterTuningJobs: the collection exists, as on Vertex AI, so listing and finding work; this service
+    # cannot create one (tuning runs locally through the ml v1 API: `make demo-tuning`), so it holds none.
+    tuning = "/v1/projects/<project>/locations/<location>/hyperparameterTuningJobs"
+
+    @app.post(tuning)
+    def vertex_tuning_create(project: str, location: str) -> Response:
+        raise errors.unimplemented(
+            "hyperparameterTuningJobs.create is not implemented by the local training service; run tuning jobs "
+            "locally on the ml v1 backend (SUBMITTER_BACKEND=ml_v1, as `make demo-tuning` does).")
+
+    @app.get(tuning)
+    def vertex_tuning_list(project: str, location: str) -> Response:
+        return to_json({})
+
+    @app.route(tuning + "/<job>", methods=["GET", "POST"])
+    def vertex_tuning_get(project: str, location: str, job: str) -> Response:
+        name = f"projects/{project}/locations/{location}/hyperparameterTuningJobs/{job.partition(':')[0]}"
+        raise ApiError(404, "NOT_FOUND", f"The HyperparameterTuningJob does not exist: {name}")
 
     return jobs
 

@@ -3,7 +3,7 @@
 Usage::
 
     python -m trainer.task --job-dir gs://bucket/path [--n-estimators 100]
-        [--max-depth N] [--test-size 0.25] [--seed 42] [--fail]
+        [--max-depth N] [--criterion gini|entropy] [--test-size 0.25] [--seed 42] [--fail]
 
 Writes ``model.joblib`` and ``metrics.json`` to ``--job-dir`` (a local path or
 a ``gs://`` URI; on Vertex AI it defaults to ``$AIP_MODEL_DIR``, which Vertex sets
@@ -11,6 +11,13 @@ from the job's baseOutputDirectory). ``--fail`` exits with status 1 before
 training, so callers can check that a failed job is reported as FAILED. In a
 multi-replica job only the primary replica writes outputs (the others train and
 exit), so replicas never overwrite each other's files.
+
+Hyperparameter tuning, as AI Platform trainers do it: each trial gets its values as
+``--<parameterName>=<value>`` (``--n-estimators=57``), and the trainer reports its
+test accuracy with the ``cloudml-hypertune`` package under the tag ``accuracy``
+(the job's ``hyperparameterMetricTag``) on every run. When ``TF_CONFIG``'s ``task.trial`` is set
+(a tuning trial), the outputs go to ``<job-dir>/<trial>/`` so trials never overwrite
+each other's model, as Google's samples do.
 """
 
 import argparse
@@ -20,6 +27,7 @@ import sys
 import tempfile
 
 DATASET = "wine"
+METRIC_TAG = "accuracy"  # the tuning job's hyperparameterMetricTag (samples/tuning/job.yaml)
 
 
 def log(message):
@@ -39,6 +47,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--max-depth", type=int, default=None)
+    parser.add_argument("--criterion", choices=["gini", "entropy"], default="gini")
     parser.add_argument("--test-size", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -53,6 +62,7 @@ def hyperparameters(args):
     return {
         "n_estimators": args.n_estimators,
         "max_depth": args.max_depth,
+        "criterion": args.criterion,
         "test_size": args.test_size,
         "seed": args.seed,
     }
@@ -67,6 +77,26 @@ def is_primary(environ=os.environ):
             continue
         return task.get("type") in primary
     return True
+
+
+def trial_id():
+    """The tuning trial this process runs (TF_CONFIG task.trial, as AI Platform sets it, else CLOUD_ML_TRIAL_ID,
+    which cloudml-hypertune reads), or None outside a tuning job."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except ValueError:
+        task = {}
+    trial = task.get("trial") or os.environ.get("CLOUD_ML_TRIAL_ID")
+    return str(trial) if trial else None
+
+
+def report_metric(accuracy):
+    """Report the tuning metric as AI Platform and Vertex AI read it: cloudml-hypertune writes a JSON line to
+    $CLOUD_ML_HP_METRIC_FILE (default /tmp/hypertune/output.metrics), tagged with $CLOUD_ML_TRIAL_ID."""
+    import hypertune
+
+    hypertune.HyperTune().report_hyperparameter_tuning_metric(
+        hyperparameter_metric_tag=METRIC_TAG, metric_value=accuracy, global_step=1)
 
 
 def main(argv=None):
@@ -95,7 +125,8 @@ def main(argv=None):
     log(f"loaded {DATASET}: {len(X_train)} train / {len(X_test)} test rows")
 
     model = RandomForestClassifier(
-        n_estimators=args.n_estimators, max_depth=args.max_depth, random_state=args.seed
+        n_estimators=args.n_estimators, max_depth=args.max_depth, criterion=args.criterion,
+        random_state=args.seed,
     )
     log("training RandomForestClassifier")
     model.fit(X_train, y_train)
@@ -110,10 +141,17 @@ def main(argv=None):
         "hyperparameters": hyperparameters(args),
     }
     log(f"accuracy={metrics['accuracy']:.4f} f1_macro={metrics['f1_macro']:.4f}")
-
     if not is_primary():
-        log("not the primary replica: the outputs are the primary's to write")
+        log("not the primary replica: the outputs and the tuning metric are the primary's")
         return 0
+    # Reported on every run, as AI Platform trainers do: only a tuning job reads it.
+    report_metric(metrics["accuracy"])
+    trial = trial_id()
+    if trial:
+        metrics["trial"] = trial
+        log(f"trial {trial}: reported {METRIC_TAG}={metrics['accuracy']:.4f} with cloudml-hypertune")
+    out_dir = f"{args.job_dir.rstrip('/')}/{trial}" if trial else args.job_dir
+
     with tempfile.TemporaryDirectory() as tmp:
         model_path = os.path.join(tmp, "model.joblib")
         metrics_path = os.path.join(tmp, "metrics.json")
@@ -121,9 +159,9 @@ def main(argv=None):
         with open(metrics_path, "w") as fh:
             json.dump(metrics, fh, indent=2)
             fh.write("\n")
-        client = io.storage_client() if io.is_gcs(args.job_dir) else None
+        client = io.storage_client() if io.is_gcs(out_dir) else None
         for name, path in (("model.joblib", model_path), ("metrics.json", metrics_path)):
-            log(f"wrote {io.write_file(args.job_dir, name, path, client=client)}")
+            log(f"wrote {io.write_file(out_dir, name, path, client=client)}")
 
     log("done")
     return 0
