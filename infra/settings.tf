@@ -54,6 +54,8 @@ locals {
     "SUBMITTER_INCOMPLETE_DROP_SECONDS",  # 30 min
     "SUBMITTER_DUPLICATE_WINDOW_SECONDS", # 1 h
     "SUBMITTER_CLAIM_WAIT_SECONDS",       # 10 s
+    "SUBMITTER_TRIGGER_RULES_FILE",       # no trigger rules until the rules file is staged with the source
+    "SUBMITTER_DATA_BUCKETS",             # default: the buckets the (absent) rules name
   ]
 
   # PLANNED: values the deployment already provides but the code does not read yet, so they are NOT passed to
