@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,17 @@ from pathlib import Path
 from .stack import REPO, Stack, StackConfig, StackError
 
 TIMEOUT_S = 300
+
+
+def sample_csv(seed: int, rows: int = 60) -> bytes:
+    """A CSV the sample trainer learns from (`--data`): four features in [0, 1) and the label 1 when x1 + x2 >
+    x3 + x4, with a header row; the same seed gives the same bytes."""
+    rng = random.Random(seed)
+    lines = ["x1,x2,x3,x4,label"]
+    for _ in range(rows):
+        x = [round(rng.random(), 4) for _ in range(4)]
+        lines.append(",".join(str(v) for v in x) + f",{int(x[0] + x[1] > x[2] + x[3])}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def build_sdist(project_dir: Path, out_dir: Path) -> Path:
@@ -90,7 +102,7 @@ def main() -> int:
         except RuntimeError as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 1
-        folder = f"{env['DROP_PREFIX']}demo-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+        folder = f"{env['DROP_PREFIX']}demo-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
         state, events = run_drop(env, package, (REPO / "samples" / "job.yaml").read_bytes(), folder)
     if state is None:
         print(f"demo: no final state within {TIMEOUT_S}s; see the logs in {stack.root / 'logs'}", file=sys.stderr)
