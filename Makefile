@@ -1,4 +1,5 @@
-# Quick start: `make demo` (the main job end to end on the local stack), `make test`.
+# Quick start: `make demo` (the main job end to end on the local stack), `make demo-data` (data-triggered
+# training), `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo test unit lint bench clean checkov stage need-project bootstrap deploy destroy
+.PHONY: venv runtime up down demo demo-data test unit lint bench clean checkov stage need-project bootstrap deploy destroy
 
 venv: $(STAMP)
 
@@ -36,6 +37,10 @@ down: venv
 
 demo: venv runtime
 	$(PY) -m submitter_local.demo
+
+# Data-triggered training: three CSVs and a _SUCCESS marker in a data folder start the templated job.
+demo-data: venv runtime
+	$(PY) -m submitter_local.demo --data
 
 test: venv runtime checkov lint
 	$(PY) -m pytest -q
