@@ -23,6 +23,7 @@ _COMMANDS = {
     "drop-status": ("drops", "drop_status"),
     "watch": ("watch", "watch"),
     "logs": ("logs", "logs"),
+    "triggers": ("triggers", "triggers"),
 }
 
 
