@@ -379,3 +379,16 @@ def test_routing_sends_drop_bucket_events_to_drops_and_data_bucket_events_to_rul
                                     "generation": str(w.storage.info("data-bucket", "objects/a.csv").generation),
                                     "size": "8"})
     assert out.action == "submitted"  # through the entry point's error policy
+
+
+def test_batches_queued_before_a_rule_was_switched_to_parallel_start_at_the_next_tick():
+    w = world(("each", '    prefix: "objects/"\n    overlap: queue'))
+    for i in range(3):
+        w.put_data(f"objects/{i}.csv")
+        w.deliver_data(f"objects/{i}.csv")
+    assert len(w.api.jobs) == 1
+    redeployed = World(rules=rules_text(("each", '    prefix: "objects/"\n    overlap: parallel')))
+    app = App(redeployed.settings, clock=w.clock, storage=w.storage, ledger=w.ledger, backend=w.backend,
+              publisher=w.publisher)
+    app.reconcile()
+    assert len(w.api.jobs) == 3 and w.store.get(rule_state_key("each"))[0]["queue"] == []

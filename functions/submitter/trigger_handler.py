@@ -303,8 +303,10 @@ class TriggerHandler:
 
     def _late(self, rule: Rule, event: StorageObjectEvent, batch_id: str) -> Outcome:
         """An object that arrived after its batch closed: noted on that batch's status, never started."""
+        then = ("it is part of the folder's next batch only if the marker is written again" if rule.mode is
+                BatchMode.MARKER else "it was created before the batch closed, so it starts no batch of its own")
         note = (f"gs://{event.bucket}/{event.name} (generation {event.generation}) arrived after batch {batch_id} "
-                f"closed and is not part of it; it starts nothing (rule {rule.name}, batch mode {rule.mode.value})")
+                f"closed and is not part of it; {then} (rule {rule.name})")
         status = Origin(record_key=f"triggers/batches/{rule.name}/{batch_id}", fields={},
                         status_key=f"status/triggers/{rule.name}/{batch_id}.json", name=batch_id)
         self.ledger.add_status_note(status, note)
@@ -447,9 +449,8 @@ class TriggerHandler:
         for rule in self.rules:
             if rule.mode is BatchMode.QUIET:
                 out += self._sweep_windows(rule)
-        for rule in self.rules:
-            if rule.overlap is not Overlap.PARALLEL:
-                out += self._drain(rule)
+        for rule in self.rules:  # parallel rules too: batches queued before the rule was switched to parallel
+            out += self._drain(rule)
         return out
 
     def _attempt(self, what: str, fn: Callable[[], Outcome]) -> Outcome | None:
@@ -514,7 +515,7 @@ class TriggerHandler:
 
     def _drain(self, rule: Rule) -> list[Outcome]:
         """A skip or queue rule: resume its active batch if its invocation died before a verdict; once its job is
-        final, start the queued batches in order until one is running."""
+        final, start the queued batches in order until one is running (a rule switched to parallel since: all)."""
         out: list[Outcome] = []
         key = rule_state_key(rule.name)
         for _ in range(MAX_QUEUE + 2):
@@ -532,7 +533,7 @@ class TriggerHandler:
                         out.append(outcome)
                         continue
                 return out  # being decided by a live invocation (or retried on the next tick)
-            if self._running(state):
+            if rule.overlap is not Overlap.PARALLEL and self._running(state):
                 return out
             popped = next_queued(state, self.clock.now())
             if popped is None:
