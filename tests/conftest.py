@@ -189,3 +189,12 @@ def sample_package(tmp_path_factory):
     from submitter_local.demo import build_sdist
 
     return build_sdist(REPO / "samples" / "trainer", tmp_path_factory.mktemp("sdist"))
+
+
+@pytest.fixture(scope="session")
+def runtime_required():
+    """The local training runtime (`make runtime`, which `make test` runs first). Missing, it is a failure that
+    says what to do, never a silent skip of every test that needs it."""
+    runtime = REPO / ".local" / "runtime" / "bin" / "python"
+    assert runtime.exists(), f"the training runtime is missing ({runtime}): run `make runtime` (make test does)"
+    return runtime

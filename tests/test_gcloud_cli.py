@@ -26,6 +26,7 @@ from test_training_service import (
     PYPROJECT,
     RUNTIME_PYTHON,
     TERMINAL,
+    job_pids,
     jobs_api,
     make_sdist,
     wait_for,
@@ -174,7 +175,8 @@ def test_cancel_a_running_job(gcloud, stack):
            "--packages", f"gs://{BUCKET}/packages/trainer-0.1.tar.gz")
     jobs = jobs_api(svc)
     wait_for(jobs, "g_sleeper", {"RUNNING"}, timeout=60)
-    pid = int(wait_for_log(svc, "g_sleeper", r"PID (\d+)").group(1))
+    wait_for_log(svc, "g_sleeper", r"PID (\d+)")
+    pid = job_pids("g_sleeper")[0]  # its host pid (it prints the one inside its PID namespace)
 
     gcloud("ai-platform", "jobs", "cancel", "g_sleeper")
     job, _ = wait_for(jobs, "g_sleeper", TERMINAL, timeout=20)

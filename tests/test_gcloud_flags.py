@@ -225,7 +225,7 @@ def test_submit_stream_logs_submits_then_watches_with_watch_s_exit_code(tmp_path
     monkeypatch.setattr(submitter.backends, "build_backend", lambda settings: "backend")
     watched = []
 
-    def fake_watch(settings, backend, follower_factory, job_id, as_json, timeout_s):
+    def fake_watch(settings, backend, follower_factory, job_id, as_json, timeout_s, **kwargs):
         watched.append((backend, job_id, timeout_s))
         return 1  # as for a FAILED job
 

@@ -21,8 +21,6 @@ import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient.errors import HttpError
-from submitter_local import storage_emulator
-from submitter_local.training import cluster
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -34,6 +32,7 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     envs_dir,
     error_of,
     job_body,
+    job_pids,
     jobs_api,
     make_sdist,
     make_service,
@@ -41,7 +40,10 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     wait_gone,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+from submitter_local.training import cluster
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 REPLICA = r'''
 """Records TF_CONFIG; see tests/test_training_cluster.py."""
@@ -103,6 +105,7 @@ def gcs(tmp_path_factory):
 def custom_body(job_id: str, gcs: str, out: Path, *extra_args: str, workers: int = 2, ps: int = 1,
                 evaluators: int = 0, expect: int | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o777)  # replicas run as an unprivileged account; the service shares `out` with them
     expect = expect if expect is not None else 1 + workers + ps + evaluators
     ti = dict(scaleTier="CUSTOM", masterType="n1-standard-4", args=["--out", str(out), "--expect", str(expect),
                                                                     *extra_args])
@@ -128,8 +131,10 @@ def wait_reports(out: Path, count: int, timeout: float = 30.0) -> dict[str, dict
     return found
 
 
-def all_pids(found: dict[str, dict]) -> list[int]:
-    return [pid for r in found.values() for pid in (r["pid"], r["child"])]
+def all_pids(job_id: str, replicas: int) -> list[int]:
+    """Host pids of every replica and its SIGTERM-proof grandchild (the pids in the reports are
+    the replicas' own, inside their PID namespaces)."""
+    return job_pids(job_id, expect=2 * replicas)
 
 
 def replica_log(svc, job_id: str, replica: str | None = None) -> requests.Response:
@@ -146,7 +151,8 @@ def replica_log(svc, job_id: str, replica: str | None = None) -> requests.Respon
      {"master": 1, "worker": 4, "ps": 3, "evaluator": 0}),
     ({"scaleTier": "STANDARD_1"}, 10, ["master-0"] + [f"worker-{i}" for i in range(4)] + [f"ps-{i}" for i in range(3)],
      {"master": 1, "worker": 4, "ps": 3, "evaluator": 0}),
-    ({"scaleTier": "PREMIUM_1"}, 100, ["master-0"] + [f"worker-{i}" for i in range(19)] + [f"ps-{i}" for i in range(11)],
+    ({"scaleTier": "PREMIUM_1"}, 100,
+     ["master-0"] + [f"worker-{i}" for i in range(19)] + [f"ps-{i}" for i in range(11)],
      {"master": 1, "worker": 19, "ps": 11, "evaluator": 0}),
     ({"scaleTier": "BASIC_TPU"}, 2, ["master-0"], {"master": 1, "worker": 1, "ps": 0, "evaluator": 0}),
     ({"scaleTier": "CUSTOM", "masterType": "n1-standard-4", "workerType": "cloud_tpu", "workerCount": "1"}, 2,
@@ -195,9 +201,9 @@ def test_consumed_ml_units_estimate():
 # --------------------------------------------------------------------------- real clusters
 
 def test_custom_cluster_gives_each_replica_the_cloud_tf_config(make_service, gcs, tmp_path):
-    svc = make_service()
-    jobs = jobs_api(svc)
     out = tmp_path / "reports"
+    svc = make_service(shared_paths=(out,))
+    jobs = jobs_api(svc)
     body = custom_body("cluster_1", gcs, out, workers=2, ps=1)
     body["trainingInput"]["jobDir"] = f"gs://{BUCKET}/out/cluster_1"
     created = jobs.create(parent=PARENT, body=body).execute()
@@ -222,7 +228,7 @@ def test_custom_cluster_gives_each_replica_the_cloud_tf_config(make_service, gcs
         assert r["argv"][-2:] == ["--job-dir", f"gs://{BUCKET}/out/cluster_1"]
         assert Path(r["cwd"]).name == name  # each replica has its own working directory
     # workers and the parameter server were still sleeping: stopped when the master finished
-    wait_gone(all_pids(found))
+    wait_gone(job_pids("cluster_1", expect=0))
 
     for name in found:
         text = replica_log(svc, "cluster_1", name).text
@@ -236,9 +242,9 @@ def test_custom_cluster_gives_each_replica_the_cloud_tf_config(make_service, gcs
 
 
 def test_evaluators_run_outside_the_cluster_and_counts_are_capped(make_service, gcs, tmp_path):
-    svc = make_service(max_replicas_per_type=1)
-    jobs = jobs_api(svc)
     out = tmp_path / "reports"
+    svc = make_service(max_replicas_per_type=1, shared_paths=(out,))
+    jobs = jobs_api(svc)
     jobs.create(parent=PARENT, body=custom_body("capped", gcs, out, workers=3, ps=0, evaluators=1,
                                                 expect=3)).execute()
     job, _ = wait_for(jobs, "capped", TERMINAL, timeout=60)
@@ -248,35 +254,35 @@ def test_evaluators_run_outside_the_cluster_and_counts_are_capped(make_service, 
     assert found["evaluator-0"]["tf_config"]["cluster"] == found["master-0"]["tf_config"]["cluster"]
     assert set(found["master-0"]["tf_config"]["cluster"]) == {"master", "worker"}
     assert "3 worker replica(s) requested, 1 run locally" in replica_log(svc, "capped").text
-    wait_gone(all_pids(found))
+    wait_gone(job_pids("capped", expect=0))
 
 
 @pytest.mark.parametrize("fail_as, label", [("worker-1", "worker 1"), ("master-0", "master 0")])
 def test_a_failing_replica_fails_the_job_and_stops_the_rest(make_service, gcs, tmp_path, fail_as, label):
-    svc = make_service()
-    jobs = jobs_api(svc)
     out = tmp_path / "reports"
+    svc = make_service(shared_paths=(out,))
+    jobs = jobs_api(svc)
     job_id = "fails_" + fail_as.replace("-", "_")
     jobs.create(parent=PARENT, body=custom_body(job_id, gcs, out, "--fail-as", fail_as, "--master", "sleep",
                                                 workers=2, ps=1)).execute()
-    found = wait_reports(out, 4)
+    wait_reports(out, 4)
     job, _ = wait_for(jobs, job_id, TERMINAL, timeout=30)
     assert job["state"] == "FAILED"
-    assert job["errorMessage"].startswith(f"The replica {label} exited with a non-zero status of 4. ")
+    assert job["errorMessage"].startswith(f"RuntimeError: replica {fail_as} gave up\n"
+                                          f"The replica {label} exited with a non-zero status of 4. ")
     assert job["errorMessage"].endswith(f"RuntimeError: replica {fail_as} gave up")
-    wait_gone(all_pids(found))
+    wait_gone(job_pids(job_id, expect=0))
     assert "non-zero status of 4" in replica_log(svc, job_id, fail_as).text
 
 
 def test_cancel_stops_every_replica_process_group(make_service, gcs, tmp_path):
-    svc = make_service()
-    jobs = jobs_api(svc)
     out = tmp_path / "reports"
+    svc = make_service(shared_paths=(out,))
+    jobs = jobs_api(svc)
     jobs.create(parent=PARENT, body=custom_body("cancel_me", gcs, out, "--master", "sleep",
                                                 workers=2, ps=1)).execute()
-    found = wait_reports(out, 4)
-    pids = all_pids(found)
-    assert all(alive(p) for p in pids)
+    wait_reports(out, 4)
+    pids = all_pids("cancel_me", 4)
     assert jobs.get(name=f"{PARENT}/jobs/cancel_me").execute()["state"] == "RUNNING"
 
     assert jobs.cancel(name=f"{PARENT}/jobs/cancel_me", body={}).execute() == {}
@@ -288,12 +294,13 @@ def test_cancel_stops_every_replica_process_group(make_service, gcs, tmp_path):
 
 def test_service_stop_mid_job_kills_the_cluster_and_restart_fails_the_job(make_service, gcs, tmp_path):
     data_dir = tmp_path / "data"
-    svc1 = make_service(data_dir=data_dir)
-    jobs = jobs_api(svc1)
     out = tmp_path / "reports"
+    svc1 = make_service(data_dir=data_dir, shared_paths=(out,))
+    jobs = jobs_api(svc1)
     jobs.create(parent=PARENT, body=custom_body("restarted", gcs, out, "--master", "sleep",
                                                 workers=2, ps=1)).execute()
-    pids = all_pids(wait_reports(out, 4))
+    wait_reports(out, 4)
+    pids = all_pids("restarted", 4)
     svc1.stop()
     wait_gone(pids)
 
@@ -307,11 +314,13 @@ def test_service_stop_mid_job_kills_the_cluster_and_restart_fails_the_job(make_s
 def test_crashed_service_leftover_replicas_are_all_killed_on_restart(gcs, tmp_path, envs_dir):
     data_dir = tmp_path / "crash"
     out = tmp_path / "reports"
-    proc, url = _start_cli(data_dir, "--kill-grace-seconds", "1", "--envs-dir", str(envs_dir))
+    out.mkdir()
+    proc, url = _start_cli(data_dir, "--kill-grace-seconds", "1", "--envs-dir", str(envs_dir), "--share-path", str(out))
     try:
         body = custom_body("orphans", gcs, out, "--master", "sleep", workers=2, ps=1)
         assert requests.post(f"{url}/v1/{PARENT}/jobs", json=body, timeout=10).status_code == 200
-        pids = all_pids(wait_reports(out, 4))
+        wait_reports(out, 4)
+        pids = all_pids("orphans", 4)
     finally:
         proc.kill()  # a crash: the service cleans nothing up
         proc.wait()

@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient.errors import HttpError
-from submitter_local import storage_emulator
-from submitter_local.training import procs
 from test_training_service import (  # noqa: F401  (fixtures are used by name)
     BUCKET,
     PARENT,
@@ -31,6 +29,7 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     envs_dir,
     error_of,
     job_body,
+    job_pids,
     jobs_api,
     make_sdist,
     make_service,
@@ -39,7 +38,10 @@ from test_training_service import (  # noqa: F401  (fixtures are used by name)
     wait_gone,
 )
 
-pytestmark = pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="runtime venv missing: run `make runtime`")
+from submitter_local import storage_emulator
+from submitter_local.training import procs
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
 
 SLEEP = r'''
 import os, time
@@ -119,7 +121,9 @@ def processes_with_env(name: str, value: str) -> list[int]:
 
 
 def sleeper_pid(svc, job_id: str) -> int:
-    return int(wait_for_log(svc, job_id, r"PID (\d+)").group(1))
+    """The sleeper's host pid (the one it prints is its pid inside its PID namespace)."""
+    wait_for_log(svc, job_id, r"PID (\d+)")
+    return job_pids(job_id)[0]
 
 
 # --------------------------------------------------------------------------- queue
@@ -161,9 +165,12 @@ def test_running_limit_admits_the_next_job_when_one_ends(make_service, gcs):
 
 
 def test_higher_priority_runs_first(make_service, gcs, tmp_path):
-    svc = make_service(paused=True, max_running=1)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # trainers run as an unprivileged account
+    svc = make_service(paused=True, max_running=1, shared_paths=(shared,))
     jobs = jobs_api(svc)
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     for job_id, priority in (("low_1", 0), ("low_2", 0), ("top", 1000), ("mid", 500)):
         jobs.create(parent=PARENT, body=job_body(job_id, gcs, module="trainer.record", args=["--order", str(order)],
                                                  scheduling={"priority": priority})).execute()
@@ -209,7 +216,7 @@ def test_max_wait_time_cancels_a_job_still_preparing(make_service, gcs, tmp_path
     job, seen = wait_for(jobs, "slow_install", TERMINAL, timeout=30)
     assert job["state"] == "CANCELLED" and "RUNNING" not in seen
     assert "startTime" in job  # it had left QUEUED: the install was under way
-    assert "Installing packages into a new environment" in wait_for_log(svc, "slow_install", "Installing.*").group(0)
+    assert "Building slow-0.1.tar.gz (pip wheel --no-deps)" in wait_for_log(svc, "slow_install", "Building.*").group(0)
     assert job["errorMessage"].startswith("The job did not enter RUNNING within scheduling.maxWaitTime (1800s)")
     # the interrupted install is stopped: no pip or build-backend process of it is left
     wait_gone(processes_with_env("SLOW_BUILD_PIDFILE", str(pidfile)))

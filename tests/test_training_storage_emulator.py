@@ -25,6 +25,7 @@ import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+
 from submitter_local import storage_emulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -203,3 +203,24 @@ def test_a_refusal_under_the_drops_own_id_ends_a_watch_of_the_named_job():
                      False, 30, echo=lines.append, note=notes.append, ledger_factory=lambda: world.ledger,
                      clock=world.clock, refusal_id="drop_own_id_7")
     assert code == 1 and "drop_own_id_7  REJECTED" in "\n".join(lines)
+
+
+def test_a_job_submitted_another_way_is_followed_through_the_api():
+    world = World()
+    log, lines, notes = [], [], []
+    jobs = {"g_job": {"jobId": "g_job", "state": "QUEUED", "labels": {}, "trainingInput": {"jobDir": "gs://b/o"}}}
+    api = LoggingApi(log, jobs)
+    backend = MlV1Backend("demo-project", transport=api)
+    ticks = iter(["RUNNING", "RUNNING", "SUCCEEDED"])
+    real_sleep = world.clock.sleep
+
+    def sleep(seconds):  # the job moves on between two polls
+        real_sleep(seconds)
+        api.set_state("g_job", next(ticks))
+
+    world.clock.sleep = sleep
+    code = run_watch(world.settings, backend, lambda: FakeFollower(log, [], world.clock), "g_job", False, 60,
+                     echo=lines.append, note=notes.append, ledger_factory=lambda: world.ledger, clock=world.clock)
+    states = [line.split("  ")[2] for line in lines]
+    assert code == 0 and states == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert "not submitted by this submitter" in notes[0]

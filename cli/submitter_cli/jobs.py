@@ -54,9 +54,11 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.option("--state", "states", multiple=True, metavar="STATE", help="only jobs in STATE (repeatable), e.g. RUNNING")
-@click.option("--all", "show_all", is_flag=True, help="include jobs not created by this submitter")
-def list_jobs(states: tuple[str, ...], show_all: bool) -> None:
-    """List jobs (all pages), newest first; by default only those this submitter created."""
+@click.option("--ours", "only_ours", is_flag=True, help="only the jobs this submitter created and follows")
+@click.option("--all", "show_all", is_flag=True, hidden=True, help="(the default: every job of the project)")
+def list_jobs(states: tuple[str, ...], only_ours: bool, show_all: bool) -> None:
+    """List the project's jobs (all pages), newest first: job, state, created, and `submitter` for the jobs this
+    submitter created and follows (`-` for jobs submitted another way, e.g. with gcloud)."""
     settings = _settings()
     backend = _backend_for(settings)
     wanted = {s.upper() for s in states}
@@ -66,9 +68,10 @@ def list_jobs(states: tuple[str, ...], show_all: bool) -> None:
         for job in page:
             ours = job.labels.get(settings.job_label_key) == settings.job_label_value
             state = job.state.value if job.state else job.api_state
-            if (show_all or ours) and (not wanted or state in wanted):
+            if (ours or not only_ours) and (not wanted or state in wanted):
                 # a Vertex job whose key does not fit a label shows its resource name instead
-                click.echo(f"{job.handle.key or job.handle.name:<60} {state:<12} {job.create_time or ''}")
+                click.echo(f"{job.handle.key or job.handle.name:<60} {state:<12} {job.create_time or '':<26} "
+                           f"{'submitter' if ours else '-'}")
         if not token:
             return
 

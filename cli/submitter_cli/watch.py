@@ -204,6 +204,29 @@ def _current_active(settings, backend) -> list[dict[str, Any]]:  # type: ignore[
         raise WatchError(f"training API: {exc}") from None
 
 
+def _poll(backend: Any, job_id: str, tracker: Tracker, as_json: bool, echo: Callable[[str], None],
+          note: Callable[[str], None], clock: Any, deadline: float | None, timeout_s: float | None) -> int:
+    """Follow a job no event will come for by reading it from the training API every POLL_S seconds."""
+    from submitter.errors import BackendUnavailable
+
+    while deadline is None or clock.monotonic() < deadline:
+        clock.sleep(POLL_S)
+        try:
+            found = backend.find(job_id)
+        except BackendUnavailable:
+            continue  # a passing fault: ask again at the next poll
+        if found is None:
+            continue
+        entry = api_entry(found)
+        if tracker.accept(job_id, entry["state"], entry["seq"]):
+            echo(render(entry, as_json))
+        code = exit_code_for(entry["state"])
+        if code is not None:
+            return code
+    note(f"{job_id}: no final state within {timeout_s:g}s")
+    return EXIT_TIMEOUT
+
+
 def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: str | None, as_json: bool,
               timeout_s: float | None, echo: Callable[[str], None] = click.echo,
               note: Callable[[str], None] = lambda m: click.echo(m, err=True),
@@ -250,6 +273,11 @@ def run_watch(settings, backend, follower_factory: Callable[[], Any], job_id: st
                 code = exit_code_for(current["state"])
                 if code is not None:
                     return code
+                if current["origin"] == "api" and (current.get("labels") or {}).get(
+                        settings.job_label_key) != settings.job_label_value:
+                    # Submitted another way (gcloud, a console): no event will come for it, so ask the API.
+                    note(f"{job_id} was not submitted by this submitter; following it through the training API")
+                    return _poll(backend, job_id, tracker, as_json, echo, note, clock, deadline, timeout_s)
         else:
             for current in _current_active(settings, backend):
                 tracker.accept(current["jobId"], current["state"], current["seq"])

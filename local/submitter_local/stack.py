@@ -127,9 +127,18 @@ class Stack:
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> dict[str, str]:
-        """Start the stack unless it is already running; returns its environment (the stack.env values)."""
+        """Start the stack unless it is already running; returns its environment (the stack.env values).
+
+        Ports are picked free just before each service binds; another program can take one in between (a
+        bind error), so a start that fails that way is tried once more on fresh ports.
+        """
         with self._locked():
-            return self._start()
+            try:
+                return self._start()
+            except StackError as exc:
+                if "BindException" not in str(exc) and "already in use" not in str(exc).lower():
+                    raise
+                return self._start()
 
     def _start(self) -> dict[str, str]:
         current = self.running()
@@ -169,7 +178,8 @@ class Stack:
             self._create_resources(env)
             training = [sys.executable, "-m", "submitter_local.training", "--host", "127.0.0.1",
                         "--port", str(ports["training"]), "--data-dir", str(self.root / "training"),
-                        "--runtime-python", str(c.runtime_python), "--min-state-seconds", str(c.min_state_seconds)]
+                        "--runtime-python", str(c.runtime_python), "--min-state-seconds", str(c.min_state_seconds),
+                        "--mask-path", str(self.root)]  # trainers never see stack.env, logs or the stack's state
             if c.training_paused:
                 training.append("--paused")
             self._spawn("training", training, env)
@@ -242,6 +252,8 @@ class Stack:
                 pass
             time.sleep(0.1)
         tail = self._log_tail(name)
+        if "already in use" in self._log_tail(name, lines=10_000).lower():
+            tail = "(its port was taken: address already in use)\n" + tail
         raise StackError(f"{name} did not become ready at {url}; see {self.root / 'logs' / (name + '.log')}:\n{tail}")
 
     def _log_tail(self, name: str, lines: int = 15) -> str:

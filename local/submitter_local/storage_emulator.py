@@ -203,7 +203,7 @@ class StorageEmulator:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "StorageEmulator":
+    def start(self) -> StorageEmulator:
         self._thread.start()
         return self
 
@@ -218,7 +218,7 @@ class StorageEmulator:
         """Delete every object (and bucket unless `keep_buckets`)."""
         self.storage.wipe(keep_buckets=keep_buckets)
 
-    def __enter__(self) -> "StorageEmulator":
+    def __enter__(self) -> StorageEmulator:
         return self
 
     def __exit__(self, *exc: object) -> None:

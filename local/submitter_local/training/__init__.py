@@ -1,7 +1,9 @@
 """Local implementation of the AI Platform Training (ml v1) `projects.jobs` API.
 
-Jobs are real: packages are downloaded from GCS (or the GCS emulator), installed into a
-cached environment on top of the runtime venv, and the master replica runs as a subprocess.
+Jobs are real: packages are downloaded from GCS (or the GCS emulator), installed on an
+environment cached by their dependency set on top of the runtime venv (`envs.py`,
+`install.py`, `runtimes.py`), and every replica runs as its own sandboxed process
+(`replica_env.py`, `sandbox.py`, `gcs_access.py`).
 
     from submitter_local.training import ServiceConfig, TrainingService
     svc = TrainingService(ServiceConfig(data_dir=Path(...), runtime_python=Path(...)))

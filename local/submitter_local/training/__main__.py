@@ -3,7 +3,8 @@
     python -m submitter_local.training --host 127.0.0.1 --port 8090 --data-dir DIR \
         --runtime-python .local/runtime/bin/python [--max-running N] [--min-state-seconds S] [--paused]
         [--max-replicas-per-type N] [--time-scale X] [--no-storage-check] [--kill-grace-seconds S]
-        [--pip-arg ARG]... [--envs-dir DIR] [--poll-interval S] [--log-level LEVEL]
+        [--pip-arg ARG]... [--envs-dir DIR] [--envs-max-gb G] [--poll-interval S] [--log-level LEVEL]
+        [--runtime-tensorflow] [--isolation auto|off] [--trainer-user NAME] [--share-path DIR]... [--mask-path DIR]...
 
 Every flag sets the `ServiceConfig` field of the same name (see config.py and
 docs/local-training.md).
@@ -49,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="real seconds per second of maxWaitTime/maxRunningTime (default 1.0)")
     p.add_argument("--no-storage-check", dest="check_storage", action="store_false",
                    help="do not check jobDir's bucket and packageUris at jobs.create")
+    p.add_argument("--envs-max-gb", type=float, default=20.0,
+                   help="cap of the environment cache in GiB; 0 = no cap (default 20)")
+    p.add_argument("--runtime-tensorflow", action="store_true",
+                   help="give jobs the TensorFlow their runtimeVersion shipped (nearest installable; ~2 GB, cached)")
+    p.add_argument("--isolation", choices=["auto", "off"], default="auto",
+                   help="auto: PID/mount namespaces and an unprivileged account where possible (default)")
+    p.add_argument("--trainer-user", default="drop-trainer",
+                   help="account trainers run as, created if missing ('' = the service's own; default drop-trainer)")
+    p.add_argument("--share-path", action="append", default=[], type=Path, metavar="DIR",
+                   help="host directory trainers see at the same path (repeatable)")
+    p.add_argument("--mask-path", action="append", default=[], type=Path, metavar="DIR",
+                   help="host directory hidden from trainers, besides the data dir (repeatable)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -62,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                             paused=args.paused, kill_grace_seconds=args.kill_grace_seconds,
                             pip_args=tuple(args.pip_arg), max_replicas_per_type=args.max_replicas_per_type,
                             time_scale=args.time_scale, check_storage=args.check_storage,
-                            envs_dir=args.envs_dir, poll_interval=args.poll_interval)
+                            envs_dir=args.envs_dir, poll_interval=args.poll_interval,
+                            envs_max_bytes=int(args.envs_max_gb * 1024 ** 3) if args.envs_max_gb > 0 else None,
+                            isolation=args.isolation, runtime_tensorflow=args.runtime_tensorflow,
+                            trainer_user=args.trainer_user,
+                            shared_paths=tuple(args.share_path), mask_paths=tuple(args.mask_path))
     except ValueError as e:
         print(f"cannot start the local training service: {e}", file=sys.stderr)
         return 1

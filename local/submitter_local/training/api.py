@@ -68,7 +68,7 @@ def _int_arg(name: str) -> int | None:
         raise errors.invalid_argument([(name, f"Invalid value for {name}: {raw!r} is not an integer.")]) from None
 
 
-def create_app(svc: "TrainingService") -> Flask:
+def create_app(svc: TrainingService) -> Flask:
     """The Flask app serving `svc`'s API methods."""
     app = Flask("submitter_local.training")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -24,7 +25,8 @@ class ServiceConfig:
     kill_grace_seconds: SIGTERM -> SIGKILL delay when a trainer's process group is stopped.
     pip_args: extra arguments for `pip install` (e.g. `("--no-build-isolation",)` when the
         runtime has `wheel`, or `("--no-index", "--find-links", DIR)` for fully offline installs).
-    envs_dir: where cached environments live; None = `<data_dir>/envs` (tests share one).
+    envs_dir: where cached environments (one per dependency set, see `envs.py`) and built
+        wheels live; None = `<data_dir>/envs` (tests share one).
     storage_client_factory: `f(project) -> google.cloud.storage.Client`; None = a client that
         honours STORAGE_EMULATOR_HOST (anonymous credentials when it is set).
     max_replicas_per_type: most processes started per non-primary replica type (worker, ps,
@@ -36,6 +38,22 @@ class ServiceConfig:
     check_storage: at jobs.create, check that jobDir's bucket exists and every packageUri can
         be read, answering 400 otherwise, as the cloud did (default true). Turn it off when the
         service runs without a reachable Cloud Storage (or emulator).
+    isolation: "auto" (default): replicas run in their own PID and mount namespaces as
+        `trainer_user` where the host allows it (see `sandbox.py`); "off": plain process groups
+        as the service's user (still with an allowlisted environment and their own TMPDIR).
+    trainer_user: account trainers run as (created with useradd when missing; default
+        "drop-trainer"); "" = the service's own user.
+    shared_paths: host directories trainers see at the same path (read and write, subject to
+        their permissions): data a trainer reads from the local disk, test fixtures.
+    mask_paths: host directories hidden from trainers besides the data dir and envs dir (e.g.
+        the local stack's root with its stack.env).
+    envs_max_bytes: cap of the environment cache in bytes; least recently used environments no
+        job uses are deleted past it (default 20 GiB; None = no cap).
+    runtime_tensorflow: install the TensorFlow a job's runtimeVersion shipped (its nearest
+        version installable here, see `runtimes.py`) into a cached layer under the job's
+        environment (default false: TensorFlow is ~2 GB; trainers may declare it themselves).
+    extra_secrets: name -> value of further strings never to publish in an errorMessage (the
+        service adds its own URL when it starts).
     """
 
     data_dir: Path
@@ -51,18 +69,33 @@ class ServiceConfig:
     max_replicas_per_type: int = 2
     time_scale: float = 1.0
     check_storage: bool = True
+    isolation: str = "auto"
+    trainer_user: str = "drop-trainer"
+    shared_paths: tuple[Path, ...] = ()
+    mask_paths: tuple[Path, ...] = ()
+    envs_max_bytes: int | None = 20 * 1024 ** 3
+    runtime_tensorflow: bool = False
+    extra_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        self.runtime_python = Path(self.runtime_python)
+        # absolute (not resolved: a venv's python is a symlink that must keep its venv path), so
+        # trainers started in their own working directories find every path
+        self.data_dir = Path(self.data_dir).absolute()
+        self.runtime_python = Path(self.runtime_python).absolute()
         if self.envs_dir is not None:
-            self.envs_dir = Path(self.envs_dir)
+            self.envs_dir = Path(self.envs_dir).absolute()
         if self.max_running is not None and self.max_running < 1:
             raise ValueError("max_running must be at least 1")
         if self.max_replicas_per_type < 0:
             raise ValueError("max_replicas_per_type must not be negative")
         if not self.time_scale > 0:
             raise ValueError("time_scale must be positive")
+        if self.isolation not in ("auto", "off"):
+            raise ValueError("isolation must be 'auto' or 'off'")
+        self.shared_paths = tuple(Path(p).absolute() for p in self.shared_paths)
+        self.mask_paths = tuple(Path(p).absolute() for p in self.mask_paths)
+        if self.envs_max_bytes is not None and self.envs_max_bytes <= 0:
+            raise ValueError("envs_max_bytes must be positive")
 
     @property
     def effective_max_running(self) -> int:

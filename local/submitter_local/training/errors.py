@@ -7,7 +7,8 @@ Every 400 carries a `google.rpc.BadRequest` detail with `fieldViolations` [{fiel
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 RESOURCE_INFO_TYPE = "type.googleapis.com/google.rpc.ResourceInfo"

@@ -21,8 +21,9 @@ never matches `:`/`=` and always matches `!=`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class FilterError(ValueError):

@@ -31,7 +31,7 @@ JOB_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 
 def rfc3339(ts: float) -> str:
     """Format epoch seconds as the API does: RFC 3339, UTC, `Z`, whole seconds."""
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_etag() -> str:

@@ -9,7 +9,8 @@ service's own credentials stand in for the cloud's service agent.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import errors
 

@@ -116,3 +116,22 @@ def kill_group_if_ours(pgid: int, name: str, value: str) -> bool:
         if int(fields[2]) == pgid and process_has_env(int(entry.name), name, value):
             return signal_group(pgid, signal.SIGKILL)
     return False
+
+
+def kill_processes_with_env(name: str, value: str) -> list[int]:
+    """SIGKILL every process whose environment holds name=value, whatever its process group
+    or session (a trainer's child that called setsid() left the group but kept the variable).
+    Returns the pids signalled. Linux /proc; needs permission to read their environ."""
+    killed = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        if process_has_env(pid, name, value):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return killed

@@ -1,30 +1,38 @@
 """One job's life after it leaves QUEUED: PREPARING (download + install), RUNNING (every
-replica as its own subprocess), then SUCCEEDED / FAILED / CANCELLED. One thread per job.
+replica as its own sandboxed process), then SUCCEEDED / FAILED / CANCELLED. One thread per job.
 
 Files of a job, under `<data_dir>/jobs/<project>/<jobId>/`:
     packages/<i>/<name>     the downloaded packageUris
+    wheels/                 their wheels (`pip wheel --no-deps`)
+    env/                    the job's own environment: its packages, on a cached dependency-set
+                            environment (see `envs.py`, `install.py`)
     work/<replica>/         each replica's working directory (on the cloud each is its own VM)
+    home/<replica>/, tmp/<replica>/   its HOME and its /tmp (TMPDIR without namespaces)
+    run/                    root-only: each replica's sandbox spec and exit status
     logs/<replica>.log      e.g. `master-0.log`, `worker-1.log`, `ps-0.log`: stdout and stderr
                             interleaved, with the service's notes (prefixed `[local-training]`;
-                            notes about the whole job go to the primary's log); served by the
-                            logs endpoint (`?replica=worker-1`)
+                            notes about the whole job, and pip's output as the install runs, go
+                            to the primary's log); served by the logs endpoint (`?replica=worker-1`)
     logs/<replica>.stdout.log, logs/<replica>.stderr.log   each stream alone
-    logs/pip.stdout.log, logs/pip.stderr.log               the install, when this job built the env
+    logs/pip.stdout.log, logs/pip.stderr.log               every pip command of the job
 
 What each replica sees (as on the cloud, docs "TF_CONFIG and distributed training"):
     argv  `python -m <pythonModule> <args...> [--job-dir <jobDir>]`
-    env   TF_CONFIG = {"cluster": {"master": ["127.0.0.1:<port>"], "worker": [...], "ps": [...]},
-          "task": {"type": "worker", "index": 1}, "job": <trainingInput>, "environment": "cloud"}
-          (see `cluster.py`; addresses are free local ports); CLOUD_ML_JOB_ID;
-          GOOGLE_CLOUD_PROJECT; STORAGE_EMULATOR_HOST and the rest of the service's environment
-          minus its Python settings (PYTHONPATH, VIRTUAL_ENV, ...); PYTHONUNBUFFERED=1 so logs
-          stream.
+    env   built from an allowlist (`replica_env.py`): TF_CONFIG = {"cluster": {"master":
+          ["127.0.0.1:<port>"], "worker": [...], "ps": [...]}, "task": {"type": "worker",
+          "index": 1}, "job": <trainingInput>, "environment": "cloud"} (see `cluster.py`;
+          addresses are free local ports); CLOUD_ML_JOB_ID; GOOGLE_CLOUD_PROJECT;
+          STORAGE_EMULATOR_HOST; PATH, HOME, TMPDIR, USER, LANG; PYTHONUNBUFFERED=1
+    files, processes, user: see `sandbox.py` (its own /tmp and process table, an unprivileged
+          account, where the host allows)
 
 Outcome: the job ends when the primary (master) exits: status 0 -> SUCCEEDED, otherwise
-FAILED with "The replica master 0 exited with a non-zero status of N." plus its stderr tail.
-A worker, parameter server or evaluator that exits non-zero first fails the job the same way,
-naming itself. Whatever still runs when the job ends (parameter servers typically never exit)
-is stopped: SIGTERM to each replica's process group, SIGKILL after kill_grace_seconds.
+FAILED with the failing exception line, then "The replica master 0 exited with a non-zero
+status of N." and the scrubbed tail of its stderr (`messages.py`). A worker, parameter server or
+evaluator that exits non-zero first fails the job the same way, naming itself. Whatever still
+runs when the job ends (parameter servers typically never exit) is stopped: SIGTERM to each
+replica's process group, SIGKILL after kill_grace_seconds, which ends the replica's PID
+namespace and with it every process the replica started.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -39,11 +48,12 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
-from . import cluster, envs, procs
+from . import cluster, envs, gcs_access, install, messages, procs, replica_env, runtimes, sandbox
 from .config import ServiceConfig
 from .model import CANCELLING, FAILED, PREPARING, RUNNING, SUCCEEDED, parse_duration
 from .store import Change, JobRecord, JobStore
@@ -146,6 +156,7 @@ class _ReplicaProc:
     popen: subprocess.Popen
     sink: _LogSink
     pumps: list[threading.Thread]
+    status_file: Path
     reaped: bool = False
 
 
@@ -159,7 +170,8 @@ class JobRun:
     """
 
     def __init__(self, rec: JobRecord, *, store: JobStore, config: ServiceConfig, env_cache: envs.EnvCache,
-                 storage_factory: Callable[[str], Any], on_done: Callable[["JobRun"], None]):
+                 storage_factory: Callable[[str], Any], on_done: Callable[[JobRun], None],
+                 isolation: sandbox.HostIsolation | None = None, scrub: messages.Scrubber | None = None):
         self.project, self.job_id = rec.project, rec.job_id
         self.key = rec.key
         self._job = rec.job
@@ -179,6 +191,13 @@ class JobRun:
         self._running_since: float | None = None  # epoch seconds RUNNING was entered
         self._replicas_started = 0
         self._ended_at: float | None = None  # epoch seconds the last replica was stopped
+        self._isolation = isolation or sandbox.HostIsolation.off("Isolation was not configured.")
+        # values in the job's own spec (project, buckets) are its data, never redacted from its errors
+        self._scrub = (scrub or messages.Scrubber({})).allowing(f"{rec.project} {json.dumps(rec.job)}")
+        self._holds: list[envs.EnvHold] = []  # cached layers this job uses (kept from eviction)
+        self._env_chain: tuple[str, ...] = ()  # their keys
+        self._runtime = runtimes.lookup(rec.job["trainingInput"].get("runtimeVersion"))
+        self._tensorflow_layer = False  # the job runs on our TensorFlow layer, not a TensorFlow of its own
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -225,6 +244,8 @@ class JobRun:
     def _main(self) -> None:
         try:
             self._sink = _LogSink(self._dir / "logs" / f"{self._plan.primary.name}.log")
+            for line in self._isolation.notes:
+                self._sink.note(line)
             env = self._prepare()
             self._hold()
             self._enter_running()
@@ -244,11 +265,15 @@ class JobRun:
             except Exception:
                 log.exception("job %s/%s: could not record the failure", self.project, self.job_id)
         finally:
+            for hold in self._holds:
+                hold.release()
             if self._sink is not None:
                 self._sink.close()
             self._on_done(self)
 
-    def _prepare(self) -> envs.Env:
+    def _prepare(self) -> Path:
+        """Download the packages and install them (see `install.py`); returns the interpreter of
+        the job's environment. Raises _JobFailed, _Cancelled, _Stopped."""
         ti = self._job["trainingInput"]
         note = self._sink.note  # type: ignore[union-attr]
         if ti.get("masterConfig", {}).get("imageUri"):
@@ -264,6 +289,9 @@ class JobRun:
         note(f"runtimeVersion {ti.get('runtimeVersion', '(none)')} / pythonVersion "
              f"{ti.get('pythonVersion', '(none)')} run on the local runtime {self._cfg.runtime_python} "
              f"(Python {self._envs.runtime_info().version}); see docs/local-training.md.")
+        for line in runtimes.notes(self._runtime, ti.get("runtimeVersion"), ti.get("pythonVersion"),
+                                   self._envs.runtime_info().version, self._cfg.runtime_tensorflow):
+            note(line)
         pkg_root = self._dir / "packages"
         shutil.rmtree(pkg_root, ignore_errors=True)
         files: list[Path] = []
@@ -282,13 +310,44 @@ class JobRun:
                 raise _JobFailed(f"The package {uri} could not be downloaded: {type(e).__name__}: {e}") from None
             files.append(dest)
         self._check()
+        pip_log = envs.PipLog(self._dir / "logs", on_line=self._sink.write)  # type: ignore[union-attr]
+        requirements: dict[str, str] = {}
         try:
-            return self._envs.ensure(files, self._dir / "logs", self._interrupted, on_log=note)
+            wheels = install.build_wheels(self._envs, files, self._dir / "wheels", pip_log, self._interrupted,
+                                          on_note=note)
+            requirements = install.declared_requirements(wheels)
+            base = None
+            tf = self._runtime.tensorflow_requirements if self._runtime else []
+            if tf and self._cfg.runtime_tensorflow:  # the runtime's TensorFlow: a shared, cached layer
+                base = self._envs.ensure(tf, None, pip_log, self._interrupted,
+                                         label=f"runtime {self._runtime.version}'s TensorFlow",  # type: ignore
+                                         on_note=note, constraints=[f"{k}=={v}" for k, v in
+                                                                    runtimes.local_libraries().items()])
+                self._tensorflow_layer = not any(install.requirement_name(r).startswith("tensorflow")
+                                                 for r in requirements)
+                self._holds.append(self._envs.hold(base))
+                self._env_chain = base.chain
+            if requirements:
+                # in declaration order, as pip would meet them (the cache key sorts them)
+                base = self._envs.ensure(list(requirements), base, pip_log, self._interrupted,
+                                         label="the packages' requirements", on_note=note)
+                self._holds.append(self._envs.hold(base))
+                self._env_chain = base.chain
+            else:
+                note("The packages declare no requirements: nothing to install beyond the runtime.")
+            t0 = time.monotonic()
+            python = install.install_job_env(self._envs, base, wheels, self._dir / "env", pip_log,
+                                             self._interrupted)
+            note(f"Installed {', '.join(w.label for w in wheels) or 'no packages'} into the job's environment "
+                 f"in {time.monotonic() - t0:.1f}s.")
+            return python
         except envs.Interrupted:
             self._check()
             raise
         except envs.InstallFailed as e:
-            raise _JobFailed(f"Installing packages failed: {e.tail}") from None
+            cause = install.diagnose(e, requirements, self._envs, ti.get("pythonVersion"))
+            text = self._scrub(f"Installing packages failed: {cause}\n{messages.tail(e.output)}")
+            raise _JobFailed(messages.escape_controls(text.rstrip())) from None
 
     def _enter_running(self) -> None:
         rec = self._store.transition(self.project, self.job_id, {PREPARING}, RUNNING)
@@ -301,25 +360,49 @@ class JobRun:
         self._state_since = rec.state_since
         self._running_since = rec.state_since
 
-    def _replica_env(self, replica: cluster.Replica, addresses: dict[str, str], token: str) -> dict[str, str]:
-        env = envs.child_base_env()
-        env.update({
+    def _replica_env(self, replica: cluster.Replica, addresses: dict[str, str], python: Path) -> dict[str, str]:
+        """The replica's whole environment: the variables the cloud sets, the local storage
+        settings, and an allowlisted base (`replica_env.build`); nothing else of the service's."""
+        variables = {
             "TF_CONFIG": json.dumps(cluster.tf_config(self._plan, addresses, replica, self._job["trainingInput"])),
             "CLOUD_ML_JOB_ID": self.job_id,
             "GOOGLE_CLOUD_PROJECT": self.project,
-            "PYTHONUNBUFFERED": "1",
-            RUN_TOKEN_ENV: token,
-        })
-        return env
+        }
+        dirs = self._replica_dirs(replica)
+        # trainers read and write gs:// through the local storage emulator, whatever the library
+        variables.update(gcs_access.replica_variables(os.environ.get("STORAGE_EMULATOR_HOST"), self.project,
+                                                      str(dirs["home"]), self._tensorflow_layer))
+        tmpdir = "/tmp" if self._isolation.namespaces else str(dirs["tmp"])
+        user = self._isolation.user[0] if self._isolation.user else "root"
+        return replica_env.build(variables, bin_dir=str(python.parent), home=str(dirs["home"]), tmpdir=tmpdir,
+                                 user=user)
 
-    def _start_replica(self, replica: cluster.Replica, cmd: list[str], env: dict[str, str]) -> _ReplicaProc:
+    def _replica_dirs(self, replica: cluster.Replica) -> dict[str, Path]:
+        """The replica's own directories: `work/<name>` (cwd), `home/<name>` (HOME), `tmp/<name>`
+        (its /tmp, or TMPDIR without namespaces)."""
+        return {k: self._dir / k / replica.name for k in ("work", "home", "tmp")}
+
+    def _start_replica(self, replica: cluster.Replica, cmd: list[str], env: dict[str, str],
+                       token: str) -> _ReplicaProc:
         logs = self._dir / "logs"
         sink = self._sink if replica == self._plan.primary else _LogSink(logs / f"{replica.name}.log")
-        work = self._dir / "work" / replica.name
-        work.mkdir(parents=True, exist_ok=True)
+        dirs = self._replica_dirs(replica)
+        sandbox.prepare_dirs(self._isolation, *dirs.values())
+        if "BOTO_CONFIG" in env:  # gsutil's configuration, in the replica's own HOME
+            boto = Path(env["BOTO_CONFIG"])
+            boto.write_text(gcs_access.BOTO_CONFIG)
+            if self._isolation.user:
+                os.chown(boto, self._isolation.user[1], self._isolation.user[2])
+        info = self._envs.runtime_info()
+        exposes = [str(self._dir / "env"), *(str(self._envs.root / k) for k in self._env_chain),
+                   info.prefix, info.base_prefix, str(dirs["work"]), str(dirs["home"]),
+                   *(str(p) for p in self._cfg.shared_paths)]
+        masks = [str(self._cfg.data_dir), str(self._envs.root), *(str(p) for p in self._cfg.mask_paths)]
+        spec = sandbox.ReplicaSpec(argv=cmd, env=env, cwd=str(dirs["work"]), tmp=str(dirs["tmp"]), exposes=exposes,
+                                   masks=masks, run_dir=self._dir / "run", name=replica.name)
         try:
-            popen = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+            popen = sandbox.launch(self._isolation, spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   extra_env={RUN_TOKEN_ENV: token})
         except BaseException:
             if sink is not self._sink:
                 sink.close()  # type: ignore[union-attr]
@@ -331,32 +414,34 @@ class JobRun:
                                  name=f"{self.job_id}-{replica.name}-{kind}", daemon=True)
             t.start()
             pumps.append(t)
-        return _ReplicaProc(replica, popen, sink, pumps)  # type: ignore[arg-type]
+        return _ReplicaProc(replica, popen, sink, pumps, spec.status_file)  # type: ignore[arg-type]
 
-    def _run_cluster(self, env_info: envs.Env) -> tuple[str, str | None]:
+    def _run_cluster(self, python: Path) -> tuple[str, str | None]:
         """Start every replica, watch them, stop what is left; returns (state, errorMessage).
 
         Raises _Cancelled / _Stopped when woken by a cancel, maxRunningTime or a service stop."""
         ti = self._job["trainingInput"]
         note = self._sink.note  # type: ignore[union-attr]
-        cmd = [str(env_info.python), "-m", ti["pythonModule"], *ti.get("args", [])]
+        args = [*ti.get("args", [])]
         if ti.get("jobDir"):
-            cmd += ["--job-dir", ti["jobDir"]]  # the service appends it, as the cloud does
+            args += ["--job-dir", ti["jobDir"]]  # the service appends it, as the cloud does
+        cmd = [str(python), "-m", ti["pythonModule"], *args]
         # one free local port per cluster member; evaluators are not cluster members
         addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in self._plan.replicas if r.type != "evaluator"}
         token = uuid.uuid4().hex
         # the token is recorded before any process exists, so a restart can always find them
         self._store.update(self.project, self.job_id, lambda r: Change(runtime={"token": token, "groups": []}))
-        note("Running command: python -m " + " ".join([ti["pythonModule"], *cmd[3:]]))
+        note("Running command: " + shlex.join(["python", "-m", ti["pythonModule"], *args]))
         self._check()
         started: list[_ReplicaProc] = []
         try:
             for replica in self._plan.replicas:
-                started.append(self._start_replica(replica, cmd, self._replica_env(replica, addresses, token)))
+                env = self._replica_env(replica, addresses, python)
+                started.append(self._start_replica(replica, cmd, env, token))
                 self._replicas_started = len(started)
                 groups = [p.popen.pid for p in started]
-                self._store.update(self.project, self.job_id, lambda r: Change(runtime={
-                    "groups": groups, "pid": groups[0], "pgid": groups[0]}))
+                self._store.update(self.project, self.job_id, lambda r, g=groups: Change(runtime={
+                    "groups": g, "pid": g[0], "pgid": g[0]}))
             return self._watch(started)
         finally:
             living = [p for p in started if not p.reaped]
@@ -364,6 +449,8 @@ class JobRun:
                 if p.popen.returncode is None and not procs.has_exited(p.popen.pid):
                     p.sink.note("Stopping the replica's processes (SIGTERM, then SIGKILL).")
             procs.stop_groups([p.popen for p in living], self._cfg.kill_grace_seconds)
+            if not self._isolation.namespaces:  # children that left the group (setsid) still carry the token
+                procs.kill_processes_with_env(RUN_TOKEN_ENV, token)
             self._ended_at = time.time()
             for p in started:
                 for t in p.pumps:
@@ -382,10 +469,10 @@ class JobRun:
             deadline = self._state_since + parse_duration(max_running) * self._cfg.time_scale
         while True:
             if procs.has_exited(primary.popen.pid):
-                return self._outcome(primary, procs.reap_group(primary.popen))
+                return self._outcome(primary, self._exit_status(primary))
             for p in started[1:]:
                 if not p.reaped and procs.has_exited(p.popen.pid):
-                    rc = procs.reap_group(p.popen)
+                    rc = self._exit_status(p)
                     p.reaped = True
                     if rc != 0:
                         return self._outcome(p, rc)
@@ -411,6 +498,14 @@ class JobRun:
                                              f"{scaled} and was cancelled.")
         self.request_cancel()
 
+    @staticmethod
+    def _exit_status(p: _ReplicaProc) -> int:
+        """Reap replica `p`'s leader (killing what is left of its group) and return the
+        trainer's own exit status (the sandbox init's status file, else the leader's)."""
+        rc = procs.reap_group(p.popen)
+        status = sandbox.read_status(p.status_file, rc)
+        return rc if status is None else status
+
     def _outcome(self, p: _ReplicaProc, rc: int) -> tuple[str, str | None]:
         """The job's (state, errorMessage) decided by replica `p` exiting with status `rc`."""
         p.reaped = True
@@ -425,8 +520,12 @@ class JobRun:
         if p.replica != self._plan.primary:
             self._sink.note(f"The replica {label} exited with a non-zero status of {status}: "  # type: ignore
                             "the job fails.")
-        tail = envs.read_tail(self._dir / "logs" / f"{p.replica.name}.stderr.log")
-        return FAILED, f"The replica {label} exited with a non-zero status of {status}. {tail}".rstrip()
+        stderr = messages.read_text_tail(self._dir / "logs" / f"{p.replica.name}.stderr.log")
+        sentence = f"The replica {label} exited with a non-zero status of {status}."
+        cause = messages.cause_line(stderr)
+        hint = (runtimes.missing_module_hint(cause, self._runtime, self._cfg.runtime_tensorflow)
+                or gcs_access.failure_hint(cause, self._tensorflow_layer))
+        return FAILED, messages.failure_message(sentence, stderr, self._scrub, hint=hint)
 
     def _training_output(self) -> dict[str, Any]:
         """trainingOutput at the end: `consumedMLUnits` when replicas ran (an estimate, see

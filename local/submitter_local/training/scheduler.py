@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from . import envs, procs
+from . import envs, messages, procs, sandbox
 from .config import ServiceConfig
 from .errors import failed_precondition, not_found
 from .model import (
@@ -62,7 +63,10 @@ class Scheduler:
     """The scheduler thread plus the cancel entry point. Thread-safe."""
 
     def __init__(self, store: JobStore, config: ServiceConfig, env_cache: envs.EnvCache,
-                 storage_factory: Callable[[str], Any]):
+                 storage_factory: Callable[[str], Any], isolation: sandbox.HostIsolation | None = None,
+                 scrub: messages.Scrubber | None = None):
+        self.isolation = isolation
+        self.scrub = scrub
         self._store = store
         self._cfg = config
         self._envs = env_cache
@@ -196,7 +200,8 @@ class Scheduler:
             if started is None:
                 continue  # cancelled meanwhile
             run = JobRun(started, store=self._store, config=self._cfg, env_cache=self._envs,
-                         storage_factory=self._storage_factory, on_done=self._run_done)
+                         storage_factory=self._storage_factory, on_done=self._run_done,
+                         isolation=self.isolation, scrub=self.scrub)
             with self._cond:
                 if self._stopping:  # stop() raced this pass: hand the job back to the queue
                     self._store.transition(rec.project, rec.job_id, {PREPARING}, QUEUED)

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 from pathlib import Path
@@ -20,12 +21,14 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import cluster, errors, filters, jobspec, preflight
+from . import cluster, errors, filters, jobspec, preflight, replica_env
 from .config import ServiceConfig
 from .envs import EnvCache
 from .errors import ApiError
+from .messages import Scrubber
 from .model import QUEUED, job_name
 from .runner import default_storage_client, replica_log_path
+from .sandbox import HostIsolation
 from .scheduler import Scheduler, queue_order
 from .store import AlreadyExists, Change, JobRecord, JobStore
 
@@ -63,7 +66,8 @@ class TrainingService:
         self._store: JobStore | None = None
         self._scheduler: Scheduler | None = None
         self._envs = EnvCache(config.effective_envs_dir, config.runtime_python, config.pip_args,
-                              poll=config.poll_interval)
+                              poll=config.poll_interval, max_bytes=config.envs_max_bytes)
+        self.isolation: HostIsolation | None = None
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._lock_file: Any = None
@@ -74,7 +78,7 @@ class TrainingService:
         self.app = create_app(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "TrainingService":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> TrainingService:
         """Open the store, recover jobs of a previous run, start the scheduler and the HTTP server.
 
         Raises RuntimeError if already started or another service holds the data_dir, OSError
@@ -93,11 +97,15 @@ class TrainingService:
         try:
             self._store = JobStore(data_dir / "jobs.sqlite3")
             factory = self.config.storage_client_factory or default_storage_client
-            self._scheduler = Scheduler(self._store, self.config, self._envs, factory)
+            self.isolation = self._detect_isolation()
+            for line in self.isolation.notes:
+                log.warning("isolation: %s", line)
+            self._scheduler = Scheduler(self._store, self.config, self._envs, factory, isolation=self.isolation)
             for name in self._scheduler.recover():
                 log.warning("%s failed: the service restarted while it was active", name)
             self._envs.clean_stale()
             self._server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
+            self._scheduler.scrub = self._scrubber()
         except BaseException:
             if self._store is not None:
                 self._store.close()
@@ -111,6 +119,23 @@ class TrainingService:
         self._server_thread.start()
         log.info("local training service listening on %s (data dir %s)", self.url, data_dir)
         return self
+
+    def _detect_isolation(self) -> HostIsolation:
+        if self.config.isolation == "off":
+            return HostIsolation.off("Isolation is off (isolation=off): trainers run as plain processes of the "
+                                     "service's user, with their own TMPDIR and an allowlisted environment.")
+        info = self._envs.runtime_info()
+        return HostIsolation.detect(self.config.runtime_python, self.config.trainer_user,
+                                    [info.prefix, info.base_prefix])
+
+    def _scrubber(self) -> Scrubber:
+        """What never leaves the service in an errorMessage: its own settings and URL (see
+        `messages.Scrubber`); what trainers are given anyway (the storage emulator endpoint, the
+        passed-through variables such as SSL_CERT_FILE) stays."""
+        extra = {"the training API": self.url, **self.config.extra_secrets}
+        given = [os.environ.get("STORAGE_EMULATOR_HOST", "")] + [os.environ[k] for k in replica_env.PASS_THROUGH
+                                                                  if k in os.environ]
+        return Scrubber.from_environ(os.environ, allowed_values=given, extra=extra)
 
     def stop(self) -> None:
         """Stop the HTTP server and the scheduler, kill every trainer process group (SIGTERM,
@@ -132,7 +157,7 @@ class TrainingService:
             self._lock_file.close()  # releases the flock
             self._lock_file = None
 
-    def __enter__(self) -> "TrainingService":
+    def __enter__(self) -> TrainingService:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -162,13 +187,20 @@ class TrainingService:
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and the stack: {"api_calls": {"jobs.create": n, ...},
-        "env_builds": n, "env_reuses": n, "active_runs": n, "paused": bool}."""
+        "env_builds": n, "env_reuses": n, "env_evictions": n, "env_cache_bytes": n,
+        "isolation": {"namespaces": bool, "user": name | None, "notes": [...]},
+        "active_runs": n, "paused": bool}."""
         with self._calls_lock:
             calls = dict(self._calls)
         return {
             "api_calls": calls,
             "env_builds": self._envs.builds,
             "env_reuses": self._envs.reuses,
+            "env_evictions": self._envs.evictions,
+            "env_cache_bytes": self._envs.total_bytes(),
+            "isolation": {"namespaces": bool(self.isolation and self.isolation.namespaces),
+                          "user": self.isolation.user[0] if self.isolation and self.isolation.user else None,
+                          "notes": list(self.isolation.notes) if self.isolation else []},
             "active_runs": self._scheduler.running_count() if self._scheduler else 0,
             "paused": self.config.paused,
         }
