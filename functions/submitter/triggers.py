@@ -266,6 +266,7 @@ class RuleSet:
         return [r for r in self.rules if r.bucket == bucket]
 
     def get(self, name: str) -> Rule | None:
+        """The well-formed rule named `name`, or None."""
         return next((r for r in self.rules if r.name == name), None)
 
     def names(self) -> list[str]:
@@ -529,6 +530,7 @@ class Batch:
 
     @property
     def identity(self) -> str:
+        """rule, bucket, object or folder, and number, NUL-separated: what makes the batch this batch."""
         return "\0".join((self.rule, self.bucket, self.where, str(self.number)))
 
     @property
@@ -566,6 +568,7 @@ class Batch:
                 "batch_id": self.batch_id, "rule": self.rule}
 
     def to_doc(self) -> dict[str, Any]:
+        """The batch as stored in records (generations as decimal strings, times ISO 8601); `from_doc` inverts."""
         return {"rule": self.rule, "mode": self.mode.value, "bucket": self.bucket, "folder": self.folder,
                 "object": self.object, "generation": str(self.generation), "time": iso(self.time),
                 "number": str(self.number), "objects": list(self.objects), "count": self.count,
@@ -721,6 +724,7 @@ class FolderRecord:
                    recent=tuple(ListedBatch.from_doc(b) for b in doc.get("recent") or ()))
 
     def batch(self, batch_id: str) -> ListedBatch | None:
+        """The recent batch `batch_id` of this folder (its listing), or None."""
         return next((b for b in self.recent if b.batch_id == batch_id), None)
 
     def with_listed(self, listed: ListedBatch, keep_after: dt.datetime) -> FolderRecord:
