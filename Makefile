@@ -1,4 +1,5 @@
-# Quick start: `make demo` (the main job end to end on the local stack; BACKEND=vertex for Vertex AI), `make test`.
+# Quick start: `make demo` (the main job end to end on the local stack; BACKEND=vertex for Vertex AI),
+# `make demo-data` (data-triggered training), `make demo-tuning` (hyperparameter tuning), `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo demo-tuning test unit lint bench clean checkov stage need-project bootstrap deploy destroy
+.PHONY: venv runtime up down demo demo-tuning demo-data test unit lint bench clean checkov stage need-project bootstrap deploy destroy
 
 venv: $(STAMP)
 
@@ -44,6 +45,10 @@ demo: venv runtime
 # The sample tuning drop (samples/tuning/job.yaml): every trial, the best one, the checks a consumer relies on.
 demo-tuning: venv runtime
 	$(PY) -m submitter_local.demo_tuning
+
+# Data-triggered training: three CSVs and a _SUCCESS marker in a data folder start the templated job.
+demo-data: venv runtime
+	$(PY) -m submitter_local.demo --data
 
 test: venv runtime checkov lint
 	$(PY) -m pytest -q

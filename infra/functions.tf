@@ -56,6 +56,11 @@ resource "google_cloudfunctions2_function" "upload" {
       condition     = contains(try(local.staged_policy.allowed_regions, [var.region]), var.region)
       error_message = "The deployment policy (infra/policy.yaml, staged into .build/function-source/) does not allow var.region in allowed_regions."
     }
+    # A trigger rule on a bucket without an Eventarc trigger (triggers.tf) would never fire.
+    precondition {
+      condition     = alltrue([for rule in local.staged_trigger_rules : contains(keys(var.data_buckets), try(rule.bucket, ""))])
+      error_message = "A rule in infra/triggers.yaml watches a bucket that is not in var.data_buckets: add the bucket (name = location) to data_buckets."
+    }
   }
 
   depends_on = [

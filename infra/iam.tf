@@ -207,6 +207,45 @@ resource "google_storage_bucket_iam_member" "reconcile_stamps_staging" {
   member = google_service_account.reconcile.member
 }
 
+# Trigger rules whose batches start from the scheduled sweep (quiet-period windows, queued batches; see
+# local.sweep_submits in source.tf) make the reconcile function submit jobs: create them (project resources, as for
+# the upload function), stage their packages, and run them as the training account. Granted only when the staged
+# rules have such a rule.
+resource "google_project_iam_member" "reconcile_submits_jobs" {
+  count = local.sweep_submits ? 1 : 0
+
+  project = var.project_id
+  role    = google_project_iam_custom_role.job_submitter.id
+  member  = google_service_account.reconcile.member
+}
+
+# The sweep's jobs run copies of their packages, as every job does (see upload_writes_staging).
+resource "google_storage_bucket_iam_member" "reconcile_writes_staging" {
+  count = local.sweep_submits ? 1 : 0
+
+  bucket = google_storage_bucket.staging.name
+  role   = google_project_iam_custom_role.staging_writer.id
+  member = google_service_account.reconcile.member
+}
+
+# The sweep's jobs run as the training account: actAs on that one account only.
+resource "google_service_account_iam_member" "reconcile_acts_as_training" {
+  count = local.sweep_submits ? 1 : 0
+
+  service_account_id = google_service_account.training.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.reconcile.member
+}
+
+# ... or as another account the deployment policy allows, if a rule's template names one.
+resource "google_service_account_iam_member" "reconcile_acts_as_policy_accounts" {
+  for_each = local.sweep_submits ? local.policy_service_accounts : toset([])
+
+  service_account_id = "projects/-/serviceAccounts/${each.value}"
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.reconcile.member
+}
+
 # Publish each newly observed job state (and REJECTED for swept drops).
 resource "google_pubsub_topic_iam_member" "reconcile_publishes" {
   topic  = google_pubsub_topic.events.id

@@ -23,6 +23,9 @@ locals {
   # root of a Cloud Functions 2nd gen Python instance).
   policy_path_in_function = "/workspace/policy.yaml"
 
+  # Where stage_source.py puts the data-trigger rules (infra/triggers.yaml) inside the function source.
+  triggers_path_in_function = "/workspace/triggers.yaml"
+
   submitter_env = {
     SUBMITTER_PROJECT               = var.project_id
     SUBMITTER_DROP_BUCKET           = google_storage_bucket.drop.name
@@ -36,6 +39,10 @@ locals {
     SUBMITTER_MAX_EVENT_AGE_SECONDS = tostring(local.max_event_age_seconds)
     SUBMITTER_CLAIM_LEASE_SECONDS   = tostring(local.claim_lease_seconds)
     SUBMITTER_POLICY_FILE           = local.policy_path_in_function
+    # Data-trigger rules (staged with the source) and the buckets whose events reach them: one Eventarc trigger
+    # per data bucket (triggers.tf) delivers to the upload function, which routes by bucket.
+    SUBMITTER_TRIGGER_RULES_FILE = local.triggers_path_in_function
+    SUBMITTER_DATA_BUCKETS       = join(",", sort(keys(var.data_buckets)))
     # Per-job immutable, content-addressed copies of packages (bucket, lifecycle and IAM in buckets.tf/iam.tf).
     SUBMITTER_STAGING_BUCKET = google_storage_bucket.staging.name
     # The identity Vertex AI jobs run as when a spec names none (without it a job runs as the Vertex AI Custom

@@ -97,7 +97,15 @@ class World:
     `real_sleep`, waits also take real time, for tests where other threads must progress meanwhile.
     """
 
-    def __init__(self, backend=None, real_sleep=False, **setting_overrides):
+    def __init__(self, backend=None, real_sleep=False, rules: str | None = None, **setting_overrides):
+        if rules is not None:  # trigger rules, as the rules file would hold them (Settings.from_env restricts them)
+            from submitter.triggers import load_rules, restrict
+
+            loaded = load_rules(rules, "triggers.yaml")
+            data = setting_overrides.get("data_bucket_names")
+            buckets = tuple(data.split(",")) if data is not None else loaded.buckets
+            setting_overrides["trigger_rules"] = restrict(loaded, buckets, {"drop-bucket": "is the drop bucket",
+                                                                            "drop-state": "is the state bucket"})
         self.settings = settings(**setting_overrides)
         self.clock = FakeClock(NOW, real_sleep=real_sleep)
         self.storage = FakeStorage()
@@ -133,6 +141,24 @@ class World:
 
     def messages(self):
         return [json.loads(m.data) for m in self.publisher.messages]
+
+    # -- data buckets (trigger rules) --------------------------------------------------------------------------
+    def put_data(self, name: str, data: bytes = b"a,b\n1,2\n", bucket: str = "data-bucket", generation=None):
+        return self.storage.put(bucket, name, data, generation)
+
+    def deliver_data(self, name: str, bucket: str = "data-bucket", generation: int | None = None, **kw):
+        """Deliver a finalize event for a data-bucket object through the App's routing (as the function does)."""
+        found = self.storage.objects.get((bucket, name))
+        gen = generation if generation is not None else found[0]
+        size = kw.pop("size", None)
+        if size is None:
+            size = len(found[1]) if found else 1
+        event = storage_event(name, gen, size, bucket=bucket, **kw)
+        return self.app.handler_for(bucket).handle(event)
+
+    def tick(self):
+        """One scheduled tick (reconciler, drop sweep, trigger sweep), as the reconcile entry point runs it."""
+        return self.app.reconcile()
 
 
 @pytest.fixture

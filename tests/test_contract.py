@@ -106,7 +106,39 @@ def produced() -> list[tuple[dict, dict]]:
     world.deliver("incoming/run-incomplete/package.tar.gz")
     world.clock.advance(world.settings.incomplete_drop_s + 1)
     world.handler.sweep()
-    return _messages(world)
+    return _messages(world) + _trigger_messages()
+
+
+TRIGGER_RULES = """rules:
+  - name: folders
+    bucket: data-bucket
+    match: "incoming/*/*.csv"
+    batch: {mode: marker}
+    overlap: skip
+    packages: [gs://artifacts/trainer-0.1.tar.gz]
+    job:
+      trainingInput: {pythonModule: trainer.task, args: ["--data", "gs://${bucket}/${folder}/"]}
+"""
+
+
+def _trigger_messages() -> list[tuple[dict, dict]]:
+    """Messages of data batches (issue 15): SUBMITTED, job states and a REJECTED (OVERLAP_SKIPPED), each with the
+    `trigger` field."""
+    from conftest import BASELINE_TARBALL
+
+    data = World(rules=TRIGGER_RULES)
+    data.storage.put("artifacts", "trainer-0.1.tar.gz", BASELINE_TARBALL)
+    for folder in ("incoming/d1", "incoming/d2"):
+        for name in ("a.csv", "b.csv"):
+            data.put_data(f"{folder}/{name}")
+        data.put_data(f"{folder}/_SUCCESS", b"")
+    key = data.deliver_data("incoming/d1/_SUCCESS").key
+    data.api.set_state(key, "RUNNING")
+    data.tick()
+    data.deliver_data("incoming/d2/_SUCCESS")  # skipped: the previous job runs
+    data.api.set_state(key, "SUCCEEDED")
+    data.tick()
+    return _messages(data)
 
 
 def test_every_kind_of_message_the_code_produces_validates(produced):
@@ -118,6 +150,15 @@ def test_every_kind_of_message_the_code_produces_validates(produced):
     assert any(d["violations"] and any("value" in v for v in d["violations"]) for _, d in produced)
     assert any("trainingOutput" in d and "endTime" in d for _, d in produced)
     assert any(d["drop"]["generation"] == "0" for _, d in produced)
+
+
+def test_data_batch_messages_name_the_rule_and_the_batch(produced):
+    batches = [d for _, d in produced if "trigger" in d]
+    assert {d["state"] for d in batches} == {"SUBMITTED", "RUNNING", "SUCCEEDED", "REJECTED"}
+    assert {d["reason"] for d in batches if d["state"] == "REJECTED"} == {"OVERLAP_SKIPPED"}
+    for d in batches:
+        assert d["trigger"]["rule"] == "folders" and d["trigger"]["batchId"] == d["jobId"]
+        assert d["trigger"]["count"] == 2 and d["drop"]["object"].endswith("/_SUCCESS")
 
 
 def test_long_multibyte_error_message_is_capped_in_the_data_and_valid(produced):
@@ -205,6 +246,11 @@ def test_a_message_missing_a_required_field_fails(sample, field):
     (lambda d: d.update(violations=[{"field": "x"}]), "a violation without message and reason"),
     (lambda d: d.update(surprise=True), "an undocumented field"),
     (lambda d: d.update(schemaVersion=1), "schemaVersion is a string"),
+    (lambda d: d.update(trigger={"rule": "folders"}), "a trigger field without its batch"),
+    (lambda d: d.update(trigger={"rule": "folders", "mode": "hourly", "batchId": d["jobId"], "folder": "f",
+                                 "count": 1, "objects": ["f/a"]}), "an unknown batch mode"),
+    (lambda d: d.update(trigger={"rule": "folders", "mode": "marker", "batchId": d["jobId"], "folder": "f",
+                                 "count": 101, "objects": ["f/a"] * 101}), "more than 100 object names"),
 ])
 def test_the_data_schema_rejects_what_it_must(sample, mutate, why):
     _, data = sample

@@ -193,3 +193,49 @@ def test_trains_to_gcs_job_dir(runtime_python, gcs_emulator):
     assert metrics["accuracy"] > 0.8
     assert metrics["hyperparameters"]["n_estimators"] == 30
     assert bucket.blob("jobs/run-1/model.joblib").download_as_bytes()[:1] == b"\x80"  # pickle
+
+
+def _csv(seed, rows=60):
+    from submitter_local.demo import sample_csv
+
+    return sample_csv(seed, rows)
+
+
+def test_trains_on_a_local_folder_of_csvs_and_skips_markers(runtime_python, tmp_path):
+    data = tmp_path / "day-1"
+    data.mkdir()
+    for i in range(3):
+        (data / f"part-{i}.csv").write_bytes(_csv(i))
+    (data / "_SUCCESS").write_bytes(b"")
+    (data / ".part-0.csv.crc").write_bytes(b"\x00garbage")
+    (data / "sub").mkdir()
+    (data / "sub" / "other.csv").write_bytes(b"not,read\n")
+    proc = run_trainer(runtime_python, "--job-dir", str(tmp_path / "job"), "--data", str(data), "--n-estimators", "20")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert metrics["dataset"] == "csv" and metrics["n_rows"] == 180 and metrics["accuracy"] > 0.7
+    assert metrics["data_files"] == [str(data / f"part-{i}.csv") for i in range(3)]
+
+
+def test_a_folder_without_csvs_fails_with_a_clear_message(runtime_python, tmp_path):
+    proc = run_trainer(runtime_python, "--job-dir", str(tmp_path / "job"), "--data", str(tmp_path))
+    assert proc.returncode != 0 and "no *.csv file directly in" in proc.stderr
+
+
+def test_trains_on_a_gcs_folder_of_csvs(runtime_python, gcs_emulator):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="demo-project", credentials=AnonymousCredentials())
+    bucket = client.create_bucket(f"trainer-data-{uuid.uuid4().hex[:8]}")
+    for i in range(3):
+        bucket.blob(f"incoming/day-1/part-{i}.csv").upload_from_string(_csv(i))
+    bucket.blob("incoming/day-1/_SUCCESS").upload_from_string(b"")
+    bucket.blob("incoming/day-2/part-0.csv").upload_from_string(_csv(9))  # another folder: not read
+    proc = run_trainer(runtime_python, "--job-dir", f"gs://{bucket.name}/out", "--data",
+                       f"gs://{bucket.name}/incoming/day-1/", "--n-estimators", "20",
+                       env={"STORAGE_EMULATOR_HOST": gcs_emulator, "CLOUD_ML_PROJECT": "demo-project"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads(bucket.blob("out/metrics.json").download_as_bytes())
+    assert metrics["data_files"] == [f"gs://{bucket.name}/incoming/day-1/part-{i}.csv" for i in range(3)]
+    assert metrics["n_rows"] == 180

@@ -24,6 +24,7 @@ _COMMANDS = {
     "watch": ("watch", "watch"),
     "logs": ("logs", "logs"),
     "trials": ("trials", "trials"),
+    "triggers": ("triggers", "triggers"),
 }
 
 

@@ -30,6 +30,7 @@ from .reconciler import Reconciler, TickReport
 from .settings import Settings
 from .state_store import GcsStateStore
 from .submission import Action, Outcome, Submitter
+from .trigger_handler import TriggerHandler
 
 log = logs.get("app")
 
@@ -85,6 +86,17 @@ class App:
         return DropHandler(self.settings, self.storage, self.submitter, self.ledger, self.clock)
 
     @functools.cached_property
+    def trigger_handler(self) -> TriggerHandler:
+        return TriggerHandler(self.settings, self.storage, self.submitter, self.ledger, self.clock)
+
+    def handler_for(self, bucket: str) -> DropHandler | TriggerHandler:
+        """Where an event goes, by what it is: a data bucket's events to the trigger rules, everything else (the
+        drop bucket, a stray bucket) to the drop protocol, which ignores what is not a drop."""
+        if self.trigger_handler.handles(bucket):
+            return self.trigger_handler
+        return self.drop_handler
+
+    @functools.cached_property
     def reconciler(self) -> Reconciler:
         return Reconciler(self.backend, self.publisher, self.ledger, self.settings.event_source, self.clock,
                           announce=self.submitter.announce, intent_grace_s=self.settings.claim_lease_s,
@@ -102,25 +114,27 @@ class App:
             log.error(f"malformed storage event ignored: {exc}", extra={"ctx": {"eventId": str(attributes.get("id"))}})
             return Outcome(Action.IGNORED, str(exc))
         ctx = {"eventId": event.event_id, "object": event.name, "generation": str(event.generation)}
+        handler = self.handler_for(event.bucket)
         try:
-            outcome = self.drop_handler.handle(event)
+            outcome = handler.handle(event)
         except TransientError as exc:
             log.warning(f"transient failure, the event will be redelivered: {exc}", extra={"ctx": ctx})
             raise
         except PermanentError as exc:
             log.error(f"permanent failure: {exc}", extra={"ctx": ctx})
-            outcome = self._report(event, exc, ctx)
+            outcome = self._report(handler, event, exc, ctx)
         except Exception as exc:  # a bug: report it once instead of failing the event for 24 h
             log.exception(f"unexpected {type(exc).__name__} handling the event (a bug); reporting it once",
                           extra={"ctx": ctx})
-            outcome = self._report(event, exc, ctx)
+            outcome = self._report(handler, event, exc, ctx)
         log.info(f"{outcome.action.value}: {outcome.detail}",
                  extra={"ctx": {**ctx, "jobId": outcome.key, "outcome": outcome.action.value}})
         return outcome
 
-    def _report(self, event: ev.StorageObjectEvent, exc: BaseException, ctx: dict[str, str]) -> Outcome:
+    def _report(self, handler: DropHandler | TriggerHandler, event: ev.StorageObjectEvent, exc: BaseException,
+                ctx: dict[str, str]) -> Outcome:
         try:
-            return self.drop_handler.report_bug(event, exc)
+            return handler.report_bug(event, exc)
         except TransientError:
             raise  # the report itself could not be made: the event comes back and the report is retried
         except Exception:
@@ -128,13 +142,24 @@ class App:
             return Outcome(Action.IGNORED, f"unreported {type(exc).__name__}")
 
     def reconcile(self) -> TickReport:
-        """One scheduled tick: publish job state changes, then sweep drops that never completed."""
+        """One scheduled tick: publish job state changes, sweep drops that never completed, then the trigger rules'
+        quiet windows and queues (which start batches once the previous job's terminal state is published)."""
         report = self.reconciler.tick()
         for outcome in self.drop_handler.sweep():
             log.info(f"swept: {outcome.detail}", extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
             if outcome.key:
                 report.published.append((outcome.key, outcome.action.value.upper()))
+        if self.settings.trigger_rules.rules or self.settings.trigger_rules.broken:
+            for outcome in self.trigger_handler.sweep():
+                log.info(f"triggers: {outcome.detail}",
+                         extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
+                if outcome.key and outcome.action in _PUBLISHED:
+                    report.published.append((outcome.key, _PUBLISHED[outcome.action]))
         return report
+
+
+_PUBLISHED = {Action.SUBMITTED: "SUBMITTED", Action.ADOPTED: "SUBMITTED", Action.REJECTED: "REJECTED",
+              Action.SUBMIT_FAILED: "SUBMIT_FAILED"}
 
 
 _app: App | None = None

@@ -10,6 +10,11 @@ Keys:
   pending/<bucket>/<folder>.json    an incomplete drop (PendingDrop); swept after a while
   due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
   specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
+  triggers/batches/<rule>/<batch>.json   the verdict on one data batch (its claim: claims/triggers/batches/...)
+  status/triggers/<rule>/<batch>.json    the latest word on a data batch (StatusDocument)
+  triggers/folders/<rule>/<hash>.json    what a rule batched in one folder: open window, closing, recent batches
+  triggers/overlap/<rule>.json           a skip/queue rule's active batch and queued batches
+  triggers/status/<rule>.json            a trigger rule's status: VALID, or BROKEN with its violations
   locks/reconciler.json             the lease of the one reconcile tick running now
   locks/reconciler-backoff.json     after failed ticks: how many in a row, and no tick before `until`
 
@@ -182,6 +187,10 @@ class Ledger:
         """Remove an intended job that was never created (only this writer's unannounced version)."""
         if not record.announced and record.token:
             self.store.delete(f"jobs/{record.key}.json", token=record.token)
+
+    def following(self, key: str) -> bool:
+        """True while job `key` is followed: noted or submitted, and its terminal state not yet published."""
+        return self.store.get(f"jobs/{key}.json") is not None
 
     def follow(self, record: JobRecord) -> bool:
         """Start following a job whose SUBMITTED was published; False if already followed or done."""

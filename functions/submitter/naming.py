@@ -79,6 +79,29 @@ def derive_job_id(drop_name: str, generation: int) -> str:
     return base[: MAX_JOB_ID - len(tail)] + tail
 
 
+def derive_batch_job_id(rule: str, where: str, number: int, identity: str) -> str:
+    """The job key (jobId) of a trigger rule's data batch: readable, valid, and distinct per batch identity.
+
+    `<rule>_<where>_<number>_<8 hex>`: characters outside [A-Za-z0-9_] become "_", a leading non-letter gets
+    "j_", and the middle is cut to fit 128 characters. The hash (SHA-256 of `identity`) is always there, so two
+    batches whose names only differ in punctuation (folders `a-b` and `a_b`) never share a jobId.
+
+    Args:
+        rule: the rule name, e.g. "nightly-csv".
+        where: the batch's folder or object name, e.g. "incoming-data/2024-06-10".
+        number: the generation that identifies the batch (the object's, the marker's, the window's first object's).
+        identity: the batch identity in full (rule, bucket, object or folder, generation).
+    Returns:
+        e.g. "nightly_csv_incoming_data_2024_06_10_1718000000000001_3fa9c2d1".
+    """
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LEN]
+    base = re.sub(r"[^A-Za-z0-9_]", "_", f"{rule}_{where}".strip("/")) or "batch"
+    if not base[0].isalpha():
+        base = "j_" + base
+    tail = f"_{number}_{digest}"
+    return base[: MAX_JOB_ID - len(tail)] + tail
+
+
 def generations_in(job_id: str) -> set[int]:
     """The job.yaml generations a derived jobId may encode (`<name>_<generation>` or, when the name was cut
     to fit 128 characters, `<name>_<generation>_<8 hex>`); empty for an id that is not derived."""

@@ -34,6 +34,9 @@ class Reason(enum.StrEnum):
     PACKAGE_INVALID = "PACKAGE_INVALID"
     MODULE_NOT_IN_PACKAGE = "MODULE_NOT_IN_PACKAGE"
     INCOMPLETE_DROP = "INCOMPLETE_DROP"
+    RULE_INVALID = "RULE_INVALID"  # a trigger rule that cannot fire (reported on its status, never published)
+    OVERLAP_SKIPPED = "OVERLAP_SKIPPED"  # a data batch skipped: its rule's previous job is still active
+    EMPTY_BATCH = "EMPTY_BATCH"  # a marker closed a folder that holds no data object of the rule
     # SUBMIT_FAILED: the training API or storage refused, or the submitter failed
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     PERMISSION_DENIED = "PERMISSION_DENIED"

@@ -20,6 +20,7 @@ from .errors import ConfigurationError
 from .naming import BUCKET_RE, PROJECT_ID_RE, REGION_RE
 from .policy import Policy
 from .rules import EMAIL_RE
+from .triggers import RuleSet, load_rules, restrict
 
 ENV_PREFIX = "SUBMITTER_"
 Kind = Literal["str", "float", "int", "bool"]
@@ -87,6 +88,10 @@ VARIABLES: tuple[Variable, ...] = (
     _var("CLAIM_WAIT_SECONDS", "claim_wait_s", "float", 10.0, "how long a concurrent invocation waits for the "
          "claim holder's verdict"),
     _var("POLICY_FILE", "policy_file", "str", None, "the deployment policy (YAML; built-in defaults when unset)"),
+    _var("TRIGGER_RULES_FILE", "trigger_rules_file", "str", None, "the data-trigger rules (YAML, see the README's "
+         "Data-triggered training; no rules when unset)"),
+    _var("DATA_BUCKETS", "data_bucket_names", "str", None, "comma-separated buckets whose finalize events reach the "
+         "function for trigger rules (default: the buckets the rules name); never the drop or state bucket"),
     _var("TRAINING_SERVICE_ACCOUNT", "training_service_account", "str", None, "service account Vertex AI jobs run "
          "as when a spec names none (the deployment's own training account: the policy always allows it); unset: "
          "Vertex's default, the Vertex AI Custom Code Service Agent"),
@@ -119,6 +124,9 @@ class Settings:
         policy_file / policy: the deployment policy and where it came from.
         training_service_account: the account Vertex AI jobs run as when a spec names none; the policy's
             allowed_service_accounts always include it (from_env adds it).
+        trigger_rules_file / trigger_rules: the data-trigger rules and where they came from (`triggers.load_rules`;
+            rules that cannot fire are in `trigger_rules.broken`).
+        data_bucket_names: the data buckets as configured (comma-separated), or None for the rules' buckets.
     """
 
     project: str
@@ -145,9 +153,19 @@ class Settings:
     policy_file: str | None = None
     staging_bucket_name: str | None = None
     training_service_account: str | None = None
+    trigger_rules_file: str | None = None
+    data_bucket_names: str | None = None
     job_label_key: str = "submitter"
     job_label_value: str = "drop"
     policy: Policy = dataclasses.field(default_factory=Policy)
+    trigger_rules: RuleSet = dataclasses.field(default_factory=RuleSet)
+
+    @property
+    def data_buckets(self) -> tuple[str, ...]:
+        """The buckets whose events go to the trigger rules: the configured ones, or the buckets the rules name."""
+        if self.data_bucket_names is not None:
+            return parse_bucket_list(self.data_bucket_names)
+        return self.trigger_rules.buckets
 
     @property
     def staging_bucket(self) -> str:
@@ -200,6 +218,17 @@ class Settings:
                                                     source=values["policy_file"])
             except (OSError, ValueError) as exc:
                 problems.append(f"{ENV_PREFIX}POLICY_FILE: {exc}")
+        if values.get("trigger_rules_file"):
+            try:
+                rules = load_rules(Path(values["trigger_rules_file"]).read_text(), values["trigger_rules_file"])
+            except (OSError, ValueError) as exc:
+                problems.append(f"{ENV_PREFIX}TRIGGER_RULES_FILE: {exc}")
+            else:
+                named = values.get("data_bucket_names")
+                buckets = parse_bucket_list(named) if named is not None else rules.buckets
+                reserved = {b: why for b, why in ((values.get("drop_bucket"), "is the drop bucket"),
+                                                  (values.get("state_bucket"), "is the state bucket")) if b}
+                values["trigger_rules"] = restrict(rules, buckets, reserved)
         account = values.get("training_service_account")
         if account:
             policy = values.get("policy") or Policy()
@@ -230,6 +259,11 @@ class Settings:
 LOCAL_DEFAULTS = {f"{ENV_PREFIX}PROJECT": "demo-project", f"{ENV_PREFIX}DROP_BUCKET": "drop-bucket",
                   f"{ENV_PREFIX}OUTPUT_BUCKET": "drop-outputs", f"{ENV_PREFIX}STATE_BUCKET": "drop-state",
                   f"{ENV_PREFIX}TOPIC": "training-job-events", f"{ENV_PREFIX}DROP_PREFIX": "incoming/"}
+
+
+def parse_bucket_list(text: str) -> tuple[str, ...]:
+    """Bucket names from a comma-separated list ("a, b,,c" -> ("a", "b", "c")), order kept, repeats dropped."""
+    return tuple(dict.fromkeys(b.strip() for b in text.split(",") if b.strip()))
 
 
 def _parse_bool(raw: str) -> bool:
@@ -268,6 +302,12 @@ def _check_names(values: Mapping[str, Any]) -> list[str]:
     account = values.get("training_service_account")
     if account and not EMAIL_RE.match(account):
         problems.append(f"{ENV_PREFIX}TRAINING_SERVICE_ACCOUNT={account!r} is not a service account email")
+    for bucket in parse_bucket_list(values.get("data_bucket_names") or ""):
+        if not BUCKET_RE.fullmatch(bucket):
+            problems.append(f"{ENV_PREFIX}DATA_BUCKETS: {bucket!r} is not a bucket name (write names, not gs://...)")
+        elif bucket in (values.get("drop_bucket"), values.get("state_bucket")):
+            problems.append(f"{ENV_PREFIX}DATA_BUCKETS: {bucket} is the drop or state bucket; data buckets are "
+                            "other buckets")
     backend = values.get("backend")
     if backend and backend not in KNOWN_BACKENDS:
         problems.append(f"{ENV_PREFIX}BACKEND={backend!r} is not supported (known: {', '.join(KNOWN_BACKENDS)})")

@@ -94,6 +94,31 @@ def load_yaml(text: str) -> Any:
     return _load(text)[1]
 
 
+def load_yaml_document(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
+    """(root node, value) of a YAML document loaded as `parse_job_yaml` loads it, for files that embed job specs
+    (the trigger rules file): `spec_from_document` then reads each embedded Job from its node.
+
+    Raises:
+        SpecRejected: YAML_INVALID (with line and column) or SPEC_TOO_LARGE, naming `filename`.
+    """
+    try:
+        return _load(text)
+    except _TooBig as exc:
+        raise SpecRejected([Violation(filename, str(exc), Reason.SPEC_TOO_LARGE)]) from None
+    except _TreeProblem as exc:
+        raise SpecRejected([Violation(filename, f"is not valid YAML: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecRejected([Violation(filename, f"is not valid YAML: {_yaml_error_text(exc)}")]) from None
+
+
+def _yaml_error_text(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    return where + (f"{context}, {problem}" if context else problem)
+
+
 @dataclasses.dataclass
 class ParsedSpec:
     """A job.yaml turned into a Job-shaped dict.
@@ -144,13 +169,22 @@ def parse_job_yaml(text: bytes | str, filename: str = "job.yaml") -> ParsedSpec:
     except _TreeProblem as exc:
         raise reject(f"is not valid YAML: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        detail = f"{context}, {problem}" if context else problem
         hint = " (unrendered template placeholder?)" if "{{" in text else ""
-        raise reject(f"is not valid YAML: {where}{detail}{hint}") from None
+        raise reject(f"is not valid YAML: {_yaml_error_text(exc)}{hint}") from None
+    return spec_from_document(doc, root, filename)
+
+
+def spec_from_document(doc: Any, root: yaml.Node | None, filename: str = "job.yaml") -> ParsedSpec:
+    """A loaded Job document (and its node, for the raw text of plain scalars) as a ParsedSpec: the second half of
+    `parse_job_yaml`, shared with job specs embedded in other files (trigger rule templates).
+
+    Raises:
+        SpecRejected: SPEC_INVALID when the document is not a mapping, or TrainingInput fields are written both
+            at the top level and under trainingInput.
+    """
+    def reject(message: str, reason: Reason = Reason.YAML_INVALID, value: Any = None) -> SpecRejected:
+        return SpecRejected([Violation(filename, message, reason, value)])
+
     if doc is None:
         raise reject("is empty; write a Job resource with a trainingInput mapping", Reason.SPEC_INVALID)
     if not isinstance(doc, dict):

@@ -52,6 +52,8 @@ class Action(enum.StrEnum):
     ADOPTED = "adopted"
     REJECTED = "rejected"
     SUBMIT_FAILED = "submit_failed"
+    QUEUED = "queued"  # a data batch waits for its rule's previous job (overlap: queue)
+    LATE = "late"  # a data object that arrived after its batch closed: reported on the batch, never started
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,15 +1,17 @@
 """Event relay: the local stand-in for Eventarc's Cloud Storage trigger.
 
-gcp-storage-emulator sends no notifications, so the relay polls the drop
-bucket's object listing and turns every new object generation into a
-`google.cloud.storage.object.v1.finalized` CloudEvent, POSTed to the function
+gcp-storage-emulator sends no notifications, so the relay polls the watched
+buckets' object listings (the drop bucket and the data buckets, as one
+Eventarc trigger per bucket would deliver them) and turns every new object
+generation into a `google.cloud.storage.object.v1.finalized` CloudEvent, POSTed to the function
 in binary content mode with the attributes and data Eventarc sends (`data` is
 the object resource; `generation`, `metageneration` and `size` are strings).
 Like Eventarc with retries on, a non-2xx answer is redelivered with
 exponential backoff (compressed: 0.5 s to 10 s, for `--retry-window` seconds),
 and deliveries for different objects run concurrently, in no particular order.
 
-Run: python -m submitter_local.relay --storage http://127.0.0.1:PORT --bucket drop-bucket --function-url URL
+Run: python -m submitter_local.relay --storage http://127.0.0.1:PORT --bucket drop-bucket [--bucket drop-data ...]
+     --function-url URL
 """
 
 from __future__ import annotations
@@ -50,41 +52,48 @@ def storage_event(resource: dict) -> CloudEvent:
 
 
 class Relay:
-    """Polls a bucket and delivers finalize events to a function URL.
+    """Polls buckets and delivers finalize events to a function URL.
 
     Args:
         storage_url: the GCS emulator's base URL.
-        bucket: the watched bucket.
+        bucket: the watched bucket, or several (the drop bucket and the data buckets).
         function_url: where CloudEvents are POSTed.
         interval_s: seconds between listings.
         retry_window_s: how long a failing delivery is retried.
     """
 
-    def __init__(self, storage_url: str, bucket: str, function_url: str, interval_s: float = 0.25,
+    def __init__(self, storage_url: str, bucket: str | list[str], function_url: str, interval_s: float = 0.25,
                  retry_window_s: float = 1800.0, workers: int = 4):
-        self.storage_url, self.bucket, self.function_url = storage_url.rstrip("/"), bucket, function_url
+        self.buckets = [bucket] if isinstance(bucket, str) else list(bucket)
+        self.storage_url, self.function_url = storage_url.rstrip("/"), function_url
         self.interval_s, self.retry_window_s = interval_s, retry_window_s
-        self.seen: dict[str, str] = {}
+        self.seen: dict[tuple[str, str], str] = {}
         self.stopping = threading.Event()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
         self.http = requests.Session()
 
-    def list_objects(self) -> list[dict]:
-        """Every object resource in the bucket."""
-        answer = self.http.get(f"{self.storage_url}/storage/v1/b/{self.bucket}/o", timeout=10)
+    @property
+    def bucket(self) -> str:
+        """The first watched bucket (the drop bucket)."""
+        return self.buckets[0]
+
+    def list_objects(self, bucket: str | None = None) -> list[dict]:
+        """Every object resource in `bucket` (default: the first watched one)."""
+        answer = self.http.get(f"{self.storage_url}/storage/v1/b/{bucket or self.bucket}/o", timeout=10)
         answer.raise_for_status()
         return answer.json().get("items") or []
 
     def poll_once(self) -> int:
-        """List the bucket once and schedule a delivery for each new generation; returns how many."""
+        """List each watched bucket once and schedule a delivery for each new generation; returns how many."""
         new = 0
-        for resource in self.list_objects():
-            name, generation = resource["name"], str(resource.get("generation"))
-            if self.seen.get(name) == generation:
-                continue
-            self.seen[name] = generation
-            self.pool.submit(self.deliver, storage_event(resource))
-            new += 1
+        for bucket in self.buckets:
+            for resource in self.list_objects(bucket):
+                key, generation = (bucket, resource["name"]), str(resource.get("generation"))
+                if self.seen.get(key) == generation:
+                    continue
+                self.seen[key] = generation
+                self.pool.submit(self.deliver, storage_event(resource))
+                new += 1
         return new
 
     def deliver(self, event: CloudEvent) -> bool:
@@ -130,7 +139,7 @@ class Relay:
             try:
                 self.poll_once()
             except requests.RequestException as exc:
-                log.warning("listing gs://%s failed: %s", self.bucket, exc)
+                log.warning("listing %s failed: %s", ", ".join(f"gs://{b}" for b in self.buckets), exc)
             self.stopping.wait(self.interval_s)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -138,7 +147,7 @@ class Relay:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage", required=True, help="GCS emulator URL")
-    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--bucket", required=True, action="append", help="a watched bucket (repeat for several)")
     parser.add_argument("--function-url", required=True)
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--retry-window", type=float, default=1800.0)

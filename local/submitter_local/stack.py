@@ -7,7 +7,8 @@
   training   the local AI Platform Training service (`submitter_local.training`)
   function   functions-framework serving `on_object_finalized` (CloudEvent)
   reconcile  functions-framework serving `reconcile` (HTTP)
-  relay      the Eventarc stand-in: new object generations -> CloudEvents to `function`
+  relay      the Eventarc stand-in: new object generations of the drop bucket and the data buckets ->
+             CloudEvents to `function`
   scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second
 then creates the buckets, the topic and a subscription and writes shell
 `export` lines to `<root>/stack.env`. `make up BACKEND=vertex` (StackConfig.backend) runs the
@@ -57,6 +58,8 @@ class StackConfig:
     output_bucket: str = "drop-outputs"
     state_bucket: str = "drop-state"
     drop_prefix: str = "incoming/"
+    data_buckets: tuple[str, ...] = ("drop-data",)  # watched for trigger rules (SUBMITTER_DATA_BUCKETS)
+    trigger_rules: Path | None = REPO / "samples" / "triggers.yaml"  # SUBMITTER_TRIGGER_RULES_FILE
     topic: str = "training-job-events"
     subscription: str = "training-job-events-sub"
     reconcile_interval_s: float = 1.0
@@ -156,6 +159,7 @@ class Stack:
             "PROJECT": c.project,
             "REGION": c.region,
             "BUCKET": c.drop_bucket,
+            "DATA_BUCKET": c.data_buckets[0] if c.data_buckets else "",
             "DROP_PREFIX": c.drop_prefix,
             "OUTPUT_BUCKET": c.output_bucket,
             "STATE_BUCKET": c.state_bucket,
@@ -194,9 +198,9 @@ class Stack:
             self._wait_http("training", f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{c.project}/jobs")
             self._wait_http("function", env["FUNCTION_URL"], any_status=True)
             self._wait_http("reconcile", env["RECONCILE_URL"], any_status=True)
+            watched = [arg for bucket in (c.drop_bucket, *c.data_buckets) for arg in ("--bucket", bucket)]
             self._spawn("relay", [sys.executable, "-m", "submitter_local.relay", "--storage",
-                                  env["STORAGE_EMULATOR_HOST"], "--bucket", c.drop_bucket,
-                                  "--function-url", env["FUNCTION_URL"]], env)
+                                  env["STORAGE_EMULATOR_HOST"], *watched, "--function-url", env["FUNCTION_URL"]], env)
             self._spawn("scheduler", [sys.executable, "-m", "submitter_local.scheduler", "--url",
                                       env["RECONCILE_URL"], "--interval", str(c.reconcile_interval_s)], env)
         except BaseException:
@@ -225,6 +229,8 @@ class Stack:
             "SUBMITTER_ANONYMOUS_CREDENTIALS": "true",
             "SUBMITTER_DEFAULT_REGION": c.region,
             "SUBMITTER_PUBLISH_TIMEOUT_SECONDS": "20",
+            "SUBMITTER_DATA_BUCKETS": ",".join(c.data_buckets),
+            **({"SUBMITTER_TRIGGER_RULES_FILE": str(c.trigger_rules)} if c.trigger_rules else {}),
         }
 
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str]) -> None:
@@ -264,7 +270,7 @@ class Stack:
     def _create_resources(self, env: dict[str, str]) -> None:
         c = self.config
         base = env["STORAGE_EMULATOR_HOST"]
-        for bucket in (c.drop_bucket, c.output_bucket, c.state_bucket):
+        for bucket in (c.drop_bucket, c.output_bucket, c.state_bucket, *c.data_buckets):
             answer = requests.post(f"{base}/storage/v1/b", params={"project": c.project}, json={"name": bucket},
                                    timeout=10)
             if answer.status_code not in (200, 409):

@@ -68,3 +68,40 @@ def test_bad_policy_is_refused(tmp_path, capsys):
     assert stage_source.main(["--policy", str(bad), "--out", str(tmp_path / "out")]) == 1
     assert "max_replicas" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_trigger_rules_are_staged_where_the_settings_point(staged):
+    out, archive = staged
+    assert (out / "triggers.yaml").read_bytes() == (INFRA / "triggers.yaml").read_bytes()
+    assert "triggers.yaml" in zipfile.ZipFile(archive).namelist()
+    settings_tf = (INFRA / "settings.tf").read_text()
+    assert 'triggers_path_in_function = "/workspace/triggers.yaml"' in settings_tf
+    stage_source.check_triggers(INFRA / "triggers.yaml", INFRA / "policy.yaml")  # the shipped file loads
+
+
+GOOD_RULE = """rules:
+  - name: nightly
+    bucket: vision-data
+    match: "incoming/*/*.csv"
+    batch: {mode: marker}
+    packages: [gs://vision-data/packages/trainer-1.0.tar.gz]
+    job:
+      trainingInput: {pythonModule: trainer.task, args: ["--data", "gs://${bucket}/${folder}/"]}
+"""
+
+
+@pytest.mark.parametrize("rules, words", [
+    ("rules: {nightly: 1}\n", "rules must be a list"),
+    (GOOD_RULE.replace("mode: marker", "mode: hourly"), "batch.mode"),
+    (GOOD_RULE.replace("${folder}", "${folderr}"), "unknown substitution ${folderr}"),
+    (GOOD_RULE.replace("pythonModule: trainer.task", "pythonModule: trainer.task, scaleTier: PREMIUM_1"),
+     "scaleTier"),  # the staged policy does not allow PREMIUM_1
+])
+def test_an_invalid_trigger_rule_is_refused_before_staging(tmp_path, capsys, rules, words):
+    path = tmp_path / "triggers.yaml"
+    path.write_text(rules)
+    assert stage_source.main(["--triggers", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    path.write_text(GOOD_RULE)
+    assert stage_source.main(["--triggers", str(path), "--out", str(tmp_path / "out")]) == 0

@@ -1,7 +1,7 @@
-"""Write job outputs to a local directory or a ``gs://bucket/prefix`` job dir.
+"""Read training data from, and write job outputs to, a local directory or a ``gs://bucket/prefix``.
 
 Kept apart from ``task`` so the Cloud Storage client is only imported when a
-``gs://`` job dir is actually used.
+``gs://`` path is actually used.
 """
 
 import os
@@ -61,3 +61,37 @@ def write_file(job_dir, name, local_path, client=None):
     dest = os.path.join(job_dir, name)
     shutil.copyfile(local_path, dest)
     return dest
+
+
+def is_data_file(name, suffix=".csv"):
+    """True for a data file name: ends with ``suffix``, not hidden (``_SUCCESS``, ``.part-0.crc``, ``_temporary``
+    are the writers' bookkeeping, not data)."""
+    return name.endswith(suffix) and not name.startswith(("_", "."))
+
+
+def read_folder(path, suffix=".csv", client=None):
+    """The data files directly inside folder ``path`` (a local directory or ``gs://bucket/folder/``), sorted by name.
+
+    Returns:
+        A list of (location, text): the file's full path or gs:// URI and its content decoded as UTF-8.
+    Raises:
+        ValueError: the folder holds no data file.
+    """
+    found = []
+    if is_gcs(path):
+        bucket_name, prefix = split_gcs(path)
+        prefix = f"{prefix}/" if prefix else ""
+        client = client or storage_client()
+        for blob in client.list_blobs(bucket_name, prefix=prefix, delimiter="/"):
+            name = blob.name[len(prefix):]
+            if is_data_file(name):
+                found.append((f"{GCS_SCHEME}{bucket_name}/{blob.name}", blob.download_as_bytes().decode("utf-8")))
+    else:
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            if os.path.isfile(full) and is_data_file(name):
+                with open(full, encoding="utf-8") as fh:
+                    found.append((full, fh.read()))
+    if not found:
+        raise ValueError(f"no *{suffix} file directly in {path}")
+    return sorted(found)

@@ -1,11 +1,15 @@
-"""Train a RandomForestClassifier on scikit-learn's bundled wine dataset.
+"""Train a RandomForestClassifier on scikit-learn's bundled wine dataset, or on a folder of CSV files.
 
 Usage::
 
-    python -m trainer.task --job-dir gs://bucket/path [--n-estimators 100]
+    python -m trainer.task --job-dir gs://bucket/path [--data gs://bucket/folder/] [--n-estimators 100]
         [--max-depth N] [--criterion gini|entropy] [--test-size 0.25] [--seed 42] [--fail]
 
-Writes ``model.joblib`` and ``metrics.json`` to ``--job-dir`` (a local path or
+``--data`` names a folder (``gs://bucket/folder/`` or a local directory): every ``*.csv`` directly in it (names
+starting with ``_`` or ``.`` are skipped, such as the ``_SUCCESS`` marker), each with a header row, numeric feature
+columns and the class label in the last column, all with the same header. Without it, the wine dataset.
+
+Writes ``model.joblib`` and ``metrics.json`` (with the data files it read) to ``--job-dir`` (a local path or
 a ``gs://`` URI; on Vertex AI it defaults to ``$AIP_MODEL_DIR``, which Vertex sets
 from the job's baseOutputDirectory). ``--fail`` exits with status 1 before
 training, so callers can check that a failed job is reported as FAILED. In a
@@ -44,6 +48,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--job-dir", required=not model_dir, default=model_dir,
         help="where outputs go: gs://bucket/path or a local directory (default: $AIP_MODEL_DIR)",
+    )
+    parser.add_argument(
+        "--data", default=None,
+        help="a folder of CSV files to train on (gs://bucket/folder/ or a local directory); default: the wine dataset",
     )
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--max-depth", type=int, default=None)
@@ -99,6 +107,40 @@ def report_metric(accuracy):
         hyperparameter_metric_tag=METRIC_TAG, metric_value=accuracy, global_step=1)
 
 
+def load_csv_folder(path):
+    """Read every CSV of folder ``path`` (see the module docstring).
+
+    Returns:
+        ([(location, row count), ...], features as a float array, labels as an int array).
+    Raises:
+        ValueError: no CSV, a header that differs between files, or a value that is not a number.
+    """
+    import csv
+
+    import numpy as np
+
+    from trainer import io
+
+    header, rows, files = None, [], []
+    for location, text in io.read_folder(path):
+        reader = csv.reader(text.splitlines())
+        first = next(reader, None)
+        if header is None:
+            header = first
+        elif first != header:
+            raise ValueError(f"{location}: header {first} differs from the first file's {header}")
+        body = [row for row in reader if row]
+        files.append((location, len(body)))
+        rows += body
+    try:
+        data = np.array(rows, dtype=float)
+    except ValueError as exc:
+        raise ValueError(f"the CSV files in {path} hold a value that is not a number: {exc}") from None
+    if data.ndim != 2 or data.shape[1] < 2 or len(data) < 4:
+        raise ValueError(f"the CSV files in {path} need at least 4 rows of features and a label")
+    return files, data[:, :-1], data[:, -1].astype(int)
+
+
 def main(argv=None):
     """Run the training job; return the process exit status."""
     args = parse_args(argv)
@@ -118,11 +160,19 @@ def main(argv=None):
     log(f"job dir: {args.job_dir}")
     log(f"hyperparameters: {json.dumps(hyperparameters(args), sort_keys=True)}")
 
-    X, y = load_wine(return_X_y=True)
+    if args.data:
+        files, X, y = load_csv_folder(args.data)
+        dataset, stratify = "csv", None
+        for location, rows in files:
+            log(f"read {location}: {rows} rows")
+    else:
+        files = []
+        X, y = load_wine(return_X_y=True)
+        dataset, stratify = DATASET, y
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=args.test_size, random_state=args.seed, stratify=y
+        X, y, test_size=args.test_size, random_state=args.seed, stratify=stratify
     )
-    log(f"loaded {DATASET}: {len(X_train)} train / {len(X_test)} test rows")
+    log(f"loaded {dataset}: {len(X_train)} train / {len(X_test)} test rows")
 
     model = RandomForestClassifier(
         n_estimators=args.n_estimators, max_depth=args.max_depth, criterion=args.criterion,
@@ -137,9 +187,11 @@ def main(argv=None):
         "f1_macro": float(f1_score(y_test, predictions, average="macro")),
         "n_train": int(len(X_train)),
         "n_test": int(len(X_test)),
-        "dataset": DATASET,
+        "dataset": dataset,
         "hyperparameters": hyperparameters(args),
     }
+    if args.data:
+        metrics.update(data=args.data, data_files=[location for location, _ in files], n_rows=int(len(X)))
     log(f"accuracy={metrics['accuracy']:.4f} f1_macro={metrics['f1_macro']:.4f}")
     if not is_primary():
         log("not the primary replica: the outputs and the tuning metric are the primary's")
