@@ -207,13 +207,11 @@ resource "google_storage_bucket_iam_member" "reconcile_stamps_staging" {
   member = google_service_account.reconcile.member
 }
 
-# Trigger rules whose batches start from the scheduled sweep (quiet-period windows, queued batches; see
-# local.sweep_submits in source.tf) make the reconcile function submit jobs: create them (project resources, as for
-# the upload function), stage their packages, and run them as the training account. Granted only when the staged
-# rules have such a rule.
+# The scheduled sweep submits jobs too: a drop that completed but was never decided (its invocation died and the
+# event was not redelivered), and trigger batches that start from the sweep (quiet-period windows, queued batches).
+# So the reconcile function may create jobs (project resources, as for the upload function), stage their packages,
+# and run them as the training account, exactly as the upload function does.
 resource "google_project_iam_member" "reconcile_submits_jobs" {
-  count = local.sweep_submits ? 1 : 0
-
   project = var.project_id
   role    = google_project_iam_custom_role.job_submitter.id
   member  = google_service_account.reconcile.member
@@ -221,8 +219,6 @@ resource "google_project_iam_member" "reconcile_submits_jobs" {
 
 # The sweep's jobs run copies of their packages, as every job does (see upload_writes_staging).
 resource "google_storage_bucket_iam_member" "reconcile_writes_staging" {
-  count = local.sweep_submits ? 1 : 0
-
   bucket = google_storage_bucket.staging.name
   role   = google_project_iam_custom_role.staging_writer.id
   member = google_service_account.reconcile.member
@@ -230,16 +226,14 @@ resource "google_storage_bucket_iam_member" "reconcile_writes_staging" {
 
 # The sweep's jobs run as the training account: actAs on that one account only.
 resource "google_service_account_iam_member" "reconcile_acts_as_training" {
-  count = local.sweep_submits ? 1 : 0
-
   service_account_id = google_service_account.training.name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.reconcile.member
 }
 
-# ... or as another account the deployment policy allows, if a rule's template names one.
+# ... or as another account the deployment policy allows, if a drop or a rule's template names one.
 resource "google_service_account_iam_member" "reconcile_acts_as_policy_accounts" {
-  for_each = local.sweep_submits ? local.policy_service_accounts : toset([])
+  for_each = local.policy_service_accounts
 
   service_account_id = "projects/-/serviceAccounts/${each.value}"
   role               = "roles/iam.serviceAccountUser"

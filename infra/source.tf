@@ -15,14 +15,8 @@ locals {
   staged_policy = yamldecode(file("${local.source_staged_dir}/policy.yaml"))
 
   # The data-trigger rules exactly as staged (triggers.yaml in the archive): functions.tf checks that each rule's
-  # bucket is a data bucket; iam.tf lets the reconcile function submit when a rule's batches start from the sweep.
+  # bucket is a data bucket.
   staged_trigger_rules = try(coalescelist(yamldecode(file("${local.source_staged_dir}/triggers.yaml")).rules, []), [])
-
-  # Quiet-period windows and queued batches are started by the scheduled sweep (reconcile), as is an active batch
-  # of a skip or queue rule whose invocation died before its verdict.
-  sweep_submits = anytrue([for rule in local.staged_trigger_rules :
-    try(rule.batch.mode, "per_object") == "quiet" || try(rule.overlap, "parallel") != "parallel"
-  ])
 }
 
 resource "google_storage_bucket_object" "function_source" {

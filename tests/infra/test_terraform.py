@@ -27,7 +27,7 @@ PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 PROJECT_LEVEL_GRANTS = {
     "upload_submits_jobs",         # training jobs are project resources
     "reconcile_reads_jobs",        # idem
-    "reconcile_submits_jobs",      # idem, only when trigger rules start batches from the sweep
+    "reconcile_submits_jobs",      # idem: the sweep submits undecided drops and sweep-started trigger batches
     "trigger_receives_events",     # Eventarc offers eventReceiver at project level only
     "gcs_agent_publishes_events",  # Eventarc's transport topic does not exist before the trigger
     "function_build_writes_logs",  # log writing is project-level
@@ -96,19 +96,15 @@ def test_act_as_only_on_the_accounts_the_policy_allows(cfg):
     policy_grant = cfg.get("google_service_account_iam_member", "upload_acts_as_policy_accounts")
     assert policy_grant.body["for_each"] == "${local.policy_service_accounts}"
     assert "local.staged_policy.allowed_service_accounts" in cfg.locals["policy_service_accounts"]
-    # The reconciler creates jobs only for trigger rules whose batches start from the scheduled sweep (quiet windows,
-    # queues): its actAs grants exist only then, on the same accounts as the upload function's.
+    # The sweep submits too (undecided drops, sweep-started trigger batches): the reconcile function acts as exactly
+    # the same accounts as the upload function, no others.
     reconcile_acts_as = {b.name: b.body for b in cfg.iam_members() if "reconcile.member" in b.body.get("member", "")
                          and b.body["role"] == "roles/iam.serviceAccountUser"}
-    assert set(reconcile_acts_as) == {"reconcile_acts_as_training", "reconcile_acts_as_policy_accounts"}
-    assert reconcile_acts_as["reconcile_acts_as_training"]["count"] == "${local.sweep_submits ? 1 : 0}"
-    assert reconcile_acts_as["reconcile_acts_as_policy_accounts"]["for_each"] == \
-        "${local.sweep_submits ? local.policy_service_accounts : toset([])}"
-    for name in ("reconcile_submits_jobs",):
-        assert cfg.get("google_project_iam_member", name).body["count"] == "${local.sweep_submits ? 1 : 0}"
-    assert cfg.get("google_storage_bucket_iam_member", "reconcile_writes_staging").body["count"] == \
-        "${local.sweep_submits ? 1 : 0}"
-    assert "local.staged_trigger_rules" in cfg.locals["sweep_submits"]
+    assert {name: body["service_account_id"] for name, body in reconcile_acts_as.items()} == {
+        "reconcile_acts_as_training": "${google_service_account.training.name}",
+        "reconcile_acts_as_policy_accounts": "projects/-/serviceAccounts/${each.value}",
+    }
+    assert reconcile_acts_as["reconcile_acts_as_policy_accounts"]["for_each"] == "${local.policy_service_accounts}"
 
 
 def test_job_roles_are_custom_and_narrow(cfg):
