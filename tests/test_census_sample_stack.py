@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import time
 
@@ -24,7 +25,7 @@ from submitter_local.stack import REPO
 from conftest import running_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("runtime_required")]
-GCLOUD = __import__("shutil").which("gcloud")
+GCLOUD = shutil.which("gcloud")
 MODEL_BUCKET = "census-models"
 
 TRAIN = f'''

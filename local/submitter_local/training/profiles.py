@@ -63,8 +63,6 @@ class MlV1Profile:
             others = [self.ti.get(f"{role}Config", {}).get("imageUri") for role in
                       ("worker", "parameterServer", "evaluator")]
             return containers.refusal([image, *filter(None, others)], "trainingInput.masterConfig.imageUri")
-        if "hyperparameters" in self.ti:
-            return "Hyperparameter tuning jobs are not supported by the local training service."
         return None
 
     def runtime_notes(self, rv: runtimes.RuntimeVersion | None, local_python: str, tensorflow: bool) -> list[str]:
