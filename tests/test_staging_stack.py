@@ -2,7 +2,8 @@
 
 One drop's package is replaced by garbage right after its SUBMITTED, another drop's package is deleted: both
 jobs still succeed (they run copies staged at submission, content-addressed in the outputs bucket), and the
-drops' status documents say what happened.
+drops' status documents say what happened. A drop whose job.yaml names a package not yet uploaded says WAITING
+for it, in the status object and in `submitter drop-status`, after that one event.
 """
 
 from __future__ import annotations
@@ -73,3 +74,48 @@ def test_a_replaced_and_a_deleted_package_change_nothing_for_submitted_jobs(stac
 
 def _settings_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("SUBMITTER_")}
+
+
+def test_a_drop_missing_its_package_says_what_it_waits_for_after_one_event(stack, sample_package):
+    """job.yaml naming its package, uploaded alone: after that one event the status object and `drop-status` say
+    WAITING for that file; the package uploaded next completes the drop and it is SUBMITTED."""
+    import subprocess
+
+    from google.cloud import storage
+
+    from submitter.drops import status_key
+    from submitter.model import DropStatus
+    from submitter.settings import Settings
+    from submitter_cli.common import ledger
+
+    s, env = stack
+    os.environ["STORAGE_EMULATOR_HOST"] = env["STORAGE_EMULATOR_HOST"]
+    bucket = storage.Client(project=env["PROJECT"]).bucket(env["BUCKET"])
+    folder = "incoming/waiting"
+    bucket.blob(f"{folder}/job.yaml").upload_from_string(_merge_package_uri(env["BUCKET"], folder))
+    records = ledger(Settings.from_env({**os.environ, **_settings_env(env)}))
+    deadline, status = time.monotonic() + 30, None
+    while time.monotonic() < deadline and status is None:
+        status = records.status(status_key(env["BUCKET"], folder))
+        time.sleep(0.3)
+    assert status is not None and status.state is DropStatus.WAITING, status
+    assert status.missing == ("trainer-0.1.0.tar.gz",) and status.reject_after is not None
+    cli = [str(REPO / ".venv" / "bin" / "submitter"), "drop-status", folder]
+    shown = subprocess.run(cli, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 3 and "WAITING  for trainer-0.1.0.tar.gz" in shown.stdout, shown.stdout + shown.stderr
+
+    bucket.blob(f"{folder}/trainer-0.1.0.tar.gz").upload_from_filename(str(sample_package))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and status.state is DropStatus.WAITING:
+        time.sleep(0.5)
+        status = records.status(status_key(env["BUCKET"], folder))
+    assert status.state is DropStatus.SUBMITTED, status
+
+
+def _merge_package_uri(bucket: str, folder: str) -> str:
+    """samples/job.yaml with trainingInput.packageUris naming the package the drop will hold."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "samples" / "job.yaml").read_text())
+    spec["trainingInput"]["packageUris"] = [f"gs://{bucket}/{folder}/trainer-0.1.0.tar.gz"]
+    return yaml.safe_dump(spec)
