@@ -97,7 +97,8 @@ resource "google_cloudfunctions2_function" "reconcile" {
   service_config {
     service_account_email = google_service_account.reconcile.email
     environment_variables = local.submitter_env
-    # Below the reconciler's 300 s tick lease (variables.tf), so a running tick is never taken over.
+    # Below the reconciler's 300 s tick lease (variables.tf), so a running tick is never taken over; above the
+    # ticking window plus a tick, checked by the precondition below.
     timeout_seconds  = var.reconcile_timeout_seconds
     available_memory = var.function_memory
     # Ticks never overlap (a leased lock in the state bucket); one instance is all a tick needs.
@@ -107,6 +108,14 @@ resource "google_cloudfunctions2_function" "reconcile" {
     # gate, because Cloud Scheduler's calls are not guaranteed to count as internal traffic.
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
+  }
+
+  lifecycle {
+    precondition {
+      # The invocation must outlive its ticking window plus a last tick, or the tick would be cut off mid-way.
+      condition     = var.reconcile_window_seconds + 30 <= var.reconcile_timeout_seconds
+      error_message = "reconcile_timeout_seconds must be at least reconcile_window_seconds + 30."
+    }
   }
 
   depends_on = [

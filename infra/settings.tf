@@ -39,6 +39,10 @@ locals {
     SUBMITTER_MAX_EVENT_AGE_SECONDS = tostring(local.max_event_age_seconds)
     SUBMITTER_CLAIM_LEASE_SECONDS   = tostring(local.claim_lease_seconds)
     SUBMITTER_POLICY_FILE           = local.policy_path_in_function
+    # Read by the reconcile function only: one scheduled invocation ticks every interval for the window, so a state
+    # change is published within about one interval (variables.tf).
+    SUBMITTER_RECONCILE_WINDOW_SECONDS   = tostring(var.reconcile_window_seconds)
+    SUBMITTER_RECONCILE_INTERVAL_SECONDS = tostring(var.reconcile_interval_seconds)
     # Data-trigger rules (staged with the source) and the buckets whose events reach them: one Eventarc trigger
     # per data bucket (triggers.tf) delivers to the upload function, which routes by bucket.
     SUBMITTER_TRIGGER_RULES_FILE = local.triggers_path_in_function

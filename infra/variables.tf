@@ -117,6 +117,28 @@ variable "reconcile_schedule" {
   }
 }
 
+variable "reconcile_window_seconds" {
+  description = "How long one reconcile invocation keeps ticking. Cloud Scheduler fires once a minute at best; an invocation that ticks for most of its minute publishes a job's state change within one tick interval instead of up to a minute late. 0: one tick per invocation."
+  type        = number
+  default     = 55
+
+  validation {
+    condition     = var.reconcile_window_seconds >= 0 && var.reconcile_window_seconds <= 55
+    error_message = "reconcile_window_seconds must be between 0 and 55: the window must end before the next scheduled invocation (one minute)."
+  }
+}
+
+variable "reconcile_interval_seconds" {
+  description = "Seconds between the ticks of one reconcile invocation (each tick lists the active jobs: ceil(N/100) calls for N jobs)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.reconcile_interval_seconds >= 1 && var.reconcile_interval_seconds <= 60
+    error_message = "reconcile_interval_seconds must be between 1 and 60."
+  }
+}
+
 variable "reconcile_stale_minutes" {
   description = "Alert when the reconcile function has had no successful run for this many minutes."
   type        = number

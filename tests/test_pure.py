@@ -264,6 +264,19 @@ def test_settings_refuse_names_google_would_refuse():
     assert "SUBMITTER_BACKEND='sagemaker' is not supported" in text
 
 
+def test_a_reconcile_window_that_would_spin_or_run_backwards_is_refused_naming_the_fix():
+    env = {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-b", "SUBMITTER_OUTPUT_BUCKET": "out-b",
+           "SUBMITTER_STATE_BUCKET": "state-b", "SUBMITTER_TOPIC": "t", "SUBMITTER_RECONCILE_WINDOW_SECONDS": "-5",
+           "SUBMITTER_RECONCILE_INTERVAL_SECONDS": "0"}
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_env(env)
+    assert "SUBMITTER_RECONCILE_WINDOW_SECONDS=-5 is negative; use 0 for one tick" in str(exc.value)
+    assert "SUBMITTER_RECONCILE_INTERVAL_SECONDS=0 must be above 0" in str(exc.value)
+    env.update(SUBMITTER_RECONCILE_WINDOW_SECONDS="55", SUBMITTER_RECONCILE_INTERVAL_SECONDS="5")
+    settings = Settings.from_env(env)
+    assert (settings.reconcile_window_s, settings.reconcile_interval_s) == (55.0, 5.0)
+
+
 def test_every_variable_maps_to_a_settings_field():
     from submitter.settings import VARIABLES
     fields = {f.name for f in dataclasses.fields(Settings)}

@@ -194,3 +194,71 @@ def test_a_job_that_finishes_between_ticks_publishes_its_last_trials_then_its_te
     assert world.store.get(f"done/{job_id}.json")[0]["publishedTrials"] == ["1", "2", "3"]
     world.reconciler.tick()
     assert len(world.publisher.messages) == len(ids)  # forgotten after its terminal event
+
+
+# ---- one scheduled invocation that keeps ticking (the cloud design: Cloud Scheduler fires once a minute) --------
+
+def _scheduled_minutes(window_s: float, minutes: int = 10, jobs: int = 12, seed: int = 7) -> tuple[list[float], int]:
+    """Jobs change state at random moments; Cloud Scheduler invokes reconcile at the start of every minute (virtual
+    time). Returns the seconds from each published state change to its event, and how many changes were never
+    published (a state that ended before any tick saw it: the reconciler publishes what it observes)."""
+    import random
+
+    world = World(reconcile_window_s=window_s, reconcile_interval_s=5.0)
+    ids = [submitted(world, f"incoming/run-{i:03d}") for i in range(jobs)]
+    start = world.clock.now()
+    rng = random.Random(seed)
+    changes = []  # (seconds after start, job, state)
+    for job_id in ids:
+        moments = sorted(rng.uniform(1, minutes * 60 - 70) for _ in range(4))
+        changes += list(zip(moments, [job_id] * 4, ["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED"], strict=True))
+    changes.sort()
+    changed_at: dict[tuple[str, str], float] = {}
+    published_at: dict[tuple[str, str], float] = {}
+
+    def elapsed() -> float:
+        return (world.clock.now() - start).total_seconds()
+
+    def advance_to(t: float) -> None:  # virtual time passes; the jobs change state meanwhile
+        while changes and changes[0][0] <= t:
+            moment, job_id, state = changes.pop(0)
+            world.clock.advance(max(0.0, moment - elapsed()))
+            world.api.set_state(job_id, state)
+            changed_at[(job_id, state)] = moment
+        world.clock.advance(max(0.0, t - elapsed()))
+
+    world.clock.sleep = lambda seconds: advance_to(elapsed() + seconds)
+    publish = world.publisher.publish
+
+    def recording_publish(messages):
+        for m in messages:
+            published_at.setdefault((m.attributes["jobId"], m.attributes["state"]), elapsed())
+        return publish(messages)
+
+    world.publisher.publish = recording_publish
+    for minute in range(minutes):
+        advance_to(minute * 60.0)
+        world.app.reconcile()
+    assert all(states[-1] == "SUCCEEDED" for states in map(world.publisher.states, ids)), "every job ends published"
+    seen = [key for key in changed_at if key in published_at]
+    return [published_at[key] - changed_at[key] for key in seen], len(changed_at) - len(seen)
+
+
+def test_an_invocation_ticking_for_its_minute_publishes_each_change_within_ten_seconds():
+    delays, missed = _scheduled_minutes(window_s=55)
+    assert max(delays) <= 10.0  # ticks at 0, 5, ..., 50 s of each minute: the longest wait is 50 s -> 60 s
+    # One tick per invocation (window 0) on the same schedule and the same changes: up to a minute late, and more
+    # short-lived states are never seen at all.
+    one_tick, missed_by_one_tick = _scheduled_minutes(window_s=0)
+    assert max(one_tick) > 30.0 and sum(one_tick) / len(one_tick) > 3 * sum(delays) / len(delays)
+    assert missed < missed_by_one_tick
+
+
+def test_the_window_loop_stops_before_the_next_invocation_and_combines_its_ticks(world):
+    windowed = World(reconcile_window_s=55, reconcile_interval_s=5.0)
+    job_id = submitted(windowed)
+    windowed.api.set_state(job_id, "RUNNING")
+    report = windowed.app.reconcile()
+    assert windowed.clock.slept == [5.0] * 10  # eleven ticks: at 0, 5, ..., 50 s
+    assert report.published == [(job_id, "RUNNING")] and report.api_calls == 11
+    assert world.app.reconcile().api_calls <= 1 and world.clock.slept == []  # the default: a single tick

@@ -57,6 +57,12 @@ class TickReport:
     skipped: bool = False  # another tick held the lock, or ticks are backing off
     backing_off: bool = False  # earlier ticks failed: this one waits for the persisted backoff
 
+    def followed_by(self, later: TickReport) -> TickReport:
+        """This report and a later tick's as one: events of both in order, API calls summed, the rest the later's."""
+        return TickReport(followed=later.followed, api_calls=self.api_calls + later.api_calls,
+                          published=[*self.published, *later.published], trials=[*self.trials, *later.trials],
+                          skipped=later.skipped, backing_off=later.backing_off)
+
 
 class Reconciler:
     """Publishes state changes of followed jobs.

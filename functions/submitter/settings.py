@@ -87,6 +87,11 @@ VARIABLES: tuple[Variable, ...] = (
          "over (its holder renews it at each slow step; a killed holder's input is decided by the next delivery)"),
     _var("CLAIM_WAIT_SECONDS", "claim_wait_s", "float", 10.0, "how long a concurrent invocation waits for the "
          "claim holder's verdict"),
+    _var("RECONCILE_WINDOW_SECONDS", "reconcile_window_s", "float", 0.0, "how long one reconcile invocation keeps "
+         "ticking (seconds; 0: one tick). With Cloud Scheduler's one-minute period, a window just under the minute "
+         "publishes a state change within one tick interval instead of up to a minute late"),
+    _var("RECONCILE_INTERVAL_SECONDS", "reconcile_interval_s", "float", 5.0, "seconds between the ticks of one "
+         "reconcile invocation (from the start of one tick to the start of the next)"),
     _var("POLICY_FILE", "policy_file", "str", None, "the deployment policy (YAML; built-in defaults when unset)"),
     _var("TRIGGER_RULES_FILE", "trigger_rules_file", "str", None, "the data-trigger rules (YAML, see the README's "
          "Data-triggered training; no rules when unset)"),
@@ -118,6 +123,8 @@ class Settings:
         region / runtime_version / python_version: defaults filled into a spec that does not set them.
         publish_timeout_s / max_event_age_s / incomplete_drop_s / duplicate_window_s / claim_lease_s /
             claim_wait_s: durations in seconds.
+        reconcile_window_s / reconcile_interval_s: one reconcile invocation ticks every `reconcile_interval_s`
+            seconds for `reconcile_window_s` seconds (0: a single tick).
         max_spec_bytes / max_package_bytes: size caps in bytes.
         job_label_key / job_label_value: label stamped on every job this submitter creates (fixed, not a
             variable: consumers and the reconciler rely on it).
@@ -150,6 +157,8 @@ class Settings:
     duplicate_window_s: float = 3600.0
     claim_lease_s: float = 120.0
     claim_wait_s: float = 10.0
+    reconcile_window_s: float = 0.0
+    reconcile_interval_s: float = 5.0
     policy_file: str | None = None
     staging_bucket_name: str | None = None
     training_service_account: str | None = None
@@ -206,6 +215,7 @@ class Settings:
                 values[var.attribute] = var.default
         values = {k: v for k, v in values.items() if v is not None}
         problems += _check_names(values)
+        problems += _check_reconcile_window(values)
         for key in ("drop_prefix", "state_prefix"):
             if values.get(key) and not values[key].endswith("/"):
                 values[key] += "/"
@@ -278,6 +288,19 @@ def _parse_bool(raw: str) -> bool:
 _PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "float": float, "int": lambda raw: int(float(raw)),
                                              "bool": _parse_bool}
 _KIND_WORDS = {"str": "text", "float": "a number", "int": "a whole number", "bool": "true or false"}
+
+
+def _check_reconcile_window(values: Mapping[str, Any]) -> list[str]:
+    """The window may not be negative, and ticks need a positive interval (else one invocation would spin)."""
+    problems = []
+    window, interval = values.get("reconcile_window_s", 0.0), values.get("reconcile_interval_s", 5.0)
+    if window < 0:
+        problems.append(f"{ENV_PREFIX}RECONCILE_WINDOW_SECONDS={window:g} is negative; use 0 for one tick per "
+                        "invocation, or a window shorter than the scheduler's period (e.g. 50 for every minute)")
+    if interval <= 0:
+        problems.append(f"{ENV_PREFIX}RECONCILE_INTERVAL_SECONDS={interval:g} must be above 0 (seconds between "
+                        "ticks, e.g. 5)")
+    return problems
 
 
 def _check_names(values: Mapping[str, Any]) -> list[str]:

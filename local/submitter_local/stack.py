@@ -9,7 +9,8 @@
   reconcile  functions-framework serving `reconcile` (HTTP)
   relay      the Eventarc stand-in: new object generations of the drop bucket and the data buckets ->
              CloudEvents to `function`
-  scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second
+  scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second (`--cloud-schedule`: once a
+             minute, each call ticking every 5 s for 55 s, as deployed)
 then creates the buckets, the topic and a subscription and writes shell
 `export` lines to `<root>/stack.env`. `make up BACKEND=vertex` (StackConfig.backend) runs the
 function on the Vertex AI backend: it talks to the local training service's customJobs subset
@@ -62,7 +63,9 @@ class StackConfig:
     trigger_rules: Path | None = REPO / "samples" / "triggers.yaml"  # SUBMITTER_TRIGGER_RULES_FILE
     topic: str = "training-job-events"
     subscription: str = "training-job-events-sub"
-    reconcile_interval_s: float = 1.0
+    reconcile_interval_s: float = 1.0  # the scheduler's period (Cloud Scheduler: 60 s at best)
+    reconcile_window_s: float = 0.0  # SUBMITTER_RECONCILE_WINDOW_SECONDS: one call keeps ticking this long (0: once)
+    reconcile_tick_s: float = 5.0  # SUBMITTER_RECONCILE_INTERVAL_SECONDS: between those ticks
     min_state_seconds: float = 1.5
     training_paused: bool = False
     runtime_python: Path = REPO / ".local" / "runtime" / "bin" / "python"
@@ -147,7 +150,7 @@ class Stack:
 
     def _start(self) -> dict[str, str]:
         current = self.running()
-        if current and current["env"].get("SUBMITTER_BACKEND", "ml_v1") == self.config.backend:
+        if current and self.serves_config(current["env"]):
             return current["env"]
         if self._load():
             self._stop()  # a partial stack from a crash: clear it before starting anew
@@ -214,6 +217,12 @@ class Stack:
         self.env_file.write_text("".join(lines))
         return env
 
+    def serves_config(self, env: dict[str, str]) -> bool:
+        """Whether a running stack (its saved `env`) runs this config's backend and reconcile schedule."""
+        window = env.get("SUBMITTER_RECONCILE_WINDOW_SECONDS")
+        return (env.get("SUBMITTER_BACKEND", "ml_v1") == self.config.backend
+                and (float(window) if window else 0.0) == self.config.reconcile_window_s)
+
     def function_settings(self, env: dict[str, str]) -> dict[str, str]:
         """The function's SUBMITTER_* settings for this stack."""
         c = self.config
@@ -231,6 +240,8 @@ class Stack:
             "SUBMITTER_PUBLISH_TIMEOUT_SECONDS": "20",
             "SUBMITTER_DATA_BUCKETS": ",".join(c.data_buckets),
             **({"SUBMITTER_TRIGGER_RULES_FILE": str(c.trigger_rules)} if c.trigger_rules else {}),
+            **({"SUBMITTER_RECONCILE_WINDOW_SECONDS": str(c.reconcile_window_s),
+                "SUBMITTER_RECONCILE_INTERVAL_SECONDS": str(c.reconcile_tick_s)} if c.reconcile_window_s else {}),
         }
 
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str]) -> None:
@@ -249,12 +260,16 @@ class Stack:
         while time.monotonic() < deadline:
             if not self._alive(proc["pgid"]):
                 break
-            try:
-                answer = requests.get(url, timeout=2)
-                if any_status or answer.status_code == 200:
+            if any_status:  # a function: ready once it accepts connections (a request would run it, e.g. a tick)
+                host, _, port = url.removeprefix("http://").partition(":")
+                with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=2):
                     return
-            except requests.RequestException:
-                pass
+            else:
+                try:
+                    if requests.get(url, timeout=2).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
             time.sleep(0.1)
         tail = self._log_tail(name)
         if "already in use" in self._log_tail(name, lines=10_000).lower():
@@ -344,13 +359,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--backend", choices=["ml_v1", "vertex"], default="ml_v1",
                         help="the function's training backend (make up BACKEND=vertex)")
+    parser.add_argument("--cloud-schedule", action="store_true",
+                        help="reconcile as deployed: the scheduler calls once a minute and each call ticks every "
+                             "5 s for 55 s (Terraform's defaults), instead of one tick every second")
     args = parser.parse_args(argv)
-    stack = Stack(StackConfig(root=args.root, backend=args.backend))
+    config = StackConfig(root=args.root, backend=args.backend)
+    if args.cloud_schedule:
+        config = dataclasses.replace(config, reconcile_interval_s=60.0, reconcile_window_s=55.0, reconcile_tick_s=5.0)
+    stack = Stack(config)
     if args.command == "up":
         already = stack.running()
-        if already and already["env"].get("SUBMITTER_BACKEND", "ml_v1") != args.backend:
-            print(f"restarting the local stack: it runs backend {already['env'].get('SUBMITTER_BACKEND')}, "
-                  f"{args.backend} was asked for")
+        if already and not stack.serves_config(already["env"]):
+            print(f"restarting the local stack: it runs backend {already['env'].get('SUBMITTER_BACKEND')} with "
+                  f"reconcile window {already['env'].get('SUBMITTER_RECONCILE_WINDOW_SECONDS', '0')} s; backend "
+                  f"{args.backend} with window {config.reconcile_window_s:g} s was asked for")
             already = None
         try:
             env = stack.start()

@@ -309,6 +309,20 @@ def test_reconcile_timeout_stays_below_the_tick_lease(cfg):
     assert f"var.reconcile_timeout_seconds < {int(TICK_LEASE_S)}" in variable["validation"][0]["condition"]
 
 
+def test_one_reconcile_invocation_ticks_for_most_of_its_minute_and_outlives_its_window(cfg):
+    env = cfg.locals["submitter_env"]
+    assert env["SUBMITTER_RECONCILE_WINDOW_SECONDS"] == "${tostring(var.reconcile_window_seconds)}"
+    assert env["SUBMITTER_RECONCILE_INTERVAL_SECONDS"] == "${tostring(var.reconcile_interval_seconds)}"
+    window, interval = cfg.variables["reconcile_window_seconds"], cfg.variables["reconcile_interval_seconds"]
+    timeout = cfg.variables["reconcile_timeout_seconds"]["default"]
+    # With the one-minute schedule, a change waits at most one interval for a tick (p95 <= 10 s in the design).
+    assert window["default"] <= 55 and interval["default"] <= 10
+    assert window["default"] + 30 <= timeout
+    function = cfg.get("google_cloudfunctions2_function", "reconcile").body
+    conditions = [p["condition"] for p in one(function, "lifecycle")["precondition"]]
+    assert "${var.reconcile_window_seconds + 30 <= var.reconcile_timeout_seconds}" in conditions
+
+
 def test_state_prefix_is_shared_by_settings_and_lifecycle(cfg):
     default = next(v.default for v in VARIABLES if v.name == "SUBMITTER_STATE_PREFIX")
     assert cfg.locals["state_prefix"] == default
