@@ -112,7 +112,7 @@ class Submitter:
         lease = self._claim(origin, owner)
         if lease is None:
             return Outcome(Action.DUPLICATE, f"{origin.name}: decided by a concurrent invocation", key)
-        claim = _Claim(self.leases, lease, self.settings.claim_lease_s)
+        claim = _Claim(self.leases, lease, self.settings.claim_lease_s, self.clock)
         try:
             return self._decide(spec, origin, key, claim)
         except (TransientError, ObjectGone, LeaseLost):
@@ -274,15 +274,25 @@ class Submitter:
         """Encode and publish one event; returns the message ids. Raises PublishFailed."""
         return self.publisher.publish([encode(event, source=self.settings.event_source)])
 
+RENEW_AFTER_FRACTION = 0.5  # renew a claim once this fraction of its lease has passed since it was written
+
+
 class _Claim:
     """The claim this invocation holds on an input: renewed at each slow step, released on transient failure."""
 
-    def __init__(self, leases: Leases, lease: Lease, lease_s: float):
-        self.leases, self.lease, self.lease_s = leases, lease, lease_s
+    def __init__(self, leases: Leases, lease: Lease, lease_s: float, clock: Clock):
+        self.leases, self.lease, self.lease_s, self.clock = leases, lease, lease_s, clock
+        self.written_at = clock.monotonic()
 
     def renew(self) -> None:
-        """Extend the claim; raises LeaseLost when another invocation took it over meanwhile."""
+        """Extend the claim before a slow step; raises LeaseLost when another invocation took it over meanwhile.
+
+        A claim written less than half its lease ago is left as is: nobody can take over a lease before it
+        expires, so the write would only cost a storage request (most drops are decided within a second)."""
+        if self.clock.monotonic() - self.written_at < self.lease_s * RENEW_AFTER_FRACTION:
+            return
         self.lease = self.leases.renew(self.lease, self.lease_s)
+        self.written_at = self.clock.monotonic()
 
     def release(self) -> None:
         self.leases.release(self.lease)
