@@ -467,3 +467,18 @@ def test_the_adapter_reads_the_study_and_its_best_trial_from_the_local_service(m
     assert summary["bestTrial"] == {"trialId": best["id"], "hyperparameters": {"x": "3"},
                                     "objectiveValue": best["finalMeasurement"]["metrics"][0]["value"],
                                     "trainingStep": 10}
+
+
+@pytest.mark.stack
+@pytest.mark.usefixtures("runtime_required")
+def test_a_trial_past_the_trial_job_spec_timeout_is_stopped_and_infeasible(make_service, gcs):
+    svc = make_service()
+    api = tuning_api(svc)
+    body = tuning_job("slow-1", gcs, args=["--mode", "sleep"], max_trials=1, parallel=1)
+    body["trialJobSpec"]["scheduling"] = {"timeout": "1s"}
+    job = wait_until(api, api.create(parent=PARENT, body=body).execute()["name"], TERMINAL, timeout=120)
+    assert job["state"] == "JOB_STATE_FAILED" and job["error"]["code"] == 3
+    [trial] = job["trials"]
+    assert trial["state"] == "INFEASIBLE" and trial["endTime"]
+    assert "ran longer than trialJobSpec.scheduling.timeout (1s)" in trial["infeasibleReason"]
+    assert "ran longer than trialJobSpec.scheduling.timeout" in job["error"]["message"]
