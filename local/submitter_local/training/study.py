@@ -1,10 +1,11 @@
 """Hyperparameter tuning on the local training service: the study's rules, as pure functions.
 
 `trials.py` runs the trials; everything it decides comes from here, so each rule is tested on its own
-(`tests/test_study.py`). Sources: the field and enum descriptions of `GoogleCloudMlV1__HyperparameterSpec`,
-`__ParameterSpec` and `__HyperparameterOutput` in ml.v1.json (bundled with google-api-python-client), the
-cloudml-hypertune package (its `hypertune.py`: the metric file format), and for early stopping the median rule
-as aiplatform.v1.json describes `StudySpecMedianAutomatedStoppingSpec`.
+(`tests/test_study.py`). A Vertex HyperparameterTuningJob's studySpec is mapped onto the same `StudySpec`
+(`vertex_tuning.study_spec`), so both APIs draw values and apply limits alike. Sources: the field and enum
+descriptions of `GoogleCloudMlV1__HyperparameterSpec`, `__ParameterSpec` and `__HyperparameterOutput` in ml.v1.json
+(bundled with google-api-python-client), the cloudml-hypertune package (its `hypertune.py`: the metric file format),
+and for early stopping the median rule as aiplatform.v1.json describes `StudySpecMedianAutomatedStoppingSpec`.
 
 What a study is here (`StudySpec.from_training_input`):
 

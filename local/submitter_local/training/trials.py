@@ -98,7 +98,7 @@ class StudyRun:
         self.other_tags: set[str] = set()
         # a per-trial running-time limit (Vertex trialJobSpec.scheduling.timeout), in real seconds
         self.trial_timeout = job._profile.trial_timeout()
-        self.trial_timeout_field = "trialJobSpec.scheduling.timeout"
+        self.trial_timeout_field = job._profile.timeout_field
         self.trial_limit = (parse_duration(self.trial_timeout) * job._cfg.time_scale
                             if self.trial_timeout else None)
 
@@ -137,6 +137,7 @@ class StudyRun:
                 verdict = failure_verdict(spec, self._count(FAILED, own=True), self._count(SUCCEEDED, own=True))
                 if verdict is not None:
                     self._stop_all(CANCELLED)
+                    self._keep_messages()
                     return FAILED, self._failure_message(verdict)
                 while len(self.running) < spec.max_parallel and self.started < spec.max_trials and not self.exhausted:
                     values = self.suggester.suggest(self._scored())
@@ -160,7 +161,7 @@ class StudyRun:
                 job._wake.wait(timeout)
         finally:
             self._stop_all(CANCELLED)
-            self._keep_messages()
+        self._keep_messages()
         return self._outcome()
 
     def training_output(self) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class StudyRun:
         command = shlex.join(["python", "-m", *commands[job._plan.primary]])
         job._sink.note(f"Trial {trial_id} started: {' '.join(self.spec.args(values))} "
                        f"(its log: replica trial-{trial_id}/{job._plan.primary.name}).")
-        sink.note(f"Trial {trial_id} of job projects/{job.project}/jobs/{job.job_id}. Running command: {command}")
+        sink.note(f"Trial {trial_id} of job {profile.resource_name}. Running command: {command}")
         addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in job._plan.replicas if profile.addressed(r)}
         started: list[_ReplicaProc] = []
         try:
