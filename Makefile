@@ -1,5 +1,5 @@
 # Quick start: `make demo` (the main job end to end on the local stack; BACKEND=vertex for Vertex AI),
-# `make demo-data` (data-triggered training), `make demo-tuning` (hyperparameter tuning), `make test`.
+# `make demo-data` (data-triggered training), `make demo-tuning` (hyperparameter tuning; BACKEND=vertex too), `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -42,9 +42,10 @@ down: venv
 demo: venv runtime
 	$(PY) -m submitter_local.demo --backend $(LOCAL_BACKEND)
 
-# The sample tuning drop (samples/tuning/job.yaml): every trial, the best one, the checks a consumer relies on.
+# The sample tuning drop (samples/tuning/job.yaml): every trial, the best one, the checks a consumer relies on
+# (`make demo-tuning BACKEND=vertex`: as a HyperparameterTuningJob of the local Vertex API).
 demo-tuning: venv runtime
-	$(PY) -m submitter_local.demo_tuning
+	$(PY) -m submitter_local.demo_tuning --backend $(LOCAL_BACKEND)
 
 # Data-triggered training: three CSVs and a _SUCCESS marker in a data folder start the templated job.
 demo-data: venv runtime

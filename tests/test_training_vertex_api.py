@@ -106,17 +106,6 @@ def test_adapter_creates_finds_lists_and_describes_a_custom_job(svc, backend):
     assert calls["customJobs.create"] == 1 and calls["customJobs.list"] >= 3 and "jobs.create" not in calls
 
 
-def test_a_tuning_job_is_refused_clearly_and_the_collection_still_lists(svc, backend):
-    hp = {"goal": "MAXIMIZE", "hyperparameterMetricTag": "accuracy", "maxTrials": 2, "params": [
-        {"parameterName": "n-estimators", "type": "INTEGER", "minValue": 1, "maxValue": 9}]}
-    with pytest.raises(BackendRefused) as refused:
-        backend.submit(JobRequest(key="Tune_1", job=ai_platform_job("Tune_1", hyperparameters=hp),
-                                  display_name="incoming/tune-1"))
-    assert refused.value.code == 501 and "SUBMITTER_BACKEND=ml_v1" in str(refused.value)
-    assert backend.find("Tune_1") is None
-    assert svc.stats()["api_calls"].get("customJobs.create") is None
-
-
 def test_custom_job_echoes_the_body_and_ignores_output_only_fields(svc):
     api = custom_jobs(svc)
     body = {**custom_job(labels={"team": "vision"}), "state": "JOB_STATE_SUCCEEDED", "name": "projects/x/customJobs/1"}

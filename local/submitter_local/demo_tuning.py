@@ -1,15 +1,19 @@
-"""`make demo-tuning`: the sample tuning drop end to end on the local stack.
+"""`make demo-tuning`: the sample tuning drop end to end on the local stack (`make demo-tuning BACKEND=vertex`: on
+the Vertex AI backend, where the same job.yaml becomes a HyperparameterTuningJob of the local Vertex API).
 
-Brings the stack up (or reuses the running one), builds the sample trainer's sdist (samples/trainer: it reports
-its test accuracy with cloudml-hypertune), drops it with `samples/tuning/job.yaml` (RANDOM_SEARCH, 6 trials, 2 at a
-time) into the drop bucket, and prints, from a subscription of its own, each job state and each trialCompleted
-event as it arrives. On SUCCEEDED it checks what a consumer relies on and prints it:
+Brings the stack up with the backend asked for (or reuses the running one, restarting it for another backend),
+builds the sample trainer's sdist (samples/trainer: it reports its test accuracy with cloudml-hypertune), drops
+it with `samples/tuning/job.yaml` (RANDOM_SEARCH, 6 trials, 2 at a time) into the drop bucket, and prints, from a
+subscription of its own, each job state and each trialCompleted event as it arrives. On SUCCEEDED it checks what a
+consumer relies on and prints it:
 
-- every trial ran: the trial events name `maxTrials` distinct trials and trainingOutput lists them all;
+- every trial ran: the trial events name `maxTrials` distinct trials and the job resource lists them all;
 - the limits held: at most `maxParallelTrials` trials ran at once (the overlap of their start and end times is
   read from the training service's own notes in the job's log), no more than `maxTrials` in all;
 - the SUCCEEDED event names the best trial, its hyperparameters and metric, and that metric equals the best value
-  in trainingOutput and the accuracy in the best trial's own `metrics.json` (`<jobDir>/<trialId>/metrics.json`);
+  among the trials of the job resource itself (`job_trials`: ml v1 trainingOutput.trials, or the
+  HyperparameterTuningJob's trials[], read from the training service) and the accuracy in the best trial's own
+  `metrics.json` (`<jobDir>/<trialId>/metrics.json`);
 
 then prints the study as `submitter trials` does, where the best model is, and how to plot the study. Exit 0 when
 all of that holds; 1 with the reason otherwise. The stack stays up (`make down` stops it).
@@ -17,6 +21,7 @@ all of that holds; 1 with the reason otherwise. The stack stays up (`make down` 
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -83,43 +88,72 @@ def most_at_once(job_log: str) -> int:
     return peak
 
 
-def check(events: list[dict[str, Any]], spec: dict[str, Any], job_log: str, best_metrics: dict[str, Any] | None
-          ) -> list[str]:
-    """What must hold for a consumer of a finished tuning drop (module docstring); returns the failures (none: [])."""
+def job_trials(env: dict[str, str], final: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials of the job resource itself, read from the local training service by the final event's
+    `resourceName` (ml v1 `projects/P/jobs/ID`: trainingOutput.trials; Vertex
+    `projects/P/locations/L/hyperparameterTuningJobs/N`: trials[]), as [{"trialId", "state", "objectiveValue"
+    (None without a final metric)}] in the resource's order."""
+    name = final.get("resourceName") or f"projects/{env['PROJECT']}/jobs/{final['jobId']}"
+    job = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/{name}", timeout=30).json()
+    if "/hyperparameterTuningJobs/" in name:
+        return [{"trialId": t["id"], "state": t.get("state"),
+                 "objectiveValue": (t.get("finalMeasurement") or {}).get("metrics", [{}])[0].get("value")}
+                for t in job.get("trials") or []]
+    return [{"trialId": t["trialId"], "state": t.get("state"),
+             "objectiveValue": (t.get("finalMetric") or {}).get("objectiveValue")}
+            for t in (job.get("trainingOutput") or {}).get("trials") or []]
+
+
+def check(events: list[dict[str, Any]], spec: dict[str, Any], job_log: str, best_metrics: dict[str, Any] | None,
+          listed: list[dict[str, Any]]) -> list[str]:
+    """What must hold for a consumer of a finished tuning drop (module docstring); returns the failures (none: []).
+
+    Args:
+        events: every event of the drop, the final one last; spec: the job.yaml; job_log: the job's own log;
+        best_metrics: the best trial's metrics.json; listed: the job resource's trials (`job_trials`).
+    """
     hp = spec["trainingInput"]["hyperparameters"]
     trials = {e["data"]["trialId"]: e["data"] for e in events
               if e["attributes"].get("ce-type") == "dev.drop-submitter.job.v1.trialCompleted"}
     final = events[-1]["data"]
-    output = final.get("trainingOutput") or {}
-    listed = output.get("trials") or []
     best = (final.get("tuning") or {}).get("bestTrial")
     problems = []
     if final.get("state") != "SUCCEEDED":
         return [f"the job ended {final.get('state')}"]
     if len(trials) != hp["maxTrials"] or len(listed) != hp["maxTrials"]:
-        problems.append(f"{len(trials)} trial events and {len(listed)} trials in trainingOutput; maxTrials is "
+        problems.append(f"{len(trials)} trial events and {len(listed)} trials in the job resource; maxTrials is "
                         f"{hp['maxTrials']}")
     at_once = most_at_once(job_log)
     if not 1 <= at_once <= hp["maxParallelTrials"]:
         problems.append(f"{at_once} trials ran at once; maxParallelTrials is {hp['maxParallelTrials']}")
     if best is None:
         return [*problems, "the SUCCEEDED event names no best trial"]
-    values = [t["finalMetric"]["objectiveValue"] for t in listed if t.get("finalMetric")]
-    top = max(values) if hp["goal"] == "MAXIMIZE" else min(values)
-    if best["objectiveValue"] != top or listed[0]["trialId"] != best["trialId"]:
-        problems.append(f"the best trial's metric {best['objectiveValue']} is not the best value in trainingOutput "
-                        f"({top}, trial {listed[0]['trialId']} listed first)")
+    scored = [t for t in listed if t["objectiveValue"] is not None]
+    pick = max if hp["goal"] == "MAXIMIZE" else min
+    top = pick(scored, key=lambda t: t["objectiveValue"]) if scored else None
+    if top is None or best["objectiveValue"] != top["objectiveValue"]:
+        problems.append(f"the best trial's metric {best['objectiveValue']} is not the best value in the job resource "
+                        f"({top and top['objectiveValue']}, trial {top and top['trialId']})")
     if best_metrics is None or best_metrics.get("accuracy") != best["objectiveValue"]:
         problems.append(f"the best trial's metrics.json says accuracy {best_metrics and best_metrics.get('accuracy')}, "
                         f"the event {best['objectiveValue']}")
     return problems
 
 
-def main() -> int:
-    stack = Stack(StackConfig())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the sample tuning drop end to end on the local stack.")
+    parser.add_argument("--backend", choices=["ml_v1", "vertex"], default="ml_v1",
+                        help="the function's training backend (make demo-tuning BACKEND=vertex)")
+    backend = parser.parse_args(argv).backend
+    stack = Stack(StackConfig(backend=backend))
     try:
-        print("using the running local stack" if stack.running() else
-              "starting the local stack (make down stops it) ...")
+        already = stack.running()
+        if already and already["env"].get("SUBMITTER_BACKEND", "ml_v1") != backend:
+            print(f"restarting the local stack with backend {backend} (make down stops it) ...")
+        elif already:
+            print(f"using the running local stack (backend {backend})")
+        else:
+            print(f"starting the local stack with backend {backend} (make down stops it) ...")
         env = stack.start()
     except StackError as exc:
         print(f"demo-tuning: the local stack did not start: {exc}", file=sys.stderr)
@@ -153,7 +187,7 @@ def main() -> int:
         best_metrics = None
     log = requests.get(f"{env['TRAINING_API_ENDPOINT']}/local/v1/projects/{env['PROJECT']}/jobs/{job_id}/logs",
                        timeout=30).text
-    problems = check(events, spec, log, best_metrics)
+    problems = check(events, spec, log, best_metrics, job_trials(env, final))
     print()
     for line in _table(env, job_id):
         print(line)
@@ -166,9 +200,9 @@ def main() -> int:
             print(f"demo-tuning: {problem}", file=sys.stderr)
         return 1
     hp = spec["trainingInput"]["hyperparameters"]
-    print(f"\nchecked: {hp['maxTrials']} trials ran, at most {most_at_once(log)} at once (maxParallelTrials "
-          f"{hp['maxParallelTrials']}), the SUCCEEDED event's best trial has the best value in trainingOutput and "
-          "in its own metrics.json")
+    print(f"\nchecked ({backend}): {hp['maxTrials']} trials ran, at most {most_at_once(log)} at once "
+          f"(maxParallelTrials {hp['maxParallelTrials']}), the SUCCEEDED event's best trial has the best value in the "
+          f"job resource ({final.get('resourceName')}) and in its own metrics.json")
     print("the local stack is still running: `make down` stops it")
     return 0
 

@@ -1,13 +1,13 @@
 """Local implementation of the AI Platform Training (ml v1) `projects.jobs` API, and of the Vertex AI
-`projects.locations.customJobs` subset the submitter uses (`vertex_api.py`, `vertex_run.py`,
-`vertex_filters.py`; `profiles.py` is what differs per API for the runner; `containers.py` why images
-do not run here).
+`projects.locations.customJobs` and `hyperparameterTuningJobs` subsets the submitter uses (`vertex_api.py`,
+`vertex_tuning.py`, `vertex_run.py`, `vertex_filters.py`; `profiles.py` is what differs per API for the runner;
+`containers.py` why images do not run here).
 
 Jobs are real: packages are downloaded from GCS (or the GCS emulator), installed on an
 environment cached by their dependency set on top of the runtime venv (`envs.py`,
 `install.py`, `runtimes.py`), and every replica runs as its own sandboxed process
-(`replica_env.py`, `sandbox.py`, `gcs_access.py`). A job with `hyperparameters` runs its
-tuning trials the same way (`trials.py`; the study's rules, pure, in `study.py`).
+(`replica_env.py`, `sandbox.py`, `gcs_access.py`). A job with `hyperparameters` (or a Vertex
+HyperparameterTuningJob) runs its tuning trials the same way (`trials.py`; the study's rules, pure, in `study.py`).
 
     from submitter_local.training import ServiceConfig, TrainingService
     svc = TrainingService(ServiceConfig(data_dir=Path(...), runtime_python=Path(...)))

@@ -11,9 +11,9 @@ health endpoints. Every error, including unknown paths and bad JSON, is a Google
                                                           header X-Next-Offset
     GET   /local/v1/health                                {"status": "ok"}
 
-plus the Vertex AI customJobs subset (`vertex_api.py`: create, get, list, cancel under
-/v1/projects/{p}/locations/{l}/customJobs); the logs endpoint also serves CustomJobs, by numeric id or
-by the submitter's job key (label `submitter-job`).
+plus the Vertex AI customJobs and hyperparameterTuningJobs subsets (`vertex_api.py`, `vertex_tuning.py`: create,
+get, list, cancel under /v1/projects/{p}/locations/{l}/customJobs and .../hyperparameterTuningJobs); the logs
+endpoint also serves them, by numeric id or by the submitter's job key (label `submitter-job`).
 
 Query parameters the client libraries add (`alt=json`, `$.xgafv`, `prettyPrint`) are ignored.
 """

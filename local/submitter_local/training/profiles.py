@@ -13,8 +13,11 @@ a `RunProfile`:
     variables(...)        what the training service sets in the replica's environment (TF_CONFIG, ...)
     runtime_version, python_version, runtime_notes(...)   the runtime the job asked for, and log notes
     max_running_time(), timeout_field                     the job's running-time limit and its field name
+    tuning, study_spec(), trial_command(...), trial_timeout()   a tuning job's study and how a trial runs
+                          (`trials.py`; ml v1 `trainingInput.hyperparameters`, or a Vertex HyperparameterTuningJob)
 
-`for_record(rec, config)` picks the profile from the record's internal `runtime["api"]` ("ml_v1" when absent).
+`for_record(rec, config)` picks the profile from the record's internal `runtime["api"]` ("ml_v1" when absent;
+"vertex" for a CustomJob, "vertex_tuning" for a HyperparameterTuningJob).
 `MlV1Profile` is the ml v1 behaviour (docs "TF_CONFIG and distributed training"); `vertex_run.VertexProfile`
 is Vertex AI's.
 """
@@ -27,6 +30,7 @@ from typing import Any
 from . import cluster, containers, runtimes
 from .config import ServiceConfig
 from .store import JobRecord
+from .study import StudySpec
 
 
 class MlV1Profile:
@@ -92,13 +96,40 @@ class MlV1Profile:
         """Evaluators are not cluster members (TF_CONFIG never lists them)."""
         return replica.type != "evaluator"
 
-    def variables(self, replica: cluster.Replica, addresses: dict[str, str]) -> dict[str, str]:
-        """TF_CONFIG, CLOUD_ML_JOB_ID, GOOGLE_CLOUD_PROJECT."""
+    def variables(self, replica: cluster.Replica, addresses: dict[str, str],
+                  trial: str | None = None) -> dict[str, str]:
+        """TF_CONFIG (with `task.trial` = the trial id for a tuning trial), CLOUD_ML_JOB_ID, GOOGLE_CLOUD_PROJECT."""
+        tf_config = cluster.tf_config(self.plan, addresses, replica, self.ti)
+        if trial is not None:
+            tf_config["task"]["trial"] = trial
         return {
-            "TF_CONFIG": json.dumps(cluster.tf_config(self.plan, addresses, replica, self.ti)),
+            "TF_CONFIG": json.dumps(tf_config),
             "CLOUD_ML_JOB_ID": self.job_id,
             "GOOGLE_CLOUD_PROJECT": self.project,
         }
+
+    # -- tuning ----------------------------------------------------------------------------------
+    @property
+    def tuning(self) -> bool:
+        """True for a hyperparameter tuning job: its trials run instead of one cluster (`trials.py`)."""
+        return "hyperparameters" in self.ti
+
+    def study_spec(self) -> StudySpec:
+        """The study of a tuning job (`trainingInput.hyperparameters`). Raises study.StudyError."""
+        return StudySpec.from_training_input(self.ti)
+
+    def trial_command(self, replica: cluster.Replica, trial_args: list[str]) -> list[str]:
+        """`[pythonModule, *args, *trial_args, "--job-dir", jobDir]`: a trial's `--<parameterName>=<value>`
+        arguments come after the job's args, before the `--job-dir` the service appends."""
+        args = [*self.ti.get("args", []), *trial_args]
+        if self.ti.get("jobDir"):
+            args += ["--job-dir", self.ti["jobDir"]]
+        return [self.ti["pythonModule"], *args]
+
+    def trial_timeout(self) -> str | None:
+        """Each trial's own running-time limit (a google-duration), or None: ml v1 limits the whole job only
+        (`max_running_time`)."""
+        return None
 
 
 def for_record(rec: JobRecord, config: ServiceConfig) -> MlV1Profile:
@@ -108,6 +139,10 @@ def for_record(rec: JobRecord, config: ServiceConfig) -> MlV1Profile:
         from .vertex_run import VertexProfile  # late: vertex_run builds on this module
 
         return VertexProfile(rec, config)
+    if api == "vertex_tuning":
+        from .vertex_run import VertexTuningProfile
+
+        return VertexTuningProfile(rec, config)
     return MlV1Profile(rec, config)
 
 

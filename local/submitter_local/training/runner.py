@@ -282,7 +282,7 @@ class JobRun:
             env = self._prepare()
             self._hold()
             self._enter_running()
-            if "hyperparameters" in (self._job.get("trainingInput") or {}):
+            if self._profile.tuning:
                 from .trials import StudyRun  # a tuning job runs its trials (trials.py)
 
                 self._study = StudyRun(self, env)
@@ -401,15 +401,12 @@ class JobRun:
         """The replica's whole environment: the variables the cloud sets, the local storage
         settings, and an allowlisted base (`replica_env.build`); nothing else of the service's.
 
-        For a tuning trial (`run.trial`), as AI Platform set them: TF_CONFIG `task.trial` = the trial id,
-        CLOUD_ML_TRIAL_ID = the trial id (cloudml-hypertune tags its lines with it) and
-        CLOUD_ML_HP_METRIC_FILE = `<the replica's own /tmp>/hypertune/output.metrics` (cloudml-hypertune's
-        default path, in this replica's own /tmp: parallel trials never share a file)."""
-        variables = self._profile.variables(replica, addresses)
-        if run is not None and run.trial is not None and "TF_CONFIG" in variables:
-            config = json.loads(variables["TF_CONFIG"])
-            config.setdefault("task", {})["trial"] = run.trial
-            variables["TF_CONFIG"] = json.dumps(config)
+        For a tuning trial (`run.trial`), as AI Platform and Vertex AI set them: `task.trial` = the trial id in
+        TF_CONFIG (and Vertex's CLUSTER_SPEC; the profile's `variables`), CLOUD_ML_TRIAL_ID = the trial id
+        (cloudml-hypertune tags its lines with it) and CLOUD_ML_HP_METRIC_FILE = `<the replica's own
+        /tmp>/hypertune/output.metrics` (cloudml-hypertune's default path, in this replica's own /tmp: parallel
+        trials never share a file)."""
+        variables = self._profile.variables(replica, addresses, run.trial if run is not None else None)
         dirs = self._replica_dirs(replica, run)
         # trainers read and write gs:// through the local storage emulator, whatever the library
         variables.update(gcs_access.replica_variables(os.environ.get("STORAGE_EMULATOR_HOST"), self.project,

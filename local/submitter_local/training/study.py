@@ -1,10 +1,11 @@
 """Hyperparameter tuning on the local training service: the study's rules, as pure functions.
 
 `trials.py` runs the trials; everything it decides comes from here, so each rule is tested on its own
-(`tests/test_study.py`). Sources: the field and enum descriptions of `GoogleCloudMlV1__HyperparameterSpec`,
-`__ParameterSpec` and `__HyperparameterOutput` in ml.v1.json (bundled with google-api-python-client), the
-cloudml-hypertune package (its `hypertune.py`: the metric file format), and for early stopping the median rule
-as aiplatform.v1.json describes `StudySpecMedianAutomatedStoppingSpec`.
+(`tests/test_study.py`). A Vertex HyperparameterTuningJob's studySpec is mapped onto the same `StudySpec`
+(`vertex_tuning.study_spec`), so both APIs draw values and apply limits alike. Sources: the field and enum
+descriptions of `GoogleCloudMlV1__HyperparameterSpec`, `__ParameterSpec` and `__HyperparameterOutput` in ml.v1.json
+(bundled with google-api-python-client), the cloudml-hypertune package (its `hypertune.py`: the metric file format),
+and for early stopping the median rule as aiplatform.v1.json describes `StudySpecMedianAutomatedStoppingSpec`.
 
 What a study is here (`StudySpec.from_training_input`):
 
@@ -176,7 +177,12 @@ class Param:
 
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
-    """What a tuning job asks for (see the module docstring for each field's meaning and default)."""
+    """What a tuning job asks for (see the module docstring for each field's meaning and default).
+
+    max_failed_field / metric_field: how the job's API names maxFailedTrials and the metric tag, for messages
+    (ml v1's by default; a Vertex HyperparameterTuningJob's are maxFailedTrialCount and
+    studySpec.metrics[0].metricId).
+    """
 
     goal: str
     metric_tag: str
@@ -187,6 +193,8 @@ class StudySpec:
     algorithm: str = "ALGORITHM_UNSPECIFIED"
     early_stopping: bool = False
     resume_from: str | None = None
+    max_failed_field: str = "hyperparameters.maxFailedTrials"
+    metric_field: str = "hyperparameterMetricTag"
 
     @classmethod
     def from_training_input(cls, ti: dict[str, Any]) -> StudySpec:
@@ -372,12 +380,12 @@ def failure_verdict(spec: StudySpec, failed: int, succeeded: int) -> str | None:
     """Why the job fails now because of failed trials, or None while it goes on (module docstring)."""
     if spec.max_failed > 0:
         if failed >= spec.max_failed:
-            return f"{failed} trial(s) failed, which reaches hyperparameters.maxFailedTrials ({spec.max_failed})"
+            return f"{failed} trial(s) failed, which reaches {spec.max_failed_field} ({spec.max_failed})"
         return None
     limit = min(DEFAULT_FAILED_LIMIT, spec.max_trials)
     if failed >= limit and succeeded == 0:
-        return (f"the first {failed} trial(s) failed and none succeeded (maxFailedTrials is 0: the local service "
-                f"fails a study after {limit} failed trial(s) without a success)")
+        return (f"the first {failed} trial(s) failed and none succeeded ({spec.max_failed_field} is 0: the local "
+                f"service fails a study after {limit} failed trial(s) without a success)")
     return None
 
 

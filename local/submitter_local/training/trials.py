@@ -1,4 +1,8 @@
-"""Running a hyperparameter tuning job's trials (ml v1 `trainingInput.hyperparameters`) inside its `JobRun`.
+"""Running a hyperparameter tuning job's trials inside its `JobRun`: an ml v1 Job with
+`trainingInput.hyperparameters`, or a Vertex AI HyperparameterTuningJob (`vertex_tuning.py`). The job's run profile
+(`profiles.py`, `vertex_run.py`) gives the study (`study_spec()`), each replica's trial command (`trial_command`),
+its environment (`variables(..., trial)`) and a per-trial time limit (`trial_timeout()`, Vertex's
+trialJobSpec.scheduling.timeout); everything else is the same for both APIs.
 
 The job is RUNNING while its study runs: `StudyRun.run()` starts trials up to `maxParallelTrials` at once and
 `maxTrials` in all, each a whole cluster of the job's replicas (`runner._Cluster`), and ends with the job's
@@ -7,9 +11,10 @@ trials, trainingOutput) is a pure function of `study.py`; this module only runs 
 
 A trial, by id ("1", "2", ...; a resumed study continues the previous job's numbering):
 
-    argv   python -m <pythonModule> <args...> --<parameterName>=<value>... [--job-dir <jobDir>]
-    env    the job's (runner._replica_env), plus TF_CONFIG task.trial = id, CLOUD_ML_TRIAL_ID = id and
-           CLOUD_ML_HP_METRIC_FILE = <the replica's own /tmp>/hypertune/output.metrics
+    argv   python -m <pythonModule> <args...> --<parameterName>=<value>... [--job-dir <jobDir>] (ml v1; on Vertex
+           the replica's pool's args then the trial's --<parameterId>=<value>)
+    env    the job's (runner._replica_env), plus TF_CONFIG task.trial = id (and CLUSTER_SPEC's on Vertex),
+           CLOUD_ML_TRIAL_ID = id and CLOUD_ML_HP_METRIC_FILE = <the replica's own /tmp>/hypertune/output.metrics
     files  trials/<id>/{work,home,tmp,run}/<replica>/, logs under logs/trials/<id>/ (the logs endpoint:
            `?replica=trial-<id>/master-0`); the job's own log (master-0.log) notes each trial's start and end
 
@@ -76,9 +81,8 @@ class StudyRun:
         from .runner import _JobFailed
 
         self.job, self.python = job, python
-        ti = job._job["trainingInput"]
         try:
-            self.spec = StudySpec.from_training_input(ti)
+            self.spec: StudySpec = job._profile.study_spec()
             previous = self._previous_trials()
         except StudyError as exc:
             raise _JobFailed(f"The hyperparameter tuning spec cannot run: {exc}") from None
@@ -92,6 +96,11 @@ class StudyRun:
         self.groups: list[int] = []
         self.token = uuid.uuid4().hex
         self.other_tags: set[str] = set()
+        # a per-trial running-time limit (Vertex trialJobSpec.scheduling.timeout), in real seconds
+        self.trial_timeout = job._profile.trial_timeout()
+        self.trial_timeout_field = job._profile.timeout_field
+        self.trial_limit = (parse_duration(self.trial_timeout) * job._cfg.time_scale
+                            if self.trial_timeout else None)
 
     def _previous_trials(self) -> list[TrialRecord]:
         if self.spec.resume_from is None:
@@ -117,7 +126,7 @@ class StudyRun:
              + (", early stopping by the median rule" if spec.early_stopping else "")
              + (f", failing after {spec.max_failed} failed trial(s)" if spec.max_failed else "") + ".")
         job._store.update(job.project, job.job_id, lambda r: Change(runtime={"token": self.token, "groups": []}))
-        max_running = job._job["trainingInput"].get("scheduling", {}).get("maxRunningTime")
+        max_running = job._profile.max_running_time()
         deadline = job._state_since + parse_duration(max_running) * job._cfg.time_scale if max_running else None
         self._publish()
         try:
@@ -128,6 +137,7 @@ class StudyRun:
                 verdict = failure_verdict(spec, self._count(FAILED, own=True), self._count(SUCCEEDED, own=True))
                 if verdict is not None:
                     self._stop_all(CANCELLED)
+                    self._keep_messages()
                     return FAILED, self._failure_message(verdict)
                 while len(self.running) < spec.max_parallel and self.started < spec.max_trials and not self.exhausted:
                     values = self.suggester.suggest(self._scored())
@@ -145,12 +155,13 @@ class StudyRun:
                 if deadline is not None:
                     left = deadline - time.time()
                     if left <= 0:
-                        job._max_running_time_reached(max_running)
+                        job._max_running_time_reached(str(max_running))
                         continue  # the cancel flag is set now: the next pass raises _Cancelled
                     timeout = min(timeout, left)
                 job._wake.wait(timeout)
         finally:
             self._stop_all(CANCELLED)
+        self._keep_messages()
         return self._outcome()
 
     def training_output(self) -> dict[str, Any]:
@@ -165,7 +176,7 @@ class StudyRun:
     def _launch(self, values: dict[str, str]) -> None:
         from .runner import _Cluster, _LogSink
 
-        job, ti = self.job, self.job._job["trainingInput"]
+        job, profile = self.job, self.job._profile
         trial_id = str(self.next_id)
         self.next_id += 1
         self.started += 1
@@ -174,19 +185,17 @@ class StudyRun:
         cluster = _Cluster(root=root, logs=logs, sink=sink, trial=trial_id, token=uuid.uuid4().hex)
         record = TrialRecord(trial_id, values, start_time=rfc3339(time.time()))
         self.trials.append(record)
-        args = [*ti.get("args", []), *self.spec.args(values)]
-        if ti.get("jobDir"):
-            args += ["--job-dir", ti["jobDir"]]
-        cmd = [str(self.python), "-m", ti["pythonModule"], *args]
-        command = shlex.join(["python", "-m", ti["pythonModule"], *args])
+        commands = {r: profile.trial_command(r, self.spec.args(values)) for r in job._plan.replicas}
+        command = shlex.join(["python", "-m", *commands[job._plan.primary]])
         job._sink.note(f"Trial {trial_id} started: {' '.join(self.spec.args(values))} "
                        f"(its log: replica trial-{trial_id}/{job._plan.primary.name}).")
-        sink.note(f"Trial {trial_id} of job projects/{job.project}/jobs/{job.job_id}. Running command: {command}")
-        addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in job._plan.replicas if r.type != "evaluator"}
+        sink.note(f"Trial {trial_id} of job {profile.resource_name}. Running command: {command}")
+        addresses = {r.name: f"127.0.0.1:{_free_port()}" for r in job._plan.replicas if profile.addressed(r)}
         started: list[_ReplicaProc] = []
         try:
             for replica in job._plan.replicas:
                 env = job._replica_env(replica, addresses, self.python, cluster)
+                cmd = [str(self.python), "-m", *commands[replica]]
                 started.append(job._start_replica(replica, cmd, env, self.token, cluster))
                 self.groups.append(started[-1].popen.pid)
                 groups = list(self.groups)
@@ -217,6 +226,10 @@ class StudyRun:
                             outcome = self.job._outcome(p, rc, trial.cluster)
                             break
                         p.sink.note(f"The replica {p.replica.label} exited with status 0.")
+            if outcome is None and self.trial_limit is not None and time.time() - trial.started_at >= self.trial_limit:
+                outcome = (FAILED, f"The trial ran longer than {self.trial_timeout_field} ({self.trial_timeout}) and "
+                                   "was stopped.")
+                trial.cluster.sink.note(outcome[1])
             if outcome is not None:
                 self._end(trial, *outcome)
                 ended = True
@@ -303,9 +316,21 @@ class StudyRun:
         output = self.training_output()
 
         def decide(r: JobRecord) -> Change | None:
-            return Change(training_output=output) if r.state == RUNNING else None
+            return Change(training_output=output, runtime={"trial_messages": self._messages()}) \
+                if r.state == RUNNING else None
 
         self.job._store.update(self.job.project, self.job.job_id, decide)
+
+    def _messages(self) -> dict[str, str]:
+        """Why each failed trial failed ({trialId: message}): ml v1's HyperparameterOutput has no field for it;
+        a Vertex Trial's `infeasibleReason` does (`vertex_tuning.render`)."""
+        return {t.trial_id: t.message for t in self.trials if t.message}
+
+    def _keep_messages(self) -> None:
+        """Record the trials' messages once the study ends (internal bookkeeping only: no new etag)."""
+        messages = self._messages()
+        self.job._store.update(self.job.project, self.job.job_id,
+                               lambda r: Change(runtime={"trial_messages": messages}))
 
     def _failure_message(self, verdict: str) -> str:
         failed = [t for t in self.trials if t.state == FAILED and t.message]
@@ -318,7 +343,7 @@ class StudyRun:
         if any(t.state == SUCCEEDED for t in self.trials):
             others = f" Metrics reported under other tags: {', '.join(sorted(self.other_tags))}." \
                 if self.other_tags else ""
-            return FAILED, (f"No trial reported the metric {self.spec.metric_tag!r} (hyperparameterMetricTag): "
+            return FAILED, (f"No trial reported the metric {self.spec.metric_tag!r} ({self.spec.metric_field}): "
                             "trainers report it with cloudml-hypertune, which writes to the file named by "
                             f"CLOUD_ML_HP_METRIC_FILE.{others}")
         if not self.trials:

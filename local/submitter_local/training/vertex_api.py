@@ -13,8 +13,8 @@ path is honoured: a job lives in the location it was created in, and is 404 from
     POST /v1/projects/{p}/locations/{l}/customJobs/{id}:cancel   cancel: `{}`; QUEUED -> CANCELLED at once,
                                                                  PENDING/RUNNING -> CANCELLING -> CANCELLED;
                                                                  400 FAILED_PRECONDITION when already final
-    POST|GET .../hyperparameterTuningJobs[/{id}]                 create: 501 UNIMPLEMENTED (tuning runs locally on
-                                                                 the ml v1 API); list: `{}`; get, cancel: 404
+    .../hyperparameterTuningJobs[/{id}[:cancel]]                the same four methods for tuning jobs
+                                                                 (`vertex_tuning.py`: they run their trials)
 
 Jobs run on the same scheduler, runner, environment cache and sandbox as ml v1 jobs (`vertex_run.VertexProfile`
 says what differs). They are stored in the same job store under the key `("{p}/vertex-{l}", "{id}")`: an ml v1
@@ -83,6 +83,9 @@ _LABEL_KEY_RE = re.compile(r"[^\W\dA-Z_][\w-]{0,63}")
 _LABEL_VALUE_RE = re.compile(r"[\w-]{0,64}")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _POOL_ALIASES = {"master": 0, "chief": 0, "worker": 1, "ps": 2, "evaluator": 3}
+_TRIAL_REPLICA_RE = re.compile(r"trial-(\d+)/(.+)")
+#: The record kinds (runtime["api"]) of this API's resources: CustomJobs and HyperparameterTuningJobs.
+VERTEX_APIS = ("vertex", "vertex_tuning")
 
 
 def store_project(project: str, location: str) -> str:
@@ -101,10 +104,11 @@ def encode_key(key: str) -> str:
     return "".join(f"-{c.lower()}" if "A" <= c <= "Z" else c for c in key)
 
 
-def not_found(name: str) -> ApiError:
-    """404 NOT_FOUND for a CustomJob name."""
-    msg = f"The CustomJob does not exist: {name}"
-    return ApiError(404, "NOT_FOUND", msg, [{"@type": errors.RESOURCE_INFO_TYPE, "resourceType": RESOURCE_TYPE,
+def not_found(name: str, kind: str = "CustomJob") -> ApiError:
+    """404 NOT_FOUND for a CustomJob (or another `kind` of aiplatform resource) name."""
+    msg = f"The {kind} does not exist: {name}"
+    return ApiError(404, "NOT_FOUND", msg, [{"@type": errors.RESOURCE_INFO_TYPE,
+                                              "resourceType": f"aiplatform.googleapis.com/{kind}",
                                               "resourceName": name, "description": msg}])
 
 
@@ -122,18 +126,25 @@ def validate_create(body: Any) -> dict[str, Any]:
     job, violations = schema.decode(SCHEMA, body, "custom_job", document=DOCUMENT)
     if violations:
         raise errors.invalid_argument(violations, message=violations[0][1])
-    v: list[tuple[str, str]] = []
-    name = job.get("displayName", "")
-    if not name:
-        v.append(("custom_job.display_name", "display_name is required."))
-    elif len(name) > MAX_DISPLAY_NAME:
-        v.append(("custom_job.display_name", f"display_name is {len(name)} characters; at most {MAX_DISPLAY_NAME}."))
+    v = display_name_violations(job, "custom_job.display_name")
     spec = job.get("jobSpec")
     if not isinstance(spec, dict):
         v.append(("custom_job.job_spec", "job_spec is required."))
         spec = {}
+    v += job_spec_violations(spec, "custom_job.job_spec")
+    v += label_violations(job.get("labels", {}), "custom_job.labels")
+    if v:
+        raise errors.invalid_argument(v)
+    return job
+
+
+def job_spec_violations(spec: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """What a CustomJobSpec breaks (a CustomJob's `jobSpec`, a HyperparameterTuningJob's `trialJobSpec`): worker
+    pools, their programs, baseOutputDirectory (module docstring). `path` is its proto path
+    (`custom_job.job_spec`)."""
+    v: list[tuple[str, str]] = []
     pools = spec.get("workerPoolSpecs") or []
-    base = "custom_job.job_spec.worker_pool_specs"
+    base = f"{path}.worker_pool_specs"
     if not pools:
         v.append((base, "At least one worker pool spec (the primary replica's) is required."))
     elif len(pools) > MAX_POOLS:
@@ -143,12 +154,9 @@ def validate_create(body: Any) -> dict[str, Any]:
         v += _pool_violations(pool, i, f"{base}[{i}]")
     prefix = (spec.get("baseOutputDirectory") or {}).get("outputUriPrefix")
     if "baseOutputDirectory" in spec and not (prefix and _GCS_PATH_RE.match(prefix)):
-        v.append(("custom_job.job_spec.base_output_directory.output_uri_prefix",
+        v.append((f"{path}.base_output_directory.output_uri_prefix",
                   f"{prefix!r} is not a Cloud Storage URI (gs://bucket/path)."))
-    v += _label_violations(job.get("labels", {}))
-    if v:
-        raise errors.invalid_argument(v)
-    return job
+    return v
 
 
 def _pool_violations(pool: dict[str, Any], i: int, path: str) -> list[tuple[str, str]]:
@@ -201,16 +209,27 @@ def _env_violations(env: list[Any], path: str) -> list[tuple[str, str]]:
     return v
 
 
-def _label_violations(labels: dict[str, str]) -> list[tuple[str, str]]:
-    v = [("custom_job.labels", f"At most 64 labels; got {len(labels)}.")] if len(labels) > 64 else []
+def label_violations(labels: dict[str, str], path: str) -> list[tuple[str, str]]:
+    """Vertex's label rules broken by `labels` (at `path`, e.g. `custom_job.labels`)."""
+    v = [(path, f"At most 64 labels; got {len(labels)}.")] if len(labels) > 64 else []
     for key, value in labels.items():
         if not (_LABEL_KEY_RE.fullmatch(key) and key == key.lower()):
-            v.append((f"custom_job.labels[{key!r}]", "Label keys start with a lowercase letter and hold lowercase "
-                                                      "letters, digits, '_' and '-', at most 64 characters."))
+            v.append((f"{path}[{key!r}]", "Label keys start with a lowercase letter and hold lowercase letters, "
+                                          "digits, '_' and '-', at most 64 characters."))
         if not (_LABEL_VALUE_RE.fullmatch(value) and value == value.lower()):
-            v.append((f"custom_job.labels[{key!r}]", "Label values hold lowercase letters, digits, '_' and '-', at "
-                                                      "most 64 characters."))
+            v.append((f"{path}[{key!r}]", "Label values hold lowercase letters, digits, '_' and '-', at most 64 "
+                                          "characters."))
     return v
+
+
+def display_name_violations(job: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """`displayName`: required, at most 128 characters (`path`: e.g. `custom_job.display_name`)."""
+    name = job.get("displayName", "")
+    if not name:
+        return [(path, "display_name is required.")]
+    if len(name) > MAX_DISPLAY_NAME:
+        return [(path, f"display_name is {len(name)} characters; at most {MAX_DISPLAY_NAME}.")]
+    return []
 
 
 # -- the resource ----------------------------------------------------------------------------------------------------
@@ -237,48 +256,74 @@ def render(rec: JobRecord) -> dict[str, Any]:
 
 
 class VertexJobs:
-    """The customJobs methods over a `TrainingService` (its store and scheduler); each raises ApiError."""
+    """The customJobs methods over a `TrainingService` (its store and scheduler); each raises ApiError.
+
+    `vertex_tuning.VertexTuningJobs` serves hyperparameterTuningJobs with the same methods: the class attributes
+    and the `render` / `validate` / `split` hooks say what differs."""
+
+    COLLECTION = "customJobs"
+    KIND = "CustomJob"
+    API = "vertex"  # the record's runtime["api"]
 
     def __init__(self, svc: TrainingService):
         self.svc = svc
 
+    # -- what differs per collection ------------------------------------------------------------------
+    def name(self, project: str, location: str, job_id: str) -> str:
+        """`projects/{p}/locations/{l}/<collection>/{id}`."""
+        return f"projects/{project}/locations/{location}/{self.COLLECTION}/{job_id}"
+
+    def render(self, rec: JobRecord) -> dict[str, Any]:
+        """The resource of a stored record."""
+        return render(rec)
+
+    def validate(self, body: Any) -> dict[str, Any]:
+        """The create body checked and normalized, without output-only fields; raises ApiError 400."""
+        return validate_create(body)
+
+    def split(self, job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the CustomJobSpec the record runs, extra runtime["vertex"] entries) of a validated body, whose other
+        fields stay in it (they go to runtime["vertex"]["fields"])."""
+        return job.pop("jobSpec"), {}
+
+    # -- the methods ------------------------------------------------------------------------------------
     def _require(self, project: str, location: str, job_id: str) -> JobRecord:
         rec = self.svc.store.get(store_project(project, location), job_id) if job_id.isdigit() else None
-        if rec is None or rec.runtime.get("api") != "vertex":
-            raise not_found(job_name(project, location, job_id))
+        if rec is None or rec.runtime.get("api") != self.API:
+            raise not_found(self.name(project, location, job_id), self.KIND)
         return rec
 
     def create(self, project: str, location: str, body: Any) -> dict[str, Any]:
-        """customJobs.create: check, store JOB_STATE_QUEUED with a new numeric id, return the CustomJob."""
-        self.svc.count("customJobs.create")
-        job = validate_create(body)
+        """create: check, store JOB_STATE_QUEUED with a new numeric id, return the resource."""
+        self.svc.count(f"{self.COLLECTION}.create")
+        job = self.validate(body)
         key = store_project(project, location)
-        spec = job.pop("jobSpec")
+        spec, extra = self.split(job)
         labels = job.pop("labels", {})
         display_name = job.pop("displayName")
         for _ in range(5):
             job_id = str(10 ** 18 + secrets.randbelow(9 * 10 ** 18))  # 19 digits, as Vertex's ids
-            meta = {"name": job_name(project, location, job_id), "displayName": display_name, "project": project,
-                    "location": location, "fields": job}
+            meta = {"name": self.name(project, location, job_id), "displayName": display_name, "project": project,
+                    "location": location, "fields": job, **extra}
             try:
-                rec = self.svc.store.insert(key, job_id, labels, spec, 0, runtime={"api": "vertex", "vertex": meta})
+                rec = self.svc.store.insert(key, job_id, labels, spec, 0, runtime={"api": self.API, "vertex": meta})
                 break
             except AlreadyExists:
                 continue
         else:  # pragma: no cover - five random 63-bit collisions
-            raise errors.internal("could not assign a CustomJob id")
+            raise errors.internal(f"could not assign a {self.KIND} id")
         self.svc.scheduler.wake()
-        return render(rec)
+        return self.render(rec)
 
     def get(self, project: str, location: str, job_id: str) -> dict[str, Any]:
-        """customJobs.get; 404 for an unknown id or a job of another location."""
-        self.svc.count("customJobs.get")
-        return render(self._require(project, location, job_id))
+        """get; 404 for an unknown id or a job of another location."""
+        self.svc.count(f"{self.COLLECTION}.get")
+        return self.render(self._require(project, location, job_id))
 
     def list(self, project: str, location: str, page_size: int | None, page_token: str | None,
              filter_text: str | None) -> dict[str, Any]:
-        """customJobs.list: `{"customJobs": [...], "nextPageToken"?}` newest first, or `{}`."""
-        self.svc.count("customJobs.list")
+        """list: `{"<collection>": [...], "nextPageToken"?}` newest first, or `{}`."""
+        self.svc.count(f"{self.COLLECTION}.list")
         size = page_size or DEFAULT_PAGE_SIZE
         if size < 0:
             raise errors.invalid_argument([("page_size", "The page size must not be negative.")])
@@ -287,15 +332,16 @@ class VertexJobs:
             matches = compile_filter(filter_text)
         except FilterError as exc:
             raise errors.invalid_argument([("filter", f"Invalid filter {filter_text!r}: {exc}")]) from None
-        scope = hashlib.sha256(f"{project}\0{location}\0{filter_text or ''}".encode()).hexdigest()[:12]
+        scope = hashlib.sha256(f"{self.COLLECTION}\0{project}\0{location}\0{filter_text or ''}".encode()
+                               ).hexdigest()[:12]
         cursor = _decode_token(page_token, scope) if page_token else None
         out: list[dict[str, Any]] = []
         last: JobRecord | None = None
         more = False
         for rec in self.svc.store.list_project(store_project(project, location)):
-            if rec.runtime.get("api") != "vertex" or (cursor is not None and rec.sort_key >= cursor):
+            if rec.runtime.get("api") != self.API or (cursor is not None and rec.sort_key >= cursor):
                 continue
-            job = render(rec)
+            job = self.render(rec)
             if not matches(job):
                 continue
             if len(out) == size:
@@ -305,52 +351,60 @@ class VertexJobs:
             last = rec
         if not out:
             return {}
-        answer: dict[str, Any] = {"customJobs": out}
+        answer: dict[str, Any] = {self.COLLECTION: out}
         if more and last is not None:
             answer["nextPageToken"] = _encode_token(last, scope)
         return answer
 
     def cancel(self, project: str, location: str, job_id: str) -> dict[str, Any]:
-        """customJobs.cancel: `{}`; 404; 400 FAILED_PRECONDITION for a job already in a final state."""
-        self.svc.count("customJobs.cancel")
+        """cancel: `{}`; 404; 400 FAILED_PRECONDITION for a job already in a final state."""
+        self.svc.count(f"{self.COLLECTION}.cancel")
         rec = self._require(project, location, job_id)
-        name = job_name(project, location, job_id)
+        name = self.name(project, location, job_id)
         if rec.state in TERMINAL_STATES:
-            raise errors.failed_precondition("name", f"Cannot cancel CustomJob {name}: it is already in state "
+            raise errors.failed_precondition("name", f"Cannot cancel {self.KIND} {name}: it is already in state "
                                                      f"{STATES[rec.state]}.", name)
         try:
             self.svc.scheduler.cancel(rec.project, rec.job_id)
         except ApiError as exc:
             if exc.code == 400:  # it reached a final state meanwhile
-                raise errors.failed_precondition("name", f"Cannot cancel CustomJob {name}: it is already "
+                raise errors.failed_precondition("name", f"Cannot cancel {self.KIND} {name}: it is already "
                                                          "finished.", name) from None
             raise
         return {}
 
     # -- the logs endpoint (our extension) --------------------------------------------------------------
     def find_by_key(self, project: str, key: str) -> JobRecord | None:
-        """A CustomJob of `project` (any location) by numeric id, or by the submitter's job key (label
-        `submitter-job`); the newest when several match."""
+        """A CustomJob or HyperparameterTuningJob of `project` (any location) by numeric id, or by the submitter's
+        job key (label `submitter-job`); the newest when several match."""
         wanted = encode_key(key)
         for rec in self.svc.store.list_prefix(f"{project}/vertex-"):
-            if rec.runtime.get("api") == "vertex" and (rec.job_id == key or
-                                                       rec.job.get("labels", {}).get(JOB_KEY_LABEL) == wanted):
+            if rec.runtime.get("api") in VERTEX_APIS and (rec.job_id == key or
+                                                          rec.job.get("labels", {}).get(JOB_KEY_LABEL) == wanted):
                 return rec
         return None
 
     def read_logs(self, rec: JobRecord, replica: str | None, offset: int) -> tuple[bytes, int]:
         """A replica's combined log from byte `offset` (see `TrainingService.read_logs`). `replica` is a Cloud
         Logging task name (`workerpool1-0`) or a TF_CONFIG-style one (`master-0`, `worker-1`, `ps-0`, `evaluator-0`);
-        None is the primary."""
+        None is the primary. A HyperparameterTuningJob's trial replica is `trial-<id>/<replica>`
+        (`trial-3/workerpool0-0`); its own log (the primary's) notes when each trial starts and ends."""
         plan = VertexProfile(rec, self.svc.config).plan
-        name = replica or plan.primary.name
+        trial = _TRIAL_REPLICA_RE.fullmatch(replica or "")
+        name = (trial.group(2) if trial else replica) or plan.primary.name
         kind, _, index = name.rpartition("-")
         if kind in _POOL_ALIASES and index.isdigit():
             name = f"workerpool{_POOL_ALIASES[kind]}-{index}"
+        resource = rec.runtime.get("vertex", {}).get("name")
         if name not in plan.names():
-            raise ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist in {render(rec)['name']}; its "
+            raise ApiError(404, "NOT_FOUND", f"Replica {replica!r} does not exist in {resource}; its "
                                              f"replicas are {', '.join(plan.names())}.")
         path = replica_log_path(self.svc.config.data_dir, rec.project, rec.job_id, name)
+        if trial is not None:
+            path = path.parent / "trials" / trial.group(1) / f"{name}.log"
+            if not path.is_file():
+                raise ApiError(404, "NOT_FOUND", f"Trial replica {replica!r} has no log in {resource} (not started "
+                                                 "yet, or no such trial).")
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, offset))
@@ -379,57 +433,48 @@ def _decode_token(token: str, scope: str) -> tuple[str, int]:
 
 
 def register(app: Flask, svc: TrainingService, to_json: Any, body: Any, int_arg: Any) -> VertexJobs:
-    """Add the customJobs routes to the service's Flask app; returns the VertexJobs serving them.
+    """Add the customJobs and hyperparameterTuningJobs routes to the service's Flask app; returns the VertexJobs
+    serving customJobs (its `find_by_key` / `read_logs` serve both collections' logs).
 
     to_json, body, int_arg: api.py's response and request helpers (one wire format for both APIs)."""
-    jobs = VertexJobs(svc)
-    base = "/v1/projects/<project>/locations/<location>/customJobs"
+    from . import vertex_tuning  # late: vertex_tuning builds on this module
 
-    @app.post(base)
-    def vertex_create(project: str, location: str) -> Response:
+    jobs = VertexJobs(svc)
+    add_routes(app, jobs, to_json, body, int_arg)
+    vertex_tuning.register(app, svc, to_json, body, int_arg)
+    return jobs
+
+
+def add_routes(app: Flask, jobs: VertexJobs, to_json: Any, body: Any, int_arg: Any) -> None:
+    """create, list, get and `:cancel` of one collection (`jobs.COLLECTION`) under
+    /v1/projects/{p}/locations/{l}/."""
+    base = f"/v1/projects/<project>/locations/<location>/{jobs.COLLECTION}"
+
+    def create(project: str, location: str) -> Response:
         return to_json(jobs.create(project, location, body()))
 
-    @app.get(base)
-    def vertex_list(project: str, location: str) -> Response:
+    def list_(project: str, location: str) -> Response:
         return to_json(jobs.list(project, location, int_arg("pageSize"), request.args.get("pageToken") or None,
                                  request.args.get("filter")))
 
-    @app.get(base + "/<job>")
-    def vertex_get(project: str, location: str, job: str) -> Response:
+    def get(project: str, location: str, job: str) -> Response:
         if ":" in job:
             raise errors.unimplemented(f"{job.split(':', 1)[1]} is not implemented by the local training service.")
         return to_json(jobs.get(project, location, job))
 
-    @app.post(base + "/<job>")
-    def vertex_custom_method(project: str, location: str, job: str) -> Response:
+    def custom_method(project: str, location: str, job: str) -> Response:
         job_id, _, verb = job.partition(":")
         if verb == "cancel":
-            body()  # CancelCustomJobRequest is empty, but it must be JSON
+            body()  # the Cancel*JobRequest is empty, but it must be JSON
             return to_json(jobs.cancel(project, location, job_id))
         if not verb:
             raise ApiError(404, "NOT_FOUND", f"Method not found: POST {request.path}")
         raise errors.unimplemented(f"{verb} is not implemented by the local training service.")
 
-    # hyperparameterTuningJobs: the collection exists, as on Vertex AI, so listing and finding work; this service
-    # cannot create one (tuning runs locally through the ml v1 API: `make demo-tuning`), so it holds none.
-    tuning = "/v1/projects/<project>/locations/<location>/hyperparameterTuningJobs"
-
-    @app.post(tuning)
-    def vertex_tuning_create(project: str, location: str) -> Response:
-        raise errors.unimplemented(
-            "hyperparameterTuningJobs.create is not implemented by the local training service; run tuning jobs "
-            "locally on the ml v1 backend (SUBMITTER_BACKEND=ml_v1, as `make demo-tuning` does).")
-
-    @app.get(tuning)
-    def vertex_tuning_list(project: str, location: str) -> Response:
-        return to_json({})
-
-    @app.route(tuning + "/<job>", methods=["GET", "POST"])
-    def vertex_tuning_get(project: str, location: str, job: str) -> Response:
-        name = f"projects/{project}/locations/{location}/hyperparameterTuningJobs/{job.partition(':')[0]}"
-        raise ApiError(404, "NOT_FOUND", f"The HyperparameterTuningJob does not exist: {name}")
-
-    return jobs
+    for rule, view, method in ((base, create, "POST"), (base, list_, "GET"), (base + "/<job>", get, "GET"),
+                               (base + "/<job>", custom_method, "POST")):
+        app.add_url_rule(rule, endpoint=f"{jobs.COLLECTION}.{view.__name__}", view_func=view, methods=[method])
 
 
-__all__ = ["VertexJobs", "register", "render", "validate_create", "store_project", "job_name", "STATES"]
+__all__ = ["VertexJobs", "register", "add_routes", "render", "validate_create", "job_spec_violations",
+           "label_violations", "display_name_violations", "store_project", "job_name", "STATES", "VERTEX_APIS"]

@@ -20,7 +20,7 @@ Environment (besides the local storage settings and the allowlisted base, `repli
     CLUSTER_SPEC  on every replica: {"cluster": {"workerpool0": ["host:port"], "workerpool1": [...], ...
                   "workerpool3": [...]}, "task": {"type": "workerpool<N>", "index": i}, "environment": "cloud",
                   "job": <the CustomJobSpec>}; a pool without replicas is not listed; `task.trial` only for a
-                  tuning trial (`trial` hook).
+                  tuning trial.
     TF_CONFIG     only when more than one replica runs (a distributed job): {"cluster": {"chief": [...],
                   "worker": [...], "ps": [...]}, "task": {"type": "chief" | "worker" | "ps" | "evaluator",
                   "index": i}, "environment": "cloud", "job": <the CustomJobSpec>}; evaluators are never in the
@@ -54,6 +54,7 @@ from . import cluster, containers, runtimes
 from .config import ServiceConfig
 from .profiles import MlV1Profile
 from .store import JobRecord
+from .study import StudySpec
 
 #: TF_CONFIG task type of each worker pool (distributed-training: "Primary, chief ..."; workers; parameter servers;
 #: evaluators).
@@ -132,7 +133,6 @@ class VertexProfile(MlV1Profile):
         self.meta: dict[str, Any] = rec.runtime.get("vertex", {})
         self.pools: list[dict[str, Any]] = [p if isinstance(p, dict) else {} for p in
                                             self.ti.get("workerPoolSpecs", [])]
-        self.trial: str | None = None  # a tuning trial's id (task.trial in CLUSTER_SPEC), set by whoever runs trials
         self.plan = self._plan(config.max_replicas_per_type)
         self.images = [parse_image(self._package(i).get("executorImageUri", "")) for i in range(len(self.pools))]
 
@@ -234,18 +234,30 @@ class VertexProfile(MlV1Profile):
         """Every replica has an address (CLUSTER_SPEC lists evaluators' pool too)."""
         return True
 
-    def cluster_spec(self, replica: cluster.Replica, addresses: dict[str, str]) -> dict[str, Any]:
-        """CLUSTER_SPEC of one replica."""
+    @property
+    def tuning(self) -> bool:
+        """A CustomJob runs one cluster; a HyperparameterTuningJob (`VertexTuningProfile`) runs trials."""
+        return False
+
+    def trial_command(self, replica: cluster.Replica, trial_args: list[str]) -> list[str]:
+        """`[pythonModule, *args, *trial_args]` of the replica's pool: Vertex passes a trial's parameters as
+        `--<parameterId>=<value>` after the pool's own args."""
+        return [*self.command(replica), *trial_args]
+
+    def cluster_spec(self, replica: cluster.Replica, addresses: dict[str, str],
+                     trial: str | None = None) -> dict[str, Any]:
+        """CLUSTER_SPEC of one replica (`task.trial` for a tuning trial)."""
         pools: dict[str, list[str]] = {}
         for r in self.plan.replicas:
             pools.setdefault(f"workerpool{r.pool}", []).append(addresses[r.name])
         task: dict[str, Any] = {"type": f"workerpool{replica.pool}", "index": replica.index}
-        if self.trial is not None:
-            task["trial"] = self.trial
+        if trial is not None:
+            task["trial"] = trial
         return {"cluster": pools, "task": task, "environment": "cloud", "job": self.ti}
 
-    def tf_config(self, replica: cluster.Replica, addresses: dict[str, str]) -> dict[str, Any] | None:
-        """TF_CONFIG of one replica, or None for a job of one replica."""
+    def tf_config(self, replica: cluster.Replica, addresses: dict[str, str],
+                  trial: str | None = None) -> dict[str, Any] | None:
+        """TF_CONFIG of one replica (`task.trial` for a tuning trial), or None for a job of one replica."""
         if len(self.plan.replicas) < 2:
             return None
         members: dict[str, list[str]] = {}
@@ -253,25 +265,33 @@ class VertexProfile(MlV1Profile):
             if r.type != "evaluator":
                 members.setdefault(r.type, []).append(addresses[r.name])
         task: dict[str, Any] = {"type": replica.type, "index": replica.index}
-        if self.trial is not None:
-            task["trial"] = self.trial
+        if trial is not None:
+            task["trial"] = trial
         return {"cluster": members, "task": task, "environment": "cloud", "job": self.ti}
 
-    def output_variables(self) -> dict[str, str]:
-        """AIP_MODEL_DIR, AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR from baseOutputDirectory (empty without)."""
+    def output_variables(self, trial: str | None = None) -> dict[str, str]:
+        """AIP_MODEL_DIR, AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR from baseOutputDirectory (empty without); a
+        tuning trial's are under `<outputUriPrefix>/<trial id>/` ("the baseOutputDirectory of each child CustomJob
+        backing a Trial is set to a subdirectory of name id under its parent HyperparameterTuningJob's
+        baseOutputDirectory")."""
         prefix = (self.ti.get("baseOutputDirectory") or {}).get("outputUriPrefix")
         if not prefix:
             return {}
         base = prefix if prefix.endswith("/") else prefix + "/"
+        if trial is not None:
+            base = f"{base}{trial}/"
         return {"AIP_MODEL_DIR": f"{base}model/", "AIP_CHECKPOINT_DIR": f"{base}checkpoints/",
                 "AIP_TENSORBOARD_LOG_DIR": f"{base}logs/"}
 
-    def variables(self, replica: cluster.Replica, addresses: dict[str, str]) -> dict[str, str]:
+    def variables(self, replica: cluster.Replica, addresses: dict[str, str],
+                  trial: str | None = None) -> dict[str, str]:
         """The pool's own env (expanded), then what Vertex sets (which wins): CLUSTER_SPEC, TF_CONFIG when
-        distributed, AIP_* output directories, CLOUD_ML_JOB_ID, GOOGLE_CLOUD_PROJECT."""
-        service = {"CLUSTER_SPEC": json.dumps(self.cluster_spec(replica, addresses)),
-                   **self.output_variables(), "CLOUD_ML_JOB_ID": self.job_id, "GOOGLE_CLOUD_PROJECT": self.project}
-        tf = self.tf_config(replica, addresses)
+        distributed, AIP_* output directories, CLOUD_ML_JOB_ID, GOOGLE_CLOUD_PROJECT; a tuning trial's `trial`
+        id goes into CLUSTER_SPEC's and TF_CONFIG's `task.trial` and the AIP_* directories."""
+        service = {"CLUSTER_SPEC": json.dumps(self.cluster_spec(replica, addresses, trial)),
+                   **self.output_variables(trial), "CLOUD_ML_JOB_ID": self.job_id,
+                   "GOOGLE_CLOUD_PROJECT": self.project}
+        tf = self.tf_config(replica, addresses, trial)
         if tf is not None:
             service["TF_CONFIG"] = json.dumps(tf)
         own: dict[str, str] = {}
@@ -281,4 +301,35 @@ class VertexProfile(MlV1Profile):
         return {**own, **service}
 
 
-__all__ = ["VertexProfile", "PrebuiltImage", "parse_image", "tensorflow_runtime", "expand", "POOL_TASK_TYPES"]
+class VertexTuningProfile(VertexProfile):
+    """A Vertex AI HyperparameterTuningJob stored by `vertex_tuning` (record: trainingInput = the trialJobSpec, a
+    CustomJobSpec every trial runs; runtime["vertex"]["study"] = studySpec, maxTrialCount, parallelTrialCount,
+    maxFailedTrialCount). Its replicas, packages, images and environment are the trial CustomJob's."""
+
+    api = "vertex_tuning"
+    timeout_field = "trialJobSpec.scheduling.timeout"
+
+    @property
+    def tuning(self) -> bool:
+        """Always: the job runs its trials (`trials.py`)."""
+        return True
+
+    def study_spec(self) -> StudySpec:
+        """The study (`vertex_tuning.study_spec`). Raises study.StudyError."""
+        from .vertex_tuning import study_spec  # late: vertex_tuning imports vertex_api, which imports this module
+
+        return study_spec(self.meta.get("study") or {})
+
+    def max_running_time(self) -> str | None:
+        """None: a HyperparameterTuningJob has no running-time limit of its own; trialJobSpec.scheduling.timeout
+        limits each trial (`trial_timeout`)."""
+        return None
+
+    def trial_timeout(self) -> str | None:
+        """trialJobSpec.scheduling.timeout: the limit of each trial's CustomJob."""
+        value = (self.ti.get("scheduling") or {}).get("timeout")
+        return str(value) if value else None
+
+
+__all__ = ["VertexProfile", "VertexTuningProfile", "PrebuiltImage", "parse_image", "tensorflow_runtime", "expand",
+           "POOL_TASK_TYPES"]
