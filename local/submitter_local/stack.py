@@ -49,7 +49,10 @@ class StackError(RuntimeError):
 @dataclasses.dataclass
 class StackConfig:
     """What a stack serves. Names follow the field cases' conventions. `backend` is the function's
-    SUBMITTER_BACKEND: "ml_v1" (default) or "vertex"; the local training service serves both."""
+    SUBMITTER_BACKEND: "ml_v1" (default) or "vertex"; the local training service serves both.
+    `min_state_seconds` is 0: no job state is held artificially, so a job takes as long as its work; the
+    reconciler publishes the states it observes (never invented, never out of order), and a state shorter than
+    a tick may go unobserved, as in the cloud. Tests that need to see each state set their own hold."""
 
     root: Path = DEFAULT_ROOT
     project: str = "demo-project"
@@ -63,7 +66,7 @@ class StackConfig:
     topic: str = "training-job-events"
     subscription: str = "training-job-events-sub"
     reconcile_interval_s: float = 1.0
-    min_state_seconds: float = 1.5
+    min_state_seconds: float = 0.0
     training_paused: bool = False
     runtime_python: Path = REPO / ".local" / "runtime" / "bin" / "python"
     backend: str = "ml_v1"
