@@ -8,9 +8,9 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv runtime up down demo demo-tuning demo-data test unit lint bench clean checkov stage need-project bootstrap deploy destroy
+.PHONY: venv bytecode runtime up down demo demo-tuning demo-data test unit lint bench clean checkov stage need-project bootstrap deploy destroy
 
-venv: $(STAMP)
+venv: $(STAMP) bytecode
 
 # The project's virtual environment: function + CLI + local stack + test tools.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -19,6 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Bytecode of the project's own sources (function, CLI, local stack). pip compiles what it installs, but not the
+# sources of an editable install; where PYTHONDONTWRITEBYTECODE is set (as on these machines) every process then
+# compiled them again at each start: ~0.1 s of CPU in the function's cold start, ~36 modules. compileall rewrites
+# only what changed; the function's deployment archive never holds bytecode (infra/stage_source.py).
+bytecode: $(STAMP)
+	$(PY) -m compileall -q -j 0 functions cli local >/dev/null
 
 # The local stand-in for the training runtime image (what trainers run on).
 runtime: $(RUNTIME_STAMP)

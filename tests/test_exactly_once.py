@@ -496,3 +496,28 @@ def test_a_sweep_reads_only_the_incomplete_drops_that_are_due():
     reads = w.store.requests.get("get", 0) - gets_before
     assert reads < 30  # a handful per due drop, none for the 297 that are not due
     assert w.handler.sweep() == []
+
+
+def test_a_claim_is_renewed_once_a_quarter_of_its_lease_passed_and_a_takeover_is_still_detected():
+    """Renewing a fresh claim is skipped (nobody can take over an unexpired lease); an older one is renewed, and a
+    claim another invocation took over after it expired raises LeaseLost at the next renewal."""
+    from submitter.clock import FakeClock
+    from submitter.leases import LeaseLost, Leases
+    from submitter.state_store import InMemoryStateStore
+    from submitter.submission import RENEW_AFTER_FRACTION, _Claim
+
+    clock = FakeClock(NOW)
+    leases = Leases(InMemoryStateStore(), clock)
+    lease_s = 120.0
+    held_since = clock.monotonic()
+    claim = _Claim(leases, leases.acquire("claims/x", "me", lease_s), lease_s, held_since)
+    first = claim.lease
+    claim.renew()
+    assert claim.lease == first  # fresh: no write
+    clock.advance(lease_s * RENEW_AFTER_FRACTION + 1)
+    claim.renew()
+    assert claim.lease.token != first.token  # renewed: a new version of the lease document
+    clock.advance(lease_s + 1)  # this holder stalls past its lease: another invocation takes the claim over
+    assert leases.acquire("claims/x", "other", lease_s) is not None
+    with pytest.raises(LeaseLost):
+        claim.renew()

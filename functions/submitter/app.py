@@ -16,7 +16,7 @@ import datetime as dt
 import functools
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from . import logs
@@ -27,11 +27,13 @@ from .errors import EventInvalid, PermanentError, SubmitterError, TransientError
 from .gcs import GcsObjectStore
 from .ledger import Ledger
 from .publisher import Publisher, PubSubPublisher
-from .reconciler import Reconciler, TickReport
 from .settings import Settings
 from .state_store import GcsStateStore
 from .submission import Action, Outcome, Submitter
-from .trigger_handler import TriggerHandler
+
+if TYPE_CHECKING:  # imported where first used: a drop event needs neither (less to load on a cold start)
+    from .reconciler import Reconciler, TickReport
+    from .trigger_handler import TriggerHandler
 
 log = logs.get("app")
 
@@ -88,17 +90,21 @@ class App:
 
     @functools.cached_property
     def trigger_handler(self) -> TriggerHandler:
+        from .trigger_handler import TriggerHandler
+
         return TriggerHandler(self.settings, self.storage, self.submitter, self.ledger, self.clock)
 
     def handler_for(self, bucket: str) -> DropHandler | TriggerHandler:
         """Where an event goes, by what it is: a data bucket's events to the trigger rules, everything else (the
         drop bucket, a stray bucket) to the drop protocol, which ignores what is not a drop."""
-        if self.trigger_handler.handles(bucket):
+        if self.settings.is_data_bucket(bucket):
             return self.trigger_handler
         return self.drop_handler
 
     @functools.cached_property
     def reconciler(self) -> Reconciler:
+        from .reconciler import Reconciler
+
         return Reconciler(self.backend, self.publisher, self.ledger, self.settings.event_source, self.clock,
                           announce=self.submitter.announce, intent_grace_s=self.settings.claim_lease_s,
                           intent_expiry_s=self.settings.max_event_age_s, storage=self.storage)

@@ -176,6 +176,10 @@ class Settings:
             return parse_bucket_list(self.data_bucket_names)
         return self.trigger_rules.buckets
 
+    def is_data_bucket(self, bucket: str) -> bool:
+        """True for a data bucket of this deployment (never the drop bucket): its events go to the trigger rules."""
+        return bucket != self.drop_bucket and bucket in self.data_buckets
+
     @property
     def staging_bucket(self) -> str:
         """Where packages are staged before a job is created (the outputs bucket unless one is set)."""

@@ -163,7 +163,7 @@ class TriggerHandler:
 
     def handles(self, bucket: str) -> bool:
         """True for a data bucket of this deployment (never the drop bucket)."""
-        return bucket != self.settings.drop_bucket and bucket in self.settings.data_buckets
+        return self.settings.is_data_bucket(bucket)
 
     def _report_rules(self, rules: list[Rule], broken: dict[str, tuple[str, list[Violation]]]) -> None:
         """Write each rule's status document when its version or verdict changed; a broken rule is logged at ERROR

@@ -50,7 +50,10 @@ class StackError(RuntimeError):
 @dataclasses.dataclass
 class StackConfig:
     """What a stack serves. Names follow the field cases' conventions. `backend` is the function's
-    SUBMITTER_BACKEND: "ml_v1" (default) or "vertex"; the local training service serves both."""
+    SUBMITTER_BACKEND: "ml_v1" (default) or "vertex"; the local training service serves both.
+    `min_state_seconds` is 0: no job state is held artificially, so a job takes as long as its work; the
+    reconciler publishes the states it observes (never invented, never out of order), and a state shorter than
+    a tick may go unobserved, as in the cloud. Tests that need to see each state set their own hold."""
 
     root: Path = DEFAULT_ROOT
     project: str = "demo-project"
@@ -66,7 +69,7 @@ class StackConfig:
     reconcile_interval_s: float = 1.0  # the scheduler's period (Cloud Scheduler: 60 s at best)
     reconcile_window_s: float = 0.0  # SUBMITTER_RECONCILE_WINDOW_SECONDS: one call keeps ticking this long (0: once)
     reconcile_tick_s: float = 5.0  # SUBMITTER_RECONCILE_INTERVAL_SECONDS: between those ticks
-    min_state_seconds: float = 1.5
+    min_state_seconds: float = 0.0
     training_paused: bool = False
     runtime_python: Path = REPO / ".local" / "runtime" / "bin" / "python"
     backend: str = "ml_v1"
