@@ -247,7 +247,7 @@ def run(runs: int, smoke: bool) -> list[Row]:
     note = (f"{r.invocations:,} invocations, {r.redeliveries:,} redeliveries, {r.gave_up:,} events given up after "
             f"24 h; {r.creates_refused:,} creates answered 429; API calls: {calls}; {r.ticks:,} reconcile ticks "
             f"({r.ticks_failed:,} failed, {r.submitted_by_tick:,} jobs created by the sweep); other outcomes: "
-            f"{verdicts}; simulated up to {r.end_s / 3600:.1f} h; virtual clock, see bench/simulation.py"
+            f"{verdicts}; simulated up to {r.end_s / 60:.0f} min of virtual time (bench/simulation.py)"
             + ("; smoke: 120 drops" if smoke else ""))
     return [Row(9, "9", figure, f"N / quota = {floor_s / 60:.1f} min", ratio,
                 "0 lost, 0 duplicates, last SUBMITTED ≤ 1.2 × N/quota", holds, note)]
