@@ -133,7 +133,8 @@ def run(runs: int, smoke: bool) -> list[Row]:
                 listed = requests.get(f"{server.url}/storage/v1/b/drop-state/o", timeout=10).json()
                 return len(listed.get("items") or [])
 
-            baseline(-1)  # warm-up: the first start of anything pays for a cold page cache
+            baseline(-1)  # warm-up of both: the first start of anything pays for a cold page cache
+            product(-1)
             base, prod, ratios = interleaved(runs, baseline, product)
     finally:
         server.stop()
@@ -143,4 +144,4 @@ def run(runs: int, smoke: bool) -> list[Row]:
                 r.show(), "≤ 1.15×", r.median <= 1.15,
                 "functions-framework serving functions/main.py; the event is a drop's package (the drop then waits "
                 "for job.yaml: settings, clients, a folder listing and the pending record); in-process storage "
-                "emulator; one unmeasured warm-up start first")]
+                "emulator; one unmeasured warm-up start of each first")]
