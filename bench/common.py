@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import REPO
 
@@ -106,7 +107,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def local_stack(**config: object) -> Iterator[dict[str, str]]:
+def local_stack(**config: Any) -> Iterator[dict[str, str]]:
     """A local stack (submitter_local.stack) in a temporary root on free ports; yields its env, stops it after.
 
     It never touches a stack a user started with `make up`.
@@ -114,7 +115,7 @@ def local_stack(**config: object) -> Iterator[dict[str, str]]:
     from submitter_local.stack import Stack, StackConfig
 
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as root:
-        stack = Stack(StackConfig(root=Path(root), **config))  # type: ignore[arg-type]
+        stack = Stack(StackConfig(root=Path(root), **config))
         env = stack.start()
         try:
             yield env

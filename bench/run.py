@@ -78,7 +78,8 @@ def sections(args: argparse.Namespace) -> list[tuple[set[int], Callable[[], list
         def go() -> list[Row]:
             import importlib
 
-            return importlib.import_module(f"bench.{name}").run(runs, smoke, *extra)  # type: ignore[no-any-return]
+            rows: list[Row] = importlib.import_module(f"bench.{name}").run(runs, smoke, *extra)
+            return rows
         return go
 
     return [({2, 3}, module("in_process")), ({8}, module("reconciler_calls")), ({9}, module("simulation")),

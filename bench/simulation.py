@@ -27,6 +27,7 @@ import datetime as dt
 import heapq
 import itertools
 import json
+import random
 from typing import Any
 
 from .common import Row
@@ -142,6 +143,7 @@ def simulate(drops: int = 1000, per_minute: int = 60, upload_window_s: float = 6
     from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, settings
     from fakes import FakeStorage
 
+    random.seed(18)  # call_with_retries' backoff has full jitter (tenacity uses `random`): same run, same figures
     sim = SimTime(NOW)
     api = quota_api(sim, per_minute)
     storage, store, publisher = FakeStorage(), InMemoryStateStore(), timed_publisher(sim)

@@ -22,7 +22,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -45,7 +47,7 @@ UPLOAD_THREADS = 8
 POLL_S = 0.02
 
 
-def _use(env: dict[str, str]) -> object:
+def _use(env: dict[str, str]) -> Any:
     """Point this process's clients at the stack; returns a storage client."""
     os.environ["PUBSUB_EMULATOR_HOST"] = env["PUBSUB_EMULATOR_HOST"]
     os.environ["STORAGE_EMULATOR_HOST"] = env["STORAGE_EMULATOR_HOST"]
@@ -83,7 +85,7 @@ class Arrivals:
                 if self._stop.is_set():
                     return
 
-    def wait(self, done: callable, timeout_s: float) -> bool:  # type: ignore[valid-type]
+    def wait(self, done: Callable[[list[tuple[float, dict]]], bool], timeout_s: float) -> bool:
         """Wait until `done(events)` is true; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self.changed:
@@ -105,10 +107,10 @@ def _folder(event: dict) -> str:
 
 
 # -- row 5 -------------------------------------------------------------------------------------------------------
-def _upload_all(client: object, bucket: str, drops: list[str], sdist: bytes,
+def _upload_all(client: Any, bucket: str, drops: list[str], sdist: bytes,
                 done_at: dict[str, float] | None = None) -> float:
     """Upload each drop (package, then job.yaml) with UPLOAD_THREADS threads; seconds for all of them."""
-    target = client.bucket(bucket)  # type: ignore[attr-defined]
+    target = client.bucket(bucket)
 
     def one(folder: str) -> None:
         target.blob(f"{folder}/trainer-0.1.tar.gz").upload_from_string(sdist, content_type="application/gzip")
@@ -219,7 +221,7 @@ def job_rows(runs: int, smoke: bool, project_dir: Path, sdist: bytes) -> list[Ro
     with local_stack() as env, tempfile.TemporaryDirectory(prefix="bench-gcloud-") as tmp:
         client = _use(env)
         gcloud = Gcloud(Path(tmp), path_first=RUNTIME_PYTHON.parent)
-        bucket = client.bucket(env["BUCKET"])  # type: ignore[attr-defined]
+        bucket = client.bucket(env["BUCKET"])
         with Arrivals(env["TOPIC"], "bench-jobs") as arrivals, StatePoller(env["TRAINING_API_ENDPOINT"]) as poller:
 
             def one_job(name: str, timeout_s: float) -> tuple[float, list[tuple[float, dict]]]:
