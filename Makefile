@@ -59,7 +59,7 @@ lint: venv
 	$(PY) -m mypy
 
 # Issue 18's figures, each against a baseline measured in the same run -> bench/RESULTS.md (README "Benchmarks").
-# Starts its own local stacks in temporary roots (never the one `make up` started). The full run takes ~20 min.
+# Starts its own local stacks in temporary roots (never the one `make up` started). The full run takes ~10 min.
 bench: venv runtime
 	$(PY) -m bench.run --runs 5
 
