@@ -8,7 +8,7 @@ RUNTIME := .local/runtime
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(RUNTIME)/.installed
 
-.PHONY: venv bytecode runtime up down demo demo-tuning demo-data test unit lint bench clean checkov stage need-project bootstrap deploy destroy
+.PHONY: venv bytecode runtime up down demo demo-tuning demo-data test unit lint bench bench-smoke clean checkov stage need-project bootstrap deploy destroy
 
 venv: $(STAMP) bytecode
 
@@ -66,8 +66,15 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: venv
-	$(PY) bench/package_inspection.py --runs 5
+# Issue 18's figures, each against a baseline measured in the same run -> bench/RESULTS.md (README "Benchmarks").
+# Starts its own local stacks in temporary roots (never the one `make up` started). The full run takes ~10 min.
+bench: venv runtime
+	$(PY) -m bench.run --runs 5
+
+# The same rows once each with small sizes (< 3 min); writes .local/bench-smoke.md, not the committed results.
+# CI may run it; `make test` does not, and no test asserts a timing.
+bench-smoke: venv runtime
+	$(PY) -m bench.run --smoke --out .local/bench-smoke.md
 
 unit: venv lint
 	$(PY) -m pytest -q -m "not stack"
