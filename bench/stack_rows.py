@@ -5,7 +5,7 @@ Row 5, burst: N drops (a trivial trainer's sdist, then job.yaml) uploaded at onc
 training service is paused; timed from the first upload to the last SUBMITTED event on a subscription, and per
 drop from its job.yaml upload to its SUBMITTED. Baseline: the same 2N uploads into a bucket nothing watches.
 
-Row 6, a trivial job on the stack as `make up` starts it (training service holding each state at least 1.5 s,
+Row 6, a trivial job on the stack as `make up` starts it (StackConfig's defaults: no state held artificially,
 reconcile every second): SUBMITTED event -> SUCCEEDED event, after one unmeasured warm-up job fills the package
 cache. Baseline: `gcloud ai-platform local train` of the same trainer, run by the runtime venv's python.
 
@@ -215,6 +215,8 @@ class StatePoller:
 
 def job_rows(runs: int, smoke: bool, project_dir: Path, sdist: bytes) -> list[Row]:
     """Rows 6 and 7 on one stack as `make up` starts it."""
+    from submitter_local.stack import StackConfig  # the local package is on the path once the stack module loads
+
     if GCLOUD is None:
         return [unmeasured(6, "6", "trivial job SUBMITTED → SUCCEEDED", "≤ 1.0×", "gcloud is not installed")]
     delays: list[float] = []
@@ -268,7 +270,8 @@ def job_rows(runs: int, smoke: bool, project_dir: Path, sdist: bytes) -> list[Ro
                 f"`gcloud ai-platform local train` of the same trainer: {Spread.of(base).show(' s', 2)}", r.show(),
                 "≤ 1.0×", r.median <= 1.0,
                 "events' arrival on a subscription; the stack as `make up` starts it (each non-terminal state held "
-                "≥ 1.5 s, reconcile every 1 s); one unmeasured warm-up job fills the package cache")]
+                f"≥ {StackConfig().min_state_seconds:g} s, reconcile every {StackConfig().reconcile_interval_s:g} s); "
+                "one unmeasured warm-up job fills the package cache")]
     if delays:
         tail = p95(delays)
         rows.append(Row(7, "7 (local)", f"state change → event on a subscription, p95 {tail:.2f} s "
