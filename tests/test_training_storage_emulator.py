@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -164,7 +165,7 @@ def test_a_stalled_request_does_not_block_others(emulator, client):
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-    assert answer.startswith(b"HTTP/1.0 200"), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert bucket.blob("stalled.bin").download_as_bytes() == body
 
 
@@ -179,3 +180,28 @@ def test_chunked_upload_is_stored_and_its_precondition_enforced(emulator, client
     again = requests.post(url, params=params, data=iter(parts), timeout=10)
     assert again.status_code == 412, again.text
     assert client.bucket("chunked").blob("c.bin").download_as_bytes() == b"".join(parts)
+
+
+def test_a_connection_serves_several_requests(emulator, client):
+    """Keep-alive: uploads, a 412 and reads follow each other on one connection, each answered in full."""
+    client.create_bucket("keepalive")
+    host, port = emulator.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        answers = []
+        sockets = []
+        for body in (b"one", b"two"):
+            conn.request("POST", "/upload/storage/v1/b/keepalive/o?uploadType=media&name=k.txt&ifGenerationMatch=0",
+                         body=body)
+            sockets.append(conn.sock)
+            answer = conn.getresponse()
+            answers.append((answer.status, answer.read()))
+        conn.request("GET", "/download/storage/v1/b/keepalive/o/k.txt?alt=media")
+        answer = conn.getresponse()
+        answers.append((answer.status, answer.read()))
+        sockets.append(conn.sock)
+        assert sockets[0] is sockets[1] is sockets[2]  # never reconnected
+    finally:
+        conn.close()
+    assert [status for status, _ in answers] == [200, 412, 200]
+    assert json.loads(answers[0][1])["name"] == "k.txt" and answers[2][1] == b"one"

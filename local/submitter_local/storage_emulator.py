@@ -104,6 +104,12 @@ class _FixedRequestHandler(RequestHandler):
     precondition checks, runs under it.
     """
 
+    # Keep-alive: clients reuse a connection instead of opening one per request. Every answer carries a
+    # Content-Length (the emulator's Response and _error set it) and every body is read whole, so the next
+    # request on a connection starts where it should.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # an answer is one write; never hold it back for an earlier one's ACK
+
     def __init__(self, storage: Storage, lock: threading.Lock, *args: object, **kwargs: object) -> None:
         self.lock = lock
         super().__init__(storage, *args, **kwargs)
@@ -134,12 +140,15 @@ class _FixedRequestHandler(RequestHandler):
     @contextlib.contextmanager
     def _serialised(self) -> Iterator[None]:
         """Hold the storage lock with the answer buffered; send the buffered answer once it is released."""
+        sock_in, sock_out = self.rfile, self.wfile
         self._read_body()
-        sock_out, self.wfile = self.wfile, io.BytesIO()
+        self.wfile = io.BytesIO()
         try:
             with self.lock:
                 yield
         finally:
+            # the connection's next request (keep-alive) is read from the socket again
+            self.rfile = sock_in
             answer, self.wfile = self.wfile.getvalue(), sock_out
             if answer:
                 self.wfile.write(answer)
