@@ -23,11 +23,12 @@ The same handler closes two gaps that matter to the submitter's exactly-once log
   - a read pinned to `generation=N` of an object whose live generation differs answers 404, as GCS
     does for an overwritten generation without object versioning.
 
-Requests are served concurrently, one thread each (ThreadingHTTPServer): reading a request off its socket
-(headers and body) and sending the answer back run in parallel, while the emulator's storage, which is not
-thread-safe, is touched by one request at a time under a lock. The precondition checks above run under the
-same lock as the write they guard, so a create-only claim and its check cannot interleave with another
-request: of N concurrent `ifGenerationMatch=0` uploads of one name exactly one gets 200, the rest 412.
+Requests are served concurrently, a thread per kept-alive connection (ThreadingHTTPServer, HTTP/1.1):
+reading a request off its socket (headers and body) and sending the answer back run in parallel, while the
+emulator's storage, which is not thread-safe, is touched by one request at a time under a lock. The
+precondition checks above run under the same lock as the write they guard, so a create-only claim and its
+check cannot interleave with another request: of N concurrent `ifGenerationMatch=0` uploads of one name
+exactly one gets 200, the rest 412.
 
 The emulator's in-memory Storage also serialises its whole metadata (every object of every bucket) to a
 JSON snapshot on each write, a snapshot nothing in memory mode ever reads back: a burst of writes made
@@ -276,7 +277,7 @@ class _Server(ThreadingHTTPServer):
 class StorageEmulator:
     """A running in-memory gcp-storage-emulator (with the gcloud multipart fix).
 
-    Serves requests concurrently, a thread each; `lock` serialises their use of `storage` (not
+    Serves requests concurrently, a thread per connection; `lock` serialises their use of `storage` (not
     thread-safe). `url` is the value for STORAGE_EMULATOR_HOST; gcloud's `api_endpoint_overrides/storage`
     wants `url + "/storage/v1/"`.
     """
