@@ -4,8 +4,11 @@ create-only / generation-match uploads (412 otherwise) and 404 for reads of an o
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import threading
 
 import pytest
+import requests
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
 from submitter.errors import ObjectGone as ObjectMissing
@@ -73,3 +76,25 @@ def test_copy_is_pinned_to_the_source_generation_and_create_only(client):
     bucket.blob("incoming/r/p.tar.gz").upload_from_string(b"second bytes")  # replaced since inspected
     with pytest.raises(ObjectMissing):
         storage.copy(source, "drop-outputs", "staging/def/p.tar.gz")
+
+
+def test_concurrent_create_only_uploads_of_one_name_have_exactly_one_winner(client):
+    """N uploads with ifGenerationMatch=0 of one name, released together: one 200, N-1 412, and the
+    object holds the winner's bytes (the check and the write are one step for the emulator)."""
+    n = 16
+    url = f"{os.environ['STORAGE_EMULATOR_HOST']}/upload/storage/v1/b/drop-state/o"
+    start = threading.Barrier(n)
+
+    def create(i: int) -> tuple[int, bytes]:
+        body = f"writer {i}".encode()
+        start.wait()
+        answer = requests.post(url, params={"uploadType": "media", "name": "claims/one.json", "ifGenerationMatch": "0"},
+                               data=body, timeout=30)
+        return answer.status_code, body
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(create, range(n)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] + [412] * (n - 1)
+    winner = next(body for status, body in results if status == 200)
+    assert client.bucket("drop-state").blob("claims/one.json").download_as_bytes() == winner

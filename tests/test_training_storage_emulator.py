@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import io
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from email.generator import BytesGenerator
@@ -136,3 +138,70 @@ def test_cli_serves_until_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _raw_request_head(url: str, method: str, path: str, headers: dict[str, str]) -> tuple[socket.socket, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    return sock, ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_stalled_request_does_not_block_others(emulator, client):
+    """A client that sends half its upload and stalls holds its own thread only: other requests are answered
+    meanwhile (one at a time, this listing would wait for the stalled body and time out), and the stalled
+    upload completes once the rest of its body arrives."""
+    bucket = client.create_bucket("concurrent")
+    body = b"x" * 1000
+    sock, head = _raw_request_head(emulator.url, "POST", "/upload/storage/v1/b/concurrent/o?uploadType=media"
+                                   "&name=stalled.bin", {"Content-Type": "application/octet-stream",
+                                                         "Content-Length": str(len(body))})
+    with sock:
+        sock.sendall(head + body[:400])  # the server is now reading a body that has not all arrived
+        bucket.blob("other.txt").upload_from_string(b"meanwhile", timeout=10)
+        assert [b.name for b in client.list_blobs("concurrent", timeout=10)] == ["other.txt"]
+        sock.sendall(body[400:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert bucket.blob("stalled.bin").download_as_bytes() == body
+
+
+def test_chunked_upload_is_stored_and_its_precondition_enforced(emulator, client):
+    """Chunked request bodies are read whole before the storage is touched, and ifGenerationMatch holds for them."""
+    client.create_bucket("chunked")
+    url = f"{emulator.url}/upload/storage/v1/b/chunked/o"
+    params = {"uploadType": "media", "name": "c.bin", "ifGenerationMatch": "0"}
+    parts = [b"first part;", os.urandom(5000), b";last"]
+    first = requests.post(url, params=params, data=iter(parts), timeout=10)  # a generator: sent chunked
+    assert first.status_code == 200, first.text
+    again = requests.post(url, params=params, data=iter(parts), timeout=10)
+    assert again.status_code == 412, again.text
+    assert client.bucket("chunked").blob("c.bin").download_as_bytes() == b"".join(parts)
+
+
+def test_a_connection_serves_several_requests(emulator, client):
+    """Keep-alive: uploads, a 412 and reads follow each other on one connection, each answered in full."""
+    client.create_bucket("keepalive")
+    host, port = emulator.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        answers = []
+        sockets = []
+        for body in (b"one", b"two"):
+            conn.request("POST", "/upload/storage/v1/b/keepalive/o?uploadType=media&name=k.txt&ifGenerationMatch=0",
+                         body=body)
+            sockets.append(conn.sock)
+            answer = conn.getresponse()
+            answers.append((answer.status, answer.read()))
+        conn.request("GET", "/download/storage/v1/b/keepalive/o/k.txt?alt=media")
+        answer = conn.getresponse()
+        answers.append((answer.status, answer.read()))
+        sockets.append(conn.sock)
+        assert sockets[0] is sockets[1] is sockets[2]  # never reconnected
+    finally:
+        conn.close()
+    assert [status for status, _ in answers] == [200, 412, 200]
+    assert json.loads(answers[0][1])["name"] == "k.txt" and answers[2][1] == b"one"

@@ -8,7 +8,7 @@ in binary content mode with the attributes and data Eventarc sends (`data` is
 the object resource; `generation`, `metageneration` and `size` are strings).
 Like Eventarc with retries on, a non-2xx answer is redelivered with
 exponential backoff (compressed: 0.5 s to 10 s, for `--retry-window` seconds),
-and deliveries for different objects run concurrently, in no particular order.
+and deliveries for different objects run concurrently (up to `--workers`, 16), in no particular order.
 
 Run: python -m submitter_local.relay --storage http://127.0.0.1:PORT --bucket drop-bucket [--bucket drop-data ...]
      --function-url URL
@@ -30,6 +30,7 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+WORKERS = 16
 log = logging.getLogger("relay")
 
 
@@ -60,10 +61,11 @@ class Relay:
         function_url: where CloudEvents are POSTed.
         interval_s: seconds between listings.
         retry_window_s: how long a failing delivery is retried.
+        workers: deliveries in flight at once (Eventarc's cap is the function's instances × concurrency).
     """
 
     def __init__(self, storage_url: str, bucket: str | list[str], function_url: str, interval_s: float = 0.25,
-                 retry_window_s: float = 1800.0, workers: int = 4):
+                 retry_window_s: float = 1800.0, workers: int = WORKERS):
         self.buckets = [bucket] if isinstance(bucket, str) else list(bucket)
         self.storage_url, self.function_url = storage_url.rstrip("/"), function_url
         self.interval_s, self.retry_window_s = interval_s, retry_window_s
@@ -71,6 +73,9 @@ class Relay:
         self.stopping = threading.Event()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
         self.http = requests.Session()
+        # a connection per worker (and one for listing), kept alive; requests' default pool keeps 10
+        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=workers + 1)
+        self.http.mount("http://", adapter)
 
     @property
     def bucket(self) -> str:
@@ -151,9 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--function-url", required=True)
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--retry-window", type=float, default=1800.0)
+    parser.add_argument("--workers", type=int, default=WORKERS, help="deliveries in flight at once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relay %(levelname)s %(message)s")
-    relay = Relay(args.storage, args.bucket, args.function_url, args.interval, args.retry_window)
+    relay = Relay(args.storage, args.bucket, args.function_url, args.interval, args.retry_window, args.workers)
     signal.signal(signal.SIGTERM, lambda *_: relay.stopping.set())
     try:
         relay.run()

@@ -2,8 +2,9 @@
 
 `make up` starts, each in its own process group, with logs in `<root>/logs/`:
   pubsub     the official Pub/Sub emulator from the installed Cloud SDK (Java)
-  storage    gcp-storage-emulator (in memory) behind our handler (storage_emulator.py): accepts gcloud's
-             uploads, enforces ifGenerationMatch and 404s reads of overwritten generations
+  storage    gcp-storage-emulator (in memory) behind our handler (storage_emulator.py): serves requests
+             concurrently, accepts gcloud's uploads, enforces ifGenerationMatch and 404s reads of overwritten
+             generations
   training   the local AI Platform Training service (`submitter_local.training`)
   function   functions-framework serving `on_object_finalized` (CloudEvent)
   reconcile  functions-framework serving `reconcile` (HTTP)

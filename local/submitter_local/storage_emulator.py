@@ -22,8 +22,17 @@ The same handler closes two gaps that matter to the submitter's exactly-once log
     conditionNotMet, as GCS does, so create-only claims work on the local stack too;
   - a read pinned to `generation=N` of an object whose live generation differs answers 404, as GCS
     does for an overwritten generation without object versioning.
-Requests are served one at a time (the emulator's storage is not thread-safe), so the check and
-the write that follows it cannot interleave with another request.
+
+Requests are served concurrently, a thread per kept-alive connection (ThreadingHTTPServer, HTTP/1.1):
+reading a request off its socket (headers and body) and sending the answer back run in parallel, while the
+emulator's storage, which is not thread-safe, is touched by one request at a time under a lock. The
+precondition checks above run under the same lock as the write they guard, so a create-only claim and its
+check cannot interleave with another request: of N concurrent `ifGenerationMatch=0` uploads of one name
+exactly one gets 200, the rest 412.
+
+The emulator's in-memory Storage also serialises its whole metadata (every object of every bucket) to a
+JSON snapshot on each write, a snapshot nothing in memory mode ever reads back: a burst of writes made
+every write slower than the last (quadratic). `_MemoryStorage` skips that snapshot.
 
 In-process:  `server = start("127.0.0.1", 0)`; `server.url`; `server.stop()`
 CLI:         `python -m submitter_local.storage_emulator --host 127.0.0.1 --port 9023`
@@ -34,6 +43,7 @@ CLI:         `python -m submitter_local.storage_emulator --host 127.0.0.1 --port
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -41,10 +51,11 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from email.message import Message
 from email.parser import BytesParser
 from functools import partial
-from http.server import HTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gcp_storage_emulator.server import RequestHandler
@@ -70,8 +81,78 @@ def normalize_content_type(value: str) -> str:
     return msg["Content-Type"]
 
 
+class _MemoryStorage(Storage):
+    """The emulator's in-memory Storage without its per-write metadata snapshot.
+
+    Storage writes `.meta` (json.dumps of every bucket's and object's metadata, indented) after each
+    create, patch and delete, so that a disk-backed emulator can be restarted; in memory it is only read
+    back when a Storage is constructed, i.e. never after. Skipping it keeps a write O(1) instead of
+    O(objects stored).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(use_memory_fs=True)
+
+    def _write_config_to_file(self) -> None:
+        pass
+
+
 class _FixedRequestHandler(RequestHandler):
-    """The emulator's handler, with the Content-Type fixed before any handler reads it."""
+    """The emulator's handler, with the Content-Type fixed before any handler reads it.
+
+    Socket I/O runs outside `lock`: the body is read whole before it is taken and the answer is
+    buffered while it is held and sent after. Everything that touches the storage, including the
+    precondition checks, runs under it.
+    """
+
+    # Keep-alive: clients reuse a connection instead of opening one per request. Every answer carries a
+    # Content-Length (the emulator's Response and _error set it) and every body is read whole, so the next
+    # request on a connection starts where it should.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # an answer is one write; never hold it back for an earlier one's ACK
+
+    def __init__(self, storage: Storage, lock: threading.Lock, *args: object, **kwargs: object) -> None:
+        self.lock = lock
+        super().__init__(storage, *args, **kwargs)
+
+    def _read_body(self) -> None:
+        """Read the request body off the socket into memory (chunked bodies decoded, Content-Length set)."""
+        length = self.headers.get("Content-Length")
+        if length is not None:
+            body = self.rfile.read(int(length))
+        elif (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+            parts = []
+            while True:
+                line = self.rfile.readline().strip()
+                size = int(line.split(b";")[0], 16) if line else 0
+                if size == 0:
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers, up to the blank line
+                pass
+            body = b"".join(parts)
+            del self.headers["Transfer-Encoding"]
+            self.headers["Content-Length"] = str(len(body))
+        else:
+            return
+        self.rfile = io.BytesIO(body)
+
+    @contextlib.contextmanager
+    def _serialised(self) -> Iterator[None]:
+        """Hold the storage lock with the answer buffered; send the buffered answer once it is released."""
+        sock_in, sock_out = self.rfile, self.wfile
+        self._read_body()
+        self.wfile = io.BytesIO()
+        try:
+            with self.lock:
+                yield
+        finally:
+            # the connection's next request (keep-alive) is read from the socket again
+            self.rfile = sock_in
+            answer, self.wfile = self.wfile.getvalue(), sock_out
+            if answer:
+                self.wfile.write(answer)
 
     def _fix_content_type(self) -> None:
         value = self.headers.get("Content-Type")
@@ -82,14 +163,24 @@ class _FixedRequestHandler(RequestHandler):
 
     def do_POST(self) -> None:
         self._fix_content_type()
-        if self._precondition_failed() or self._rewrite_precondition_failed():
-            return
-        super().do_POST()
+        with self._serialised():
+            if self._precondition_failed() or self._rewrite_precondition_failed():
+                return
+            super().do_POST()
 
     def do_GET(self) -> None:
-        if self._stale_generation():
-            return
-        super().do_GET()
+        with self._serialised():
+            if self._stale_generation():
+                return
+            super().do_GET()
+
+    def do_DELETE(self) -> None:
+        with self._serialised():
+            super().do_DELETE()
+
+    def do_PATCH(self) -> None:
+        with self._serialised():
+            super().do_PATCH()
 
     # -- generation semantics ----------------------------------------------------------------
     _UPLOAD_RE = re.compile(r"^/upload/storage/v1/b/([^/]+)/o$")
@@ -116,10 +207,9 @@ class _FixedRequestHandler(RequestHandler):
         query = parse_qs(url.query)
         if not match or "ifGenerationMatch" not in query or "upload_id" in query:
             return False
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return False  # chunked bodies are passed through unchecked
-        body = self.rfile.read(int(length))
+        if self.headers.get("Content-Length") is None:
+            return False  # no body
+        body = self.rfile.read()  # _read_body buffered it
         self.rfile = io.BytesIO(body)  # hand the same bytes on to the emulator
         name = query.get("name", [None])[0] or self._name_from_body(body)
         if name is None:
@@ -174,20 +264,28 @@ class _FixedRequestHandler(RequestHandler):
 
     def do_PUT(self) -> None:
         self._fix_content_type()
-        super().do_PUT()
+        with self._serialised():
+            super().do_PUT()
+
+
+class _Server(ThreadingHTTPServer):
+    # A burst opens many connections at once; the default backlog of 5 drops the rest's SYNs, which
+    # clients then resend after a second or more.
+    request_queue_size = 128
 
 
 class StorageEmulator:
     """A running in-memory gcp-storage-emulator (with the gcloud multipart fix).
 
-    Single-threaded like the emulator's own server (its storage is not thread-safe).
-    `url` is the value for STORAGE_EMULATOR_HOST; gcloud's `api_endpoint_overrides/storage`
+    Serves requests concurrently, a thread per connection; `lock` serialises their use of `storage` (not
+    thread-safe). `url` is the value for STORAGE_EMULATOR_HOST; gcloud's `api_endpoint_overrides/storage`
     wants `url + "/storage/v1/"`.
     """
 
     def __init__(self, host: str, port: int):
-        self.storage = Storage(use_memory_fs=True)
-        self._httpd = HTTPServer((host, port), partial(_FixedRequestHandler, self.storage))
+        self.storage = _MemoryStorage()
+        self.lock = threading.Lock()
+        self._httpd = _Server((host, port), partial(_FixedRequestHandler, self.storage, self.lock))
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="storage-emulator", daemon=True)
 
@@ -216,7 +314,8 @@ class StorageEmulator:
 
     def wipe(self, keep_buckets: bool = False) -> None:
         """Delete every object (and bucket unless `keep_buckets`)."""
-        self.storage.wipe(keep_buckets=keep_buckets)
+        with self.lock:
+            self.storage.wipe(keep_buckets=keep_buckets)
 
     def __enter__(self) -> StorageEmulator:
         return self
