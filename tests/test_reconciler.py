@@ -262,3 +262,52 @@ def test_the_window_loop_stops_before_the_next_invocation_and_combines_its_ticks
     assert windowed.clock.slept == [5.0] * 10  # eleven ticks: at 0, 5, ..., 50 s
     assert report.published == [(job_id, "RUNNING")] and report.api_calls == 11
     assert world.app.reconcile().api_calls <= 1 and world.clock.slept == []  # the default: a single tick
+
+
+def test_a_transient_fault_in_the_sweep_holds_back_neither_the_tick_nor_the_drop():
+    world = World()
+    running = submitted(world, "incoming/run-900")
+    world.put("incoming/run-901/package.tar.gz", b"not read before the sweep")
+    world.deliver("incoming/run-901/package.tar.gz")  # waits for job.yaml
+    from conftest import BASELINE_TARBALL, BASELINE_YAML
+    world.put("incoming/run-901/package.tar.gz", BASELINE_TARBALL)
+    world.put("incoming/run-901/job.yaml", BASELINE_YAML)  # its event is lost: only the sweep can decide the drop
+    world.clock.advance(world.settings.incomplete_drop_s + 1)
+    world.api.set_state(running, "RUNNING")
+    for _ in range(200):  # the API rate-limits every create for longer than the retry budget
+        world.api.fail("create", 429, "RESOURCE_EXHAUSTED", "rate")
+    report = world.app.reconcile()  # answers normally: the state change is published, the sweep resumes next tick
+    assert (running, "RUNNING") in report.published
+    assert not any(m["drop"]["folder"] == "incoming/run-901" for m in world.messages() if "drop" in m)
+    world.api.errors.clear()
+    world.app.reconcile()
+    swept = [m for m in world.messages() if m.get("drop", {}).get("folder") == "incoming/run-901"]
+    assert [m["state"] for m in swept] == ["SUBMITTED"]
+
+
+def test_a_later_tick_that_fails_ends_the_window_and_keeps_what_earlier_ticks_published():
+    from submitter.errors import PublishFailed
+
+    world = World(reconcile_window_s=55, reconcile_interval_s=5.0)
+    job_id = submitted(world)
+    world.api.set_state(job_id, "RUNNING")
+
+    sleeps = []
+
+    def sleep(seconds):  # between the ticks the job finishes, and Pub/Sub goes down
+        sleeps.append(seconds)
+        world.clock.advance(seconds)
+        world.api.set_state(job_id, "SUCCEEDED")
+        world.publisher.fail_next = 1000
+
+    world.clock.sleep = sleep
+    report = world.app.reconcile()  # answers normally with the first tick's report
+    assert report.published == [(job_id, "RUNNING")] and len(sleeps) == 1  # the window ended at the failure
+    assert world.publisher.states(job_id) == ["SUBMITTED", "RUNNING"]
+    world.clock.advance(BACKOFF_MAX_S)  # the next invocation, after the persisted backoff
+    with pytest.raises(PublishFailed):  # its first tick failing is its failure: a 500 the scheduler's alert sees
+        world.app.reconcile()
+    world.publisher.fail_next = 0
+    world.clock.advance(BACKOFF_MAX_S)
+    world.app.reconcile()
+    assert world.publisher.states(job_id) == ["SUBMITTED", "RUNNING", "SUCCEEDED"]

@@ -159,6 +159,9 @@ class App:
         Returns:
             the ticks' reports combined: published and trial events of every tick in order, API calls summed,
             `followed` / `skipped` / `backing_off` of the last tick.
+        Raises:
+            TransientError: the first tick failed (the function answers 500); a later tick's failure ends the
+                window early instead, keeping the earlier ticks' report.
         """
         start = self.clock.now()
         report = self._tick()
@@ -172,23 +175,37 @@ class App:
             ticks += 1
             if (self.clock.now() - start).total_seconds() >= window:
                 break  # a slow tick ate the window: the next invocation takes over
-            report = report.followed_by(self._tick())
+            try:
+                report = report.followed_by(self._tick())
+            except TransientError as exc:  # Pub/Sub down, say: the persisted backoff spaces the next attempts
+                log.warning(f"reconcile tick {ticks} of this invocation failed, the next invocation resumes: {exc}")
+                break
         return report
 
     def _tick(self) -> TickReport:
         """One tick: publish job state changes, sweep drops that never completed, then the trigger rules' quiet
         windows and queues (which start batches once the previous job's terminal state is published)."""
         report = self.reconciler.tick()
-        for outcome in self.drop_handler.sweep():
-            log.info(f"swept: {outcome.detail}", extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
-            if outcome.key:
-                report.published.append((outcome.key, outcome.action.value.upper()))
-        if self.settings.trigger_rules.rules or self.settings.trigger_rules.broken:
-            for outcome in self.trigger_handler.sweep():
-                log.info(f"triggers: {outcome.detail}",
+        # A transient fault in a sweep (a 429 on the sweep's own jobs.create, a storage hiccup) stops that sweep for
+        # this tick only: what it did not decide stays pending and is swept again next tick, and the state events
+        # above are not held back by it.
+        try:
+            for outcome in self.drop_handler.sweep():
+                log.info(f"swept: {outcome.detail}",
                          extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
-                if outcome.key and outcome.action in _PUBLISHED:
-                    report.published.append((outcome.key, _PUBLISHED[outcome.action]))
+                if outcome.key:
+                    report.published.append((outcome.key, outcome.action.value.upper()))
+        except TransientError as exc:
+            log.warning(f"drop sweep stopped by a transient fault, resumed next tick: {exc}")
+        if self.settings.trigger_rules.rules or self.settings.trigger_rules.broken:
+            try:
+                for outcome in self.trigger_handler.sweep():
+                    log.info(f"triggers: {outcome.detail}",
+                             extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
+                    if outcome.key and outcome.action in _PUBLISHED:
+                        report.published.append((outcome.key, _PUBLISHED[outcome.action]))
+            except TransientError as exc:
+                log.warning(f"trigger sweep stopped by a transient fault, resumed next tick: {exc}")
         return report
 
 
