@@ -29,6 +29,7 @@ from test_training_service import BUCKET, envs_dir, make_sdist, make_service  # 
 from submitter.backends.vertex import VertexBackend
 from submitter.backends.vertex_tuning import study_of
 from submitter.model import JobRequest, JobState
+from submitter_local.demo_tuning import most_at_once
 from submitter_local.training import ServiceConfig, TrainingService, schema, vertex_tuning
 
 PROJECT = "demo-project"
@@ -360,17 +361,6 @@ def log_of(svc, name: str, replica: str | None = None) -> str:
                      params={"replica": replica} if replica else {}, timeout=10)
     r.raise_for_status()
     return r.text
-
-
-def most_at_once(job_log: str) -> int:
-    running = peak = 0
-    for line in job_log.splitlines():
-        if re.search(r"\] Trial \d+ started", line):
-            running += 1
-            peak = max(peak, running)
-        elif re.search(r"\] Trial \d+ ended", line):
-            running -= 1
-    return peak
 
 
 @pytest.mark.stack

@@ -141,6 +141,20 @@ def read_metrics(env: dict[str, str], job_dir: str) -> dict:
     return json.loads(blob.download_as_bytes())
 
 
+def start_local_stack(backend: str) -> tuple[Stack, dict[str, str]]:
+    """The local stack with `backend` ("ml_v1" or "vertex"): the running one when it serves that backend, else
+    (re)started; says which on stdout. Returns the Stack and its env (stack.env's values). Raises StackError."""
+    stack = Stack(StackConfig(backend=backend))
+    already = stack.running()
+    if already and not stack.serves_config(already["env"]):
+        print(f"restarting the local stack with backend {backend} (make down stops it) ...")
+    elif already:
+        print(f"using the running local stack (backend {backend})")
+    else:
+        print(f"starting the local stack with backend {backend} (make down stops it) ...")
+    return stack, stack.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the sample drop (or, with --data, a data-triggered batch) "
                                      "end to end on the local stack.")
@@ -150,16 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="data-triggered training: CSV files and a _SUCCESS marker into the data bucket")
     args = parser.parse_args(argv)
     backend = args.backend
-    stack = Stack(StackConfig(backend=backend))
     try:
-        already = stack.running()
-        if already and already["env"].get("SUBMITTER_BACKEND", "ml_v1") != backend:
-            print(f"restarting the local stack with backend {backend} (make down stops it) ...")
-        elif already:
-            print(f"using the running local stack (backend {backend})")
-        else:
-            print(f"starting the local stack with backend {backend} (make down stops it) ...")
-        env = stack.start()
+        stack, env = start_local_stack(backend)
     except StackError as exc:
         print(f"demo: the local stack did not start: {exc}", file=sys.stderr)
         return 1

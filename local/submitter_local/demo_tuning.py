@@ -34,8 +34,8 @@ from typing import Any
 import requests
 import yaml
 
-from .demo import build_sdist, read_metrics
-from .stack import REPO, Stack, StackConfig, StackError
+from .demo import build_sdist, read_metrics, start_local_stack
+from .stack import REPO, StackError
 
 TIMEOUT_S = 600
 JOB_YAML = REPO / "samples" / "tuning" / "job.yaml"
@@ -145,16 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["ml_v1", "vertex"], default="ml_v1",
                         help="the function's training backend (make demo-tuning BACKEND=vertex)")
     backend = parser.parse_args(argv).backend
-    stack = Stack(StackConfig(backend=backend))
     try:
-        already = stack.running()
-        if already and already["env"].get("SUBMITTER_BACKEND", "ml_v1") != backend:
-            print(f"restarting the local stack with backend {backend} (make down stops it) ...")
-        elif already:
-            print(f"using the running local stack (backend {backend})")
-        else:
-            print(f"starting the local stack with backend {backend} (make down stops it) ...")
-        env = stack.start()
+        stack, env = start_local_stack(backend)
     except StackError as exc:
         print(f"demo-tuning: the local stack did not start: {exc}", file=sys.stderr)
         return 1
