@@ -464,6 +464,27 @@ def test_duplicate_job_id_is_409_already_exists(make_service, gcs):
     assert isinstance(err["details"], list)
 
 
+def test_changes_long_poll_returns_once_a_job_is_created_or_changes_state(make_service, gcs):
+    """The local scheduler's cue: /local/v1/changes holds until the change counter passes `after`."""
+    import concurrent.futures
+
+    svc = make_service(paused=True)
+    url = f"{svc.url}/local/v1/changes"
+    start = requests.get(url, timeout=5).json()["changes"]
+    assert requests.get(url, params={"after": start, "timeout": "0"}, timeout=5).json()["changes"] == start
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(lambda: requests.get(url, params={"after": start, "timeout": "25"}, timeout=30))
+        time.sleep(0.3)
+        assert not waiting.done()  # nothing changed: the poll holds
+        jobs_api(svc).create(parent=PARENT, body=job_body("cue", gcs)).execute()
+        created = waiting.result(timeout=20).json()["changes"]
+    assert created > start
+    jobs_api(svc).cancel(name=f"{PARENT}/jobs/cue", body={}).execute()  # QUEUED -> CANCELLED is a change too
+    assert requests.get(url, params={"after": created, "timeout": "20"}, timeout=30).json()["changes"] > created
+    bad = requests.get(url, params={"timeout": "soon"}, timeout=5)
+    assert bad.status_code == 400 and "timeout" in bad.text
+
+
 def test_unknown_job_is_404_not_found(make_service):
     jobs = jobs_api(make_service(paused=True))
     for call in (jobs.get(name=f"{PARENT}/jobs/nope"), jobs.cancel(name=f"{PARENT}/jobs/nope", body={})):

@@ -10,8 +10,9 @@
   reconcile  functions-framework serving `reconcile` (HTTP)
   relay      the Eventarc stand-in: new object generations of the drop bucket and the data buckets ->
              CloudEvents to `function`
-  scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second (`--cloud-schedule`: once a
-             minute, each call ticking every 5 s for 55 s, as deployed)
+  scheduler  the Cloud Scheduler stand-in: calls `reconcile` every second, and as soon as the training service
+             reports a job change (its /local/v1/changes long poll; `--cloud-schedule`: once a minute, each call
+             ticking every 5 s for 55 s, as deployed)
 then creates the buckets, the topic and a subscription and writes shell
 `export` lines to `<root>/stack.env`. `make up BACKEND=vertex` (StackConfig.backend) runs the
 function on the Vertex AI backend: it talks to the local training service's customJobs subset
@@ -68,6 +69,7 @@ class StackConfig:
     topic: str = "training-job-events"
     subscription: str = "training-job-events-sub"
     reconcile_interval_s: float = 1.0  # the scheduler's period (Cloud Scheduler: 60 s at best)
+    reconcile_on_changes: bool = True  # also call reconcile as soon as the training service reports a job change
     reconcile_window_s: float = 0.0  # SUBMITTER_RECONCILE_WINDOW_SECONDS: one call keeps ticking this long (0: once)
     reconcile_tick_s: float = 5.0  # SUBMITTER_RECONCILE_INTERVAL_SECONDS: between those ticks
     min_state_seconds: float = 0.0
@@ -208,8 +210,9 @@ class Stack:
             watched = [arg for bucket in (c.drop_bucket, *c.data_buckets) for arg in ("--bucket", bucket)]
             self._spawn("relay", [sys.executable, "-m", "submitter_local.relay", "--storage",
                                   env["STORAGE_EMULATOR_HOST"], *watched, "--function-url", env["FUNCTION_URL"]], env)
+            cue = ["--changes", f"{env['TRAINING_API_ENDPOINT']}/local/v1/changes"] if c.reconcile_on_changes else []
             self._spawn("scheduler", [sys.executable, "-m", "submitter_local.scheduler", "--url",
-                                      env["RECONCILE_URL"], "--interval", str(c.reconcile_interval_s)], env)
+                                      env["RECONCILE_URL"], "--interval", str(c.reconcile_interval_s), *cue], env)
         except BaseException:
             self._save(env)
             self._stop()
@@ -369,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = StackConfig(root=args.root, backend=args.backend)
     if args.cloud_schedule:
-        config = dataclasses.replace(config, reconcile_interval_s=60.0, reconcile_window_s=55.0, reconcile_tick_s=5.0)
+        config = dataclasses.replace(config, reconcile_interval_s=60.0, reconcile_window_s=55.0, reconcile_tick_s=5.0,
+                                     reconcile_on_changes=False)
     stack = Stack(config)
     if args.command == "up":
         already = stack.running()

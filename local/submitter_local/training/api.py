@@ -9,6 +9,9 @@ health endpoints. Every error, including unknown paths and bad JSON, is a Google
     GET   /local/v1/projects/{project}/jobs/{jobId}/logs  text/plain, ?replica=worker-1&offset=N
                                                           (default: the primary, master-0);
                                                           header X-Next-Offset
+    GET   /local/v1/changes?after=N&timeout=S              {"changes": M} once M > N (jobs created plus
+                                                          visible changes), or after S seconds (at most 30);
+                                                          without `after`, at once (the local scheduler's cue)
     GET   /local/v1/health                                {"status": "ok"}
 
 plus the Vertex AI customJobs and hyperparameterTuningJobs subsets (`vertex_api.py`, `vertex_tuning.py`: create,
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from .service import TrainingService
 
 log = logging.getLogger(__name__)
+
+CHANGES_MAX_WAIT_S = 30.0  # the longest a /local/v1/changes long poll holds a server thread
 
 _STATUS_BY_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                    405: "UNIMPLEMENTED", 409: "ABORTED", 411: "INVALID_ARGUMENT", 413: "INVALID_ARGUMENT",
@@ -138,6 +143,20 @@ def create_app(svc: TrainingService) -> Flask:
         else:
             data, nxt = svc.read_logs(project, job, replica, offset)
         return Response(data, mimetype="text/plain", headers={"X-Next-Offset": str(nxt)})
+
+    @app.get("/local/v1/changes")
+    def changes() -> Response:
+        # Not part of Google's API: lets the local scheduler call `reconcile` as soon as a job changed (the cloud
+        # design's counterpart is a trigger on the training service's state-change logs), instead of only on its
+        # period. The reconciler still publishes only what it reads from the API.
+        raw = request.args.get("timeout") or "0"
+        try:
+            timeout = max(0.0, min(float(raw), CHANGES_MAX_WAIT_S))
+        except ValueError:
+            raise errors.invalid_argument([("timeout", f"Invalid value for timeout: {raw!r} is not a number of "
+                                                       "seconds.")]) from None
+        after = _int_arg("after")
+        return _json({"changes": svc.store.wait_for_change(after, timeout)})
 
     @app.get("/local/v1/health")
     def health() -> Response:

@@ -90,6 +90,9 @@ class JobStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time):
         self._clock = clock
         self._lock = threading.RLock()
+        # Counts changes a client can see (a job created, a state or output changed); waiters long-poll it.
+        self._changes = 0
+        self._changed = threading.Condition(self._lock)
         path.parent.mkdir(parents=True, exist_ok=True)
         # one shared connection, serialized by self._lock (the HTTP server is threaded)
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -102,6 +105,25 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def wait_for_change(self, after: int | None, timeout_s: float) -> int:
+        """The change counter once it exceeds `after`, or after `timeout_s` seconds, whichever is first.
+
+        Args:
+            after: a counter value returned earlier; None returns the current value at once.
+            timeout_s: the longest wait, in seconds.
+        Returns:
+            The counter (jobs created plus client-visible updates since the store opened).
+        """
+        with self._changed:
+            if after is not None:
+                self._changed.wait_for(lambda: self._changes > after, timeout=max(0.0, timeout_s))
+            return self._changes
+
+    def _note_change(self) -> None:
+        """Count one client-visible change and wake the waiters (called with the lock held)."""
+        self._changes += 1
+        self._changed.notify_all()
 
     @staticmethod
     def _record(row: sqlite3.Row) -> JobRecord:
@@ -131,6 +153,7 @@ class JobStore:
                 (project, job_id, seq, "QUEUED", job["createTime"], now, priority, now, json.dumps(job),
                  json.dumps(runtime or {})),
             )
+            self._note_change()
             return self.get(project, job_id)  # type: ignore[return-value]
 
     def get(self, project: str, job_id: str) -> JobRecord | None:
@@ -207,6 +230,8 @@ class JobStore:
                 "UPDATE jobs SET state=?, state_since=?, job=?, runtime=? WHERE project=? AND job_id=?",
                 (rec.state, rec.state_since, json.dumps(job), json.dumps(rec.runtime), project, job_id),
             )
+            if visible:
+                self._note_change()
             return rec, True
 
     def transition(self, project: str, job_id: str, from_states: Iterable[str], to_state: str,
