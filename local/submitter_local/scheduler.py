@@ -23,7 +23,7 @@ import requests
 
 log = logging.getLogger("scheduler")
 
-MIN_GAP_S = 0.1  # default floor between two reconcile calls when cued by changes (a burst coalesces into one tick)
+MIN_GAP_S = 0.25  # default floor between two reconcile calls when cued by changes (a burst coalesces into one tick)
 
 
 def run(url: str, interval_s: float, stopping: threading.Event, changes_url: str | None = None,
