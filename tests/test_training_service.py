@@ -597,6 +597,16 @@ def test_list_filters(make_service, gcs):
     assert ids("-jobId:abc* AND state:QUEUED") == {"xyz_1"}
     assert ids("(jobId:abc* OR labels.tier:gold) AND labels.team!=nlp") == {"abc_1", "xyz_1"}
     assert ids("labels:tier") == {"xyz_1"}
+    assert ids("state:queued") == {"abc_1", "abc_2", "xyz_1"}  # state ignores case, also when the store pre-selects
+    assert ids("state:QUEUED OR state:CANCELLED") == {"abc_1", "abc_2", "xyz_1", "xyz_2"}
+    paged, token = [], None
+    while True:  # one job a page: the cursor and the state pre-selection together still give each job once, in order
+        page = jobs.list(parent=PARENT, filter="state:QUEUED OR state:RUNNING", pageSize=1, pageToken=token).execute()
+        paged += [j["jobId"] for j in page.get("jobs", [])]
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    assert paged == ["xyz_1", "abc_2", "abc_1"]  # newest first
     assert jobs.list(parent=PARENT, filter="jobId:nothing*").execute() == {}
     for bad in ("state:", "(state:QUEUED", "color:red", "state > 3", "jobId:a AND"):
         with pytest.raises(HttpError) as e:
@@ -614,6 +624,21 @@ def test_filter_parser_precedence_follows_aip_160():
     assert filters.parse("jobId:a state:failed").matches(job) is True  # juxtaposition = AND; state ignores case
     assert filters.parse("labels.missing!=1").matches(job) is True
     assert filters.parse("   ").matches(job) is True
+
+
+@pytest.mark.parametrize("text", ["state:QUEUED OR state:running", "jobId:a* AND state:FAILED", "NOT state:QUEUED",
+                                  "state!=QUEUED", "state:Q*", "", "labels.x=1 OR state:FAILED",
+                                  "state:QUEUED AND (state:RUNNING OR labels.x=1)", "-state:FAILED state:SUCCEEDED"])
+def test_the_states_a_filter_preselects_include_every_job_it_matches(text):
+    """`Node.states()` lets the store skip jobs by state before reading them: it must never leave out a match."""
+    node = filters.parse(text)
+    states = node.states()
+    for state in ("QUEUED", "PREPARING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED"):
+        for job in ({"jobId": "a1", "state": state, "labels": {"x": "1"}}, {"jobId": "b", "state": state}):
+            if node.matches(job):
+                assert states is None or state in states, (text, job)
+    assert filters.parse("state:QUEUED OR state:running").states() == {"QUEUED", "RUNNING"}
+    assert filters.parse("jobId:a*").states() is None
 
 
 def test_patch_labels_with_etag(make_service, gcs):

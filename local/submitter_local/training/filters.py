@@ -90,6 +90,13 @@ class Node:
     def matches(self, job: dict[str, Any]) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def states(self) -> frozenset[str] | None:
+        """A superset of the (upper-case) states a matching job can be in, or None when any state can match.
+
+        Lets the store skip jobs by their state column before reading them; `matches` still decides.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class And(Node):
@@ -98,6 +105,10 @@ class And(Node):
     def matches(self, job: dict[str, Any]) -> bool:
         return all(p.matches(job) for p in self.parts)
 
+    def states(self) -> frozenset[str] | None:
+        known = [s for s in (p.states() for p in self.parts) if s is not None]
+        return frozenset.intersection(*known) if known else None
+
 
 @dataclass(frozen=True)
 class Or(Node):
@@ -105,6 +116,10 @@ class Or(Node):
 
     def matches(self, job: dict[str, Any]) -> bool:
         return any(p.matches(job) for p in self.parts)
+
+    def states(self) -> frozenset[str] | None:
+        each = [p.states() for p in self.parts]
+        return None if any(s is None for s in each) else frozenset().union(*each)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,11 @@ class Restriction(Node):
             return self.op == "!="
         hit = _glob(self.value, case_insensitive=self.field == "state")(actual)
         return not hit if self.op == "!=" else hit
+
+    def states(self) -> frozenset[str] | None:
+        if self.field == "state" and self.op != "!=" and "*" not in self.value:
+            return frozenset({self.value.upper()})
+        return None
 
 
 _FIELD_ALIASES = {"jobId": "jobId", "job_id": "jobId", "state": "state"}

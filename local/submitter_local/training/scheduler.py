@@ -1,6 +1,6 @@
 """Moves QUEUED jobs into runs, within `max_running`, and routes cancels to them.
 
-Order of admission (`queue_order`): higher `trainingInput.scheduling.priority` first, then
+Order of admission (`JobStore.queued_in_order`, kept in SQL): higher `trainingInput.scheduling.priority` first, then
 first created; a QUEUED job's 1-based place in that order is its `jobPosition`. A QUEUED job
 is admitted only after `min_state_seconds` in QUEUED; a higher-priority job still in that
 hold is not overtaken. `scheduling.maxWaitTime` ("If the training job has not entered the
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from . import envs, messages, procs, sandbox
@@ -44,11 +44,6 @@ from .store import Change, JobRecord, JobStore
 log = logging.getLogger(__name__)
 
 RESTART_MESSAGE = "The local training service restarted while the job was {state}; its processes are gone."
-
-
-def queue_order(queued: Iterable[JobRecord]) -> list[JobRecord]:
-    """QUEUED jobs in admission order: higher priority first, then first created."""
-    return sorted(queued, key=lambda r: (-r.priority, r.seq))
 
 
 def max_wait_message(max_wait: str, time_scale: float) -> str:
@@ -180,7 +175,7 @@ class Scheduler:
         """One scheduling pass; returns how long the loop may sleep before the next."""
         now = time.time()
         sleep = self._cfg.poll_interval * 5
-        for rec in self._store.in_states({QUEUED, PREPARING}):
+        for rec in self._store.waiting_with_max_wait():
             self._enforce_max_wait(rec, now)
         with self._cond:
             if self._paused or self._stopping:
@@ -188,7 +183,7 @@ class Scheduler:
             free = self._cfg.effective_max_running - len(self._runs)
         if free <= 0:
             return sleep
-        for rec in queue_order(self._store.in_states({QUEUED})):
+        for rec in self._store.queued_in_order():  # parsed only as far as free slots go
             if free <= 0:
                 break
             ready_at = rec.state_since + self._cfg.min_state_seconds

@@ -29,7 +29,7 @@ from .messages import Scrubber
 from .model import QUEUED, job_name
 from .runner import default_storage_client, job_dir, replica_log_path
 from .sandbox import HostIsolation
-from .scheduler import Scheduler, queue_order
+from .scheduler import Scheduler
 from .store import AlreadyExists, Change, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class TrainingService:
             raise errors.already_exists(job_name(project, req.job_id)) from None
         if self._scheduler is not None:
             self._scheduler.wake()
-        return self._with_position(rec, self._queue_positions()) if rec.state == QUEUED else rec.job
+        return self._with_position(rec, self.store.queue_position(*rec.key)) if rec.state == QUEUED else rec.job
 
     def _check_study(self, project: str, ti: dict[str, Any]) -> None:
         """400 INVALID_ARGUMENT for a hyperparameter spec the study cannot run (`study.StudySpec`), or a
@@ -270,20 +270,21 @@ class TrainingService:
         """jobs.get: the Job, or 404 NOT_FOUND."""
         self._count("jobs.get")
         rec = self._require(project, job_id)
-        return self._with_position(rec, self._queue_positions()) if rec.state == QUEUED else rec.job
+        return self._with_position(rec, self.store.queue_position(*rec.key)) if rec.state == QUEUED else rec.job
 
     def _queue_positions(self) -> dict[tuple[str, str], int]:
         """1-based place of every QUEUED job (all projects share the local machine) in
         admission order."""
-        return {r.key: i for i, r in enumerate(queue_order(self.store.in_states({QUEUED})), start=1)}
+        return {key: i for i, key in enumerate(self.store.queue_keys(), start=1)}
 
     @staticmethod
-    def _with_position(rec: JobRecord, positions: dict[tuple[str, str], int]) -> dict[str, Any]:
+    def _with_position(rec: JobRecord, position: dict[tuple[str, str], int] | int) -> dict[str, Any]:
         """The Job with `jobPosition` (ml.v1.json: "It's only effect when the job is in QUEUED
         state. If it's positive, it indicates the job's position in the job scheduler. It's 0
         when the job is already scheduled."). int64, so a decimal string on the wire; 0 is
         left out like every proto3 default. Computed on read: it changes without a new etag."""
-        pos = positions.get(rec.key, 0) if rec.state == QUEUED else 0
+        pos = position if isinstance(position, int) else position.get(rec.key, 0)
+        pos = pos if rec.state == QUEUED else 0
         return {**rec.job, "jobPosition": str(pos)} if pos else rec.job
 
     def _require(self, project: str, job_id: str) -> JobRecord:
@@ -310,9 +311,8 @@ class TrainingService:
         cursor = self._decode_token(page_token, project, filter_hash) if page_token else None
         jobs: list[JobRecord] = []
         more = False
-        for rec in self.store.list_project(project):  # already in list order
-            if cursor is not None and rec.sort_key >= cursor:
-                continue
+        # In list order, after the cursor, only in the states the filter can match: a page parses its own jobs.
+        for rec in self.store.iter_project(project, states=node.states(), before=cursor):
             if not node.matches(rec.job):
                 continue
             if len(jobs) == page_size:

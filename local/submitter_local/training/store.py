@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,10 +163,63 @@ class JobStore:
 
     def list_project(self, project: str) -> list[JobRecord]:
         """All jobs of a project, newest createTime first (ties: newest creation first)."""
+        return list(self.iter_project(project))
+
+    def iter_project(self, project: str, *, states: Iterable[str] | None = None,
+                     before: tuple[str, int] | None = None) -> Iterator[JobRecord]:
+        """Jobs of a project in list order (newest createTime first, ties newest creation first), each parsed only
+        when the caller gets to it: a list page reads its page, not the project's whole history.
+
+        Args:
+            states: only jobs in one of these states (None: any).
+            before: only jobs whose `sort_key` is below this one (a page token's cursor).
+        """
+        sql, args = "SELECT * FROM jobs WHERE project = ?", [project]
+        if states is not None:
+            wanted = sorted(states)
+            sql += f" AND state IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        if before is not None:
+            sql += " AND (create_time < ? OR (create_time = ? AND seq < ?))"
+            args += [before[0], before[0], before[1]]
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY create_time DESC, seq DESC", args).fetchall()
+        return (self._record(r) for r in rows)
+
+    def queued_in_order(self) -> Iterator[JobRecord]:
+        """QUEUED jobs of every project in admission order (higher priority first, then first created), each
+        parsed only when the caller gets to it (a scheduling pass starts a few, not the whole queue)."""
+        yield from self._in_order({"QUEUED"}, False)
+
+    def waiting_with_max_wait(self) -> Iterator[JobRecord]:
+        """QUEUED or PREPARING jobs that set trainingInput.scheduling.maxWaitTime (the only ones it can cancel)."""
+        yield from self._in_order({"QUEUED", "PREPARING"}, True)
+
+    def _in_order(self, states: set[str], with_max_wait: bool) -> Iterator[JobRecord]:
+        wanted = sorted(states)
+        sql = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(wanted))})"
+        if with_max_wait:
+            sql += " AND json_extract(job, '$.trainingInput.scheduling.maxWaitTime') IS NOT NULL"
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY priority DESC, seq", wanted).fetchall()
+        return (self._record(r) for r in rows)
+
+    def queue_keys(self) -> list[tuple[str, str]]:
+        """(project, jobId) of every QUEUED job in admission order, without reading the jobs themselves."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT * FROM jobs WHERE project=? ORDER BY create_time DESC, seq DESC", (project,)).fetchall()
-        return [self._record(r) for r in rows]
+                "SELECT project, job_id FROM jobs WHERE state = 'QUEUED' ORDER BY priority DESC, seq").fetchall()
+        return [(r["project"], r["job_id"]) for r in rows]
+
+    def queue_position(self, project: str, job_id: str) -> int:
+        """1-based place of a QUEUED job in admission order among every project's QUEUED jobs; 0 when it is not
+        QUEUED (or unknown)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM jobs q, jobs j WHERE j.project = ? AND j.job_id = ? AND j.state = 'QUEUED' "
+                "AND q.state = 'QUEUED' AND (q.priority > j.priority OR (q.priority = j.priority AND q.seq <= j.seq))",
+                (project, job_id)).fetchone()
+        return int(row[0])
 
     def list_prefix(self, prefix: str) -> list[JobRecord]:
         """Jobs of every project key starting with `prefix`, newest createTime first."""

@@ -338,8 +338,8 @@ class VertexJobs:
         out: list[dict[str, Any]] = []
         last: JobRecord | None = None
         more = False
-        for rec in self.svc.store.list_project(store_project(project, location)):
-            if rec.runtime.get("api") != self.API or (cursor is not None and rec.sort_key >= cursor):
+        for rec in self.svc.store.iter_project(store_project(project, location), before=cursor):
+            if rec.runtime.get("api") != self.API:
                 continue
             job = self.render(rec)
             if not matches(job):
