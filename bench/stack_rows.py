@@ -6,8 +6,9 @@ training service is paused; timed from the first upload to the last SUBMITTED ev
 drop from its job.yaml upload to its SUBMITTED. Baseline: the same 2N uploads into a bucket nothing watches.
 
 Row 6, a trivial job on the stack as `make up` starts it (StackConfig's defaults: no state held artificially,
-reconcile every second): SUBMITTED event -> SUCCEEDED event, after one unmeasured warm-up job fills the package
-cache. Baseline: `gcloud ai-platform local train` of the same trainer, run by the runtime venv's python.
+reconcile every second and on every job change): SUBMITTED event -> SUCCEEDED event, after one unmeasured
+warm-up job fills the package cache (the job-change cue: submitter_local.scheduler). Baseline:
+`gcloud ai-platform local train` of the same trainer, run by the runtime venv's python.
 
 Row 7, state change -> event: during row 6's jobs a poller lists the training service's jobs every 20 ms and
 notes when each job is first seen in each state; the delay is that time to the event's arrival on the
@@ -270,7 +271,8 @@ def job_rows(runs: int, smoke: bool, project_dir: Path, sdist: bytes) -> list[Ro
                 f"`gcloud ai-platform local train` of the same trainer: {Spread.of(base).show(' s', 2)}", r.show(),
                 "≤ 1.0×", r.median <= 1.0,
                 "events' arrival on a subscription; the stack as `make up` starts it (each non-terminal state held "
-                f"≥ {StackConfig().min_state_seconds:g} s, reconcile every {StackConfig().reconcile_interval_s:g} s); "
+                f"≥ {StackConfig().min_state_seconds:g} s, reconcile every {StackConfig().reconcile_interval_s:g} s"
+                f"{' and on each job change' if StackConfig().reconcile_on_changes else ''}); "
                 "one unmeasured warm-up job fills the package cache")]
     if delays:
         tail = p95(delays)
