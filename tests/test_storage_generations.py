@@ -98,3 +98,33 @@ def test_concurrent_create_only_uploads_of_one_name_have_exactly_one_winner(clie
     assert statuses == [200] + [412] * (n - 1)
     winner = next(body for status, body in results if status == 200)
     assert client.bucket("drop-state").blob("claims/one.json").download_as_bytes() == winner
+
+
+def test_a_state_read_is_one_request_whose_generation_matches_its_bytes(client, monkeypatch):
+    """Downloads carry x-goog-generation as on GCS, so GcsStateStore.get reads a document and its generation token
+    in one request (no metadata read first), and the token is the one a generation-match write needs."""
+    store = GcsStateStore("drop-state", "submitter/", "demo-project", client=client)
+    first = store.create("jobs/k.json", {"v": 1})
+    second = store.replace("jobs/k.json", {"v": 2}, first)
+    sent: list[str] = []
+    real = requests.Session.request
+
+    def counting(self, method, url, *args, **kwargs):
+        sent.append(f"{method} {url.split('?')[0]}")
+        return real(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", counting)
+    assert store.get("jobs/k.json") == ({"v": 2}, second)
+    assert len(sent) == 1 and "/download/" in sent[0]
+    assert store.get("jobs/absent.json") is None
+    assert len(sent) == 2
+    assert store.replace("jobs/k.json", {"v": 3}, second) is not None  # the token read is the live one
+
+
+def test_a_server_that_sends_no_generation_with_downloads_still_gives_the_right_token(client, monkeypatch):
+    from submitter_local.storage_emulator import _FixedRequestHandler
+
+    monkeypatch.setattr(_FixedRequestHandler, "_media_headers", lambda self: [])
+    store = GcsStateStore("drop-state", "submitter/", "demo-project", client=client)
+    token = store.create("jobs/k.json", {"v": 1})
+    assert store.get("jobs/k.json") == ({"v": 1}, token)  # metadata read, then that generation's bytes

@@ -146,6 +146,18 @@ class GcsStateStore:
 
     def get(self, key: str) -> tuple[Document, int] | None:
         bucket = self._bucket()
+        blob = bucket.blob(self.prefix + key)
+        try:
+            with storage_errors(f"read state {key}"):
+                data = blob.download_as_bytes()
+        except ObjectGone:
+            return None
+        if blob.generation:  # GCS sends x-goog-generation with the bytes: one request, and they agree
+            return json.loads(data), int(blob.generation)
+        return self._get_in_two_reads(bucket, key)
+
+    def _get_in_two_reads(self, bucket: Any, key: str) -> tuple[Document, int] | None:
+        """For a server that sends no generation with downloads: the metadata, then that generation's bytes."""
         for _ in range(5):  # the document can be replaced between the two reads; then read it again
             meta = bucket.blob(self.prefix + key)
             try:

@@ -30,6 +30,9 @@ precondition checks above run under the same lock as the write they guard, so a 
 check cannot interleave with another request: of N concurrent `ifGenerationMatch=0` uploads of one name
 exactly one gets 200, the rest 412.
 
+Media downloads also carry GCS's x-goog-generation / x-goog-metageneration / x-goog-stored-content-length
+headers (the emulator sends none), so a client learns the generation it read from the read itself.
+
 The emulator's in-memory Storage also serialises its whole metadata (every object of every bucket) to a
 JSON snapshot on each write, a snapshot nothing in memory mode ever reads back: a burst of writes made
 every write slower than the last (quadratic). `_MemoryStorage` skips that snapshot.
@@ -172,7 +175,34 @@ class _FixedRequestHandler(RequestHandler):
         with self._serialised():
             if self._stale_generation():
                 return
-            super().do_GET()
+            self._object_headers = self._media_headers()
+            try:
+                super().do_GET()
+            finally:
+                self._object_headers = []
+
+    _object_headers: list[tuple[str, str]] = []
+
+    def _media_headers(self) -> list[tuple[str, str]]:
+        """For a media download (`alt=media`), the headers GCS sends with it and the emulator does not:
+        x-goog-generation, x-goog-metageneration and x-goog-stored-content-length. google-cloud-storage reads the
+        generation from them, so a reader learns which generation it got in the same request."""
+        url = urlsplit(self.path)
+        match = self._OBJECT_RE.match(url.path)
+        if not match or parse_qs(url.query).get("alt") != ["media"]:
+            return []
+        obj = self.storage.objects.get(unquote(match.group(1)), {}).get(unquote(match.group(2)))
+        if not obj:
+            return []
+        return [("x-goog-generation", str(obj.get("generation", ""))),
+                ("x-goog-metageneration", str(obj.get("metageneration", "1"))),
+                ("x-goog-stored-content-length", str(obj.get("size", "")))]
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if 200 <= code < 300:
+            for name, value in self._object_headers:
+                self.send_header(name, value)
 
     def do_DELETE(self) -> None:
         with self._serialised():
