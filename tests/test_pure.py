@@ -250,6 +250,28 @@ def test_settings_from_env_and_errors():
     assert "OUTPUT_BUCKET must differ" in str(exc.value) and "SUBMITTER_TOPIC is required" in str(exc.value)
 
 
+@pytest.mark.parametrize("extra, honoured", [({}, False), ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+                                             ({"https_proxy": "http://proxy:3128"}, True),
+                                             ({"REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem"}, True)])
+def test_a_proxy_or_ca_bundle_in_the_environment_keeps_the_storage_session_reading_it(extra, honoured):
+    """Without proxy/CA variables the storage client's session stops re-reading the environment on every request;
+    with one, requests keeps honouring it."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from submitter.gcs import GcsObjectStore
+
+    env = {"SUBMITTER_PROJECT": "demo-project", "SUBMITTER_DROP_BUCKET": "drop-b", "SUBMITTER_OUTPUT_BUCKET": "out-b",
+           "SUBMITTER_STATE_BUCKET": "state-b", "SUBMITTER_TOPIC": "t", **extra}
+    settings = Settings.from_env(env)
+    assert settings.http_env is honoured
+    store = GcsObjectStore(settings.project, http_env=settings.http_env)
+    built = storage.Client(project="demo-project", credentials=AnonymousCredentials())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(storage, "Client", lambda project: built)
+        assert store.client._http.trust_env is honoured
+
+
 def test_settings_refuse_names_google_would_refuse():
     env = {"SUBMITTER_PROJECT": "{PROJECT}", "SUBMITTER_DROP_BUCKET": "gs://drop-b", "SUBMITTER_OUTPUT_BUCKET": "out-b",
            "SUBMITTER_STATE_BUCKET": "state-b", "SUBMITTER_TOPIC": "t", "SUBMITTER_DEFAULT_REGION": "US Central",

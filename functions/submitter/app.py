@@ -57,7 +57,7 @@ class App:
     @functools.cached_property
     def storage(self) -> Any:
         """The ObjectStore (Cloud Storage unless one was given)."""
-        return self._storage or GcsObjectStore(self.settings.project)
+        return self._storage or GcsObjectStore(self.settings.project, http_env=self.settings.http_env)
 
     @functools.cached_property
     def ledger(self) -> Ledger:

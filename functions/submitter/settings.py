@@ -23,6 +23,8 @@ from .rules import EMAIL_RE
 from .triggers import RuleSet, load_rules, restrict
 
 ENV_PREFIX = "SUBMITTER_"
+# Environment variables through which requests takes proxies or a CA bundle (either case).
+REQUESTS_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 Kind = Literal["str", "float", "int", "bool"]
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +170,9 @@ class Settings:
     job_label_value: str = "drop"
     policy: Policy = dataclasses.field(default_factory=Policy)
     trigger_rules: RuleSet = dataclasses.field(default_factory=RuleSet)
+    # Whether the environment sets a proxy or CA bundle for requests (REQUESTS_ENV); when it does not, HTTP sessions
+    # skip requests' per-request scan of the environment (gcs.GcsObjectStore).
+    http_env: bool = True
 
     @property
     def data_buckets(self) -> tuple[str, ...]:
@@ -218,6 +223,7 @@ class Settings:
                 problems.append(f"{var.name}={raw!r} is not {_KIND_WORDS[var.kind]}")
                 values[var.attribute] = var.default
         values = {k: v for k, v in values.items() if v is not None}
+        values["http_env"] = any(env.get(name) or env.get(name.lower()) for name in REQUESTS_ENV)
         problems += _check_names(values)
         problems += _check_reconcile_window(values)
         for key in ("drop_prefix", "state_prefix"):
