@@ -74,6 +74,7 @@ class TrainingService:
         self._lock_file: Any = None
         self._calls: collections.Counter[str] = collections.Counter()
         self._calls_lock = threading.Lock()
+        self._preflight_clients: dict[str, Any] = {}  # project -> storage client of jobs.create's checks
         from .api import create_app  # late import: api imports this module's types
 
         self.app = create_app(self)
@@ -241,8 +242,7 @@ class TrainingService:
         if "hyperparameters" in req.training_input:
             self._check_study(project, req.training_input)
         if self.config.check_storage:
-            factory = self.config.storage_client_factory or default_storage_client
-            preflight.check_storage(req.training_input, lambda: factory(project))
+            preflight.check_storage(req.training_input, lambda: self._preflight_client(project))
         try:
             rec = self.store.insert(project, req.job_id, req.labels, req.training_input, req.priority)
         except AlreadyExists:
@@ -250,6 +250,18 @@ class TrainingService:
         if self._scheduler is not None:
             self._scheduler.wake()
         return self._with_position(rec, self.store.queue_position(*rec.key)) if rec.state == QUEUED else rec.job
+
+    def _preflight_client(self, project: str) -> Any:
+        """One storage client per project for jobs.create's checks, kept: a client per create cost a new session and
+        new connections to Cloud Storage each time (most of a create's CPU in a burst)."""
+        with self._calls_lock:
+            client = self._preflight_clients.get(project)
+        if client is None:
+            factory = self.config.storage_client_factory or default_storage_client
+            client = factory(project)
+            with self._calls_lock:
+                client = self._preflight_clients.setdefault(project, client)
+        return client
 
     def _check_study(self, project: str, ti: dict[str, Any]) -> None:
         """400 INVALID_ARGUMENT for a hyperparameter spec the study cannot run (`study.StudySpec`), or a
