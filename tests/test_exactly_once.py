@@ -251,15 +251,21 @@ QUOTA_BODY = json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", 
                                                                                  "maximum of 0"}]}]}})
 
 
-def test_F10_quota_failure_is_permanent_plain_429_is_retried():
+def test_F10_quota_failure_is_permanent_plain_429_is_queued():
+    """A QuotaFailure is a permanent QUOTA_EXCEEDED; a plain 429 (the create rate) is neither retried in the
+    invocation nor redelivered: the drop is queued, the event acknowledged, and the next tick submits it (one create
+    refused, one made, one SUBMITTED)."""
     err = classify(429, QUOTA_BODY)
     assert not err.transient and err.reason == "QUOTA_EXCEEDED" and "allowed maximum of 0" in err.message
     plain = classify(429, json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "rate"}}))
-    assert plain.transient
+    assert plain.transient and plain.reason == "RATE_LIMITED"
     w = World()
     w.api.fail("create", 429, "RESOURCE_EXHAUSTED", "rate")
     out = w.drop("incoming/run-015b")
-    assert out.action == "submitted" and w.api.count("create") == 2
+    assert out.action == "queued" and w.api.count("create") == 1 and w.publisher.states() == []
+    assert w.clock.slept == []  # not retried inside the invocation
+    w.tick()
+    assert w.api.count("create") == 2 and w.publisher.states() == ["SUBMITTED"]
     w2 = World()
     w2.api.errors["create"] = [(429, json.loads(QUOTA_BODY))]
     assert w2.drop("incoming/run-015a").action == "submit_failed"

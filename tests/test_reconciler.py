@@ -274,8 +274,8 @@ def test_a_transient_fault_in_the_sweep_holds_back_neither_the_tick_nor_the_drop
     world.put("incoming/run-901/job.yaml", BASELINE_YAML)  # its event is lost: only the sweep can decide the drop
     world.clock.advance(world.settings.incomplete_drop_s + 1)
     world.api.set_state(running, "RUNNING")
-    for _ in range(200):  # the API rate-limits every create for longer than the retry budget
-        world.api.fail("create", 429, "RESOURCE_EXHAUSTED", "rate")
+    for _ in range(200):  # the API fails every create for longer than the retry budget (a 429 would queue it)
+        world.api.fail("create", 503, "UNAVAILABLE", "down")
     report = world.app.reconcile()  # answers normally: the state change is published, the sweep resumes next tick
     assert (running, "RUNNING") in report.published
     assert not any(m["drop"]["folder"] == "incoming/run-901" for m in world.messages() if "drop" in m)

@@ -15,9 +15,10 @@ from .common import ledger, load_settings
 @click.option("--json", "as_json", is_flag=True, help="print the status document as JSON")
 def drop_status(folder: str, as_json: bool) -> None:
     """Show the latest word on drop FOLDER (e.g. incoming/run-001): SUBMITTED with its jobId, DUPLICATE,
-    REJECTED / SUBMIT_FAILED with every violation, or WAITING with what the drop lacks, since when and when it
-    is rejected if still incomplete. Exit 0 submitted or duplicate, 1 rejected or failed, 3 no verdict yet
-    (waiting, or not seen)."""
+    REJECTED / SUBMIT_FAILED with every violation, WAITING with what the drop lacks, since when and when it
+    is rejected if still incomplete, or WAITING in the queue for the training API's create quota (429
+    RATE_LIMITED). Exit 0 submitted or duplicate, 1 rejected or failed, 3 no verdict yet (waiting, queued, or not
+    seen)."""
     from submitter.clock import iso
     from submitter.drops import status_key
     from submitter.model import DropStatus
@@ -34,6 +35,14 @@ def drop_status(folder: str, as_json: bool) -> None:
         sys.exit(3)
     if as_json:
         click.echo(json.dumps(status.to_doc(), indent=2))
+    elif status.state is DropStatus.WAITING and status.reason == "RATE_LIMITED":
+        click.echo("WAITING  in the queue for the training API's create quota (429 RATE_LIMITED)"
+                   + (f"  (jobId {status.key} once submitted)" if status.key else ""))
+        if status.waiting_since is not None:
+            click.echo(f"  queued since {iso(status.waiting_since)}; the reconciler submits it in turn, no need to "
+                       "upload again")
+        if status.message:
+            click.echo(f"  {status.message}")
     elif status.state is DropStatus.WAITING:
         click.echo(f"WAITING  for {', '.join(status.missing) or 'files'}"
                    + (f"  (jobId {status.key} once complete)" if status.key else ""))

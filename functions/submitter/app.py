@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
@@ -23,9 +23,11 @@ from . import logs
 from .backends import TrainingBackend, build_backend
 from .clock import Clock, SystemClock
 from .drop_handler import DropHandler
-from .errors import EventInvalid, PermanentError, SubmitterError, TransientError
+from .errors import EventInvalid, ObjectGone, PermanentError, SubmitterError, TransientError
 from .gcs import GcsObjectStore
+from .leases import LeaseLost
 from .ledger import Ledger
+from .model import Origin
 from .publisher import Publisher, PubSubPublisher
 from .settings import Settings
 from .state_store import GcsStateStore
@@ -183,17 +185,26 @@ class App:
         return report
 
     def _tick(self) -> TickReport:
-        """One tick: publish job state changes, sweep drops that never completed, then the trigger rules' quiet
-        windows and queues (which start batches once the previous job's terminal state is published)."""
+        """One tick: publish job state changes, serve the create-quota queues (oldest first, each region until its
+        first 429), sweep drops that never completed, then the trigger rules' quiet windows and queues (which start
+        batches once the previous job's terminal state is published)."""
         report = self.reconciler.tick()
-        # A transient fault in a sweep (a 429 on the sweep's own jobs.create, a storage hiccup) stops that sweep for
-        # this tick only: what it did not decide stays pending and is swept again next tick, and the state events
-        # above are not held back by it.
+        try:  # a tick running elsewhere serves the queues (in order) itself; backing off, this one does
+            for outcome in self.serve_quota_queues() if not report.skipped or report.backing_off else ():
+                log.info(f"quota queue: {outcome.detail}",
+                         extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
+                if outcome.key and outcome.action in _PUBLISHED:
+                    report.published.append((outcome.key, _PUBLISHED[outcome.action]))
+        except TransientError as exc:
+            log.warning(f"quota queue stopped by a transient fault, resumed next tick: {exc}")
+        # A transient fault in a sweep (a 5xx on the sweep's own jobs.create, a storage hiccup; a 429 queues the
+        # input instead) stops that sweep for this tick only: what it did not decide stays pending and is swept again
+        # next tick, and the state events above are not held back by it.
         try:
             for outcome in self.drop_handler.sweep():
                 log.info(f"swept: {outcome.detail}",
                          extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
-                if outcome.key:
+                if outcome.key and outcome.action is not Action.QUEUED:  # queued for quota: nothing published
                     report.published.append((outcome.key, outcome.action.value.upper()))
         except TransientError as exc:
             log.warning(f"drop sweep stopped by a transient fault, resumed next tick: {exc}")
@@ -207,6 +218,54 @@ class App:
             except TransientError as exc:
                 log.warning(f"trigger sweep stopped by a transient fault, resumed next tick: {exc}")
         return report
+
+    def serve_quota_queues(self) -> Iterator[Outcome]:
+        """Decide queued inputs through the one submission path, each region's oldest first, until the region's
+        first 429 (the entry stays first) or a transient fault (the region waits for the next tick). A served entry
+        is removed once its input is decided (or found stale); a region whose queue is empty has its gate removed,
+        unless a 429 rewrote it meanwhile (its generation token), so new inputs call jobs.create again."""
+        gates, queues = self.ledger.quota_queues()  # a gate rewritten after this listing (a 429) stays
+        for (backend, region), entries in queues.items():
+            emptied = True
+            for entry in entries:
+                doc = self.ledger.queue_entry(entry.key)
+                if doc is None:
+                    continue
+                origin = Origin.from_dict(doc["origin"])
+                outcome = self._serve_one(origin, entry.key, doc)
+                if outcome is None or outcome.action is Action.QUEUED:
+                    emptied = False
+                    break
+                self.ledger.dequeue(entry.key, origin)
+                yield outcome
+            if emptied and (backend, region) in gates:
+                self.ledger.open_gate(backend, region, gates.pop((backend, region)))
+        for (backend, region), token in gates.items():
+            if (backend, region) not in queues:
+                self.ledger.open_gate(backend, region, token)
+
+    def _serve_one(self, origin: Origin, entry: str, doc: dict[str, Any]) -> Outcome | None:
+        """One queued input's turn: None when a transient fault leaves it queued until the next tick."""
+        if self.ledger.verdict(origin) is not None:
+            return Outcome(Action.DUPLICATE, f"{origin.name}: already decided", doc.get("jobId"))
+        resume = doc.get("resume") or {}
+        try:
+            if resume.get("kind") == "trigger":
+                return self.trigger_handler.serve_queued(origin, entry, resume)
+            return self.drop_handler.serve_queued(origin, entry)
+        except ObjectGone as exc:
+            return Outcome(Action.IGNORED, f"{origin.name}: stale: {exc}", doc.get("jobId"))
+        except (TransientError, LeaseLost) as exc:
+            log.warning(f"{origin.name}: left in the quota queue until the next tick: {exc}",
+                        extra={"ctx": {"jobId": doc.get("jobId"), "queue": entry}})
+            return None
+        except Exception as exc:  # a permanent fault or a bug: reported once, so it never blocks the queue
+            log.exception(f"{origin.name}: {type(exc).__name__} serving it from the quota queue; reporting it once",
+                          extra={"ctx": {"jobId": doc.get("jobId"), "queue": entry}})
+            try:
+                return self.submitter.report_bug(origin, str(doc.get("key") or doc.get("jobId")), exc)
+            except TransientError:
+                return None
 
 
 _PUBLISHED = {Action.SUBMITTED: "SUBMITTED", Action.ADOPTED: "SUBMITTED", Action.REJECTED: "REJECTED",

@@ -20,7 +20,7 @@ from .drops import AlreadyDecided, DropObject, DropRef, Evaluate, Identical, Ign
 from .errors import ObjectGone, SpecRejected
 from .events import StorageObjectEvent, event_age_seconds
 from .ledger import Ledger, claim_key, pending_age
-from .model import DropStatus, Verdict
+from .model import DropStatus, Origin, Verdict
 from .objects import ObjectInfo, ObjectStore
 from .planning import SpecInput, spec_defaults
 from .reasons import Reason, Violation
@@ -80,7 +80,7 @@ class DropHandler:
                 last = self.ledger.last_spec(bucket, folder)
         return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=self.clock.now())
 
-    def _decide(self, bucket: str, where: DropObject, generation: int) -> Outcome:
+    def _decide(self, bucket: str, where: DropObject, generation: int, queued: str | None = None) -> Outcome:
         snapshot = self._snapshot(bucket, where.folder)
         decision = drops.decide(bucket, where, generation, snapshot, self.rules)
         if isinstance(decision, Ignored):
@@ -98,7 +98,7 @@ class DropHandler:
                            decision.key)
         if isinstance(decision, Identical):
             return self._identical(decision)
-        return self._evaluate(decision, snapshot.now)
+        return self._evaluate(decision, snapshot.now, queued)
 
     def _wait(self, drop: DropRef, key: str | None, missing: tuple[str, ...], seen_at: dt.datetime) -> Outcome:
         """Note what an incomplete drop lacks; when that changed, say so on its status (WAITING: what is missing,
@@ -142,8 +142,9 @@ class DropHandler:
                                                             time=self.clock.now(), origin=origin.fields, message=note))
         return Outcome(Action.DUPLICATE, note, previous.key)
 
-    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime) -> Outcome:
-        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit."""
+    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime, queued: str | None = None) -> Outcome:
+        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit
+        (`queued`: the quota-queue entry the tick is serving)."""
         drop, spec_obj = decision.drop, decision.spec
         parsed, errors = self._read_spec(decision)
         if parsed is not None:
@@ -156,7 +157,7 @@ class DropHandler:
         defaults = spec_defaults(self.settings, drop.folder, str(job_id), tuple(o.uri for o in decision.packages))
         spec = SpecInput(parsed=parsed, errors=errors, defaults=defaults,
                          packages={o.uri: o for o in decision.packages})
-        outcome = self.submitter.submit(spec, drop.origin(), decision.key)
+        outcome = self.submitter.submit(spec, drop.origin(), decision.key, resume={"kind": "drop"}, queued=queued)
         self.ledger.clear_pending(drop.bucket, drop.folder)
         if outcome.action in (Action.SUBMITTED, Action.ADOPTED) and outcome.key:
             self.ledger.remember_spec(drop.bucket, drop.folder, SubmittedSpec(
@@ -221,6 +222,17 @@ class DropHandler:
         return self.submitter.refuse(origin, key, Verdict.REJECTED,
                                      [Violation(f"{folder}/", message, Reason.INCOMPLETE_DROP)],
                                      reason=Reason.INCOMPLETE_DROP, message=message)
+
+    # -- the create-quota queue ----------------------------------------------------------------------
+    def serve_queued(self, origin: Origin, entry: str) -> Outcome:
+        """Decide a drop whose turn in the quota queue has come exactly as an event for its job.yaml is decided, from
+        the folder's current listing: submitted through the one path, or REJECTED, a byte-identical re-upload of a
+        job.yaml submitted meanwhile, waiting for a package deleted meanwhile; a job.yaml generation no longer live
+        is dropped (its successor has an event of its own)."""
+        drop = DropRef.from_dict(origin.fields["drop"])
+        where = DropObject(folder=drop.folder, drop_name=drop.folder[len(self.settings.drop_prefix):],
+                           filename=drops.JOB_SPEC_NAME, role=drops.ObjectRole.JOB_SPEC)
+        return self._decide(drop.bucket, where, drop.generation, queued=entry)
 
     # -- bugs -------------------------------------------------------------------------------------
     def report_bug(self, event: StorageObjectEvent, exc: BaseException) -> Outcome:

@@ -15,6 +15,10 @@ Keys:
   triggers/folders/<rule>/<hash>.json    what a rule batched in one folder: open window, closing, recent batches
   triggers/overlap/<rule>.json           a skip/queue rule's active batch and queued batches
   triggers/status/<rule>.json            a trigger rule's status: VALID, or BROKEN with its violations
+  quota/<backend>/<region>/<epoch ms>/<input id>   an input queued for the training API's create quota (quota.py;
+                                    <input id> is a digest of its record key)
+  quota-queued/<input id>.json      which queue entry holds an input
+  quota/<backend>/<region>.gate.json   the region's creates are rate limited: new inputs queue behind
   locks/reconciler.json             the lease of the one reconcile tick running now
   locks/reconciler-backoff.json     after failed ticks: how many in a row, and no tick before `until`
 
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
+from . import quota
 from .clock import iso, parse_iso
 from .model import DropStatus, Origin, PublishedState
 from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
@@ -253,6 +259,57 @@ class Ledger:
             return True
         return self.store.replace(f"jobs/{record.key}.json", updated.to_doc(), record.token) is not None
 
+
+    # -- the create-quota queue (quota.py) ----------------------------------------------------------------------
+    def gated(self, backend: str, region: str) -> bool:
+        """True while the region's gate exists (a create was answered 429 and its queue has not emptied since)."""
+        return self.store.get(quota.gate_key(backend, region)) is not None
+
+    def close_gate(self, backend: str, region: str, now: dt.datetime) -> None:
+        """Write the region's gate at a 429: new inputs of the region queue behind until the tick empties it."""
+        self.store.put(quota.gate_key(backend, region), {"backend": backend, "region": region,
+                                                          "rateLimitedAt": iso(now)})
+
+    def open_gate(self, backend: str, region: str, token: int) -> None:
+        """Remove the gate, only if nobody rewrote it since it was listed (a 429 meanwhile keeps it)."""
+        self.store.delete(quota.gate_key(backend, region), token=token)
+
+    def quota_queues(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[quota.Entry]]]:
+        """(every gate with its generation token, every region's queue oldest first), from one listing."""
+        versions = self.store.versions(quota.QUEUE_PREFIX)
+        return quota.gates(versions), quota.queues(versions)
+
+    def queue_of(self, backend: str, region: str) -> list[quota.Entry]:
+        """One region's queue, oldest first (one listing)."""
+        return quota.queues(self.store.versions(f"{quota.QUEUE_PREFIX}{backend}/{region}/")).get((backend, region), [])
+
+    def queued_entry(self, origin: Origin) -> str | None:
+        """The key of the queue entry holding `origin`, when it is queued (and the entry still exists)."""
+        found = self.store.get(quota.queued_key(origin.record_key))
+        if found is None:
+            return None
+        key = str(found[0].get("entry") or "")
+        return key if key and self.store.get(key) is not None else None
+
+    def enqueue(self, key: str, doc: dict[str, Any], origin: Origin) -> None:
+        """Queue an input: its entry first, then the marker naming it (a crash in between leaves an entry without a
+        marker, which a redelivery may queue once more; the tick then decides the input once and drops the other
+        entry, its verdict being recorded)."""
+        self.store.create(key, doc)
+        self.store.put(quota.queued_key(origin.record_key), {"entry": key})
+
+    def queue_entry(self, key: str) -> dict[str, Any] | None:
+        """A queue entry's document, or None when it is gone."""
+        found = self.store.get(key)
+        return found[0] if found else None
+
+    def dequeue(self, key: str, origin: Origin | None) -> None:
+        """Remove a served (or stale) queue entry, and its input's marker when it names this entry."""
+        self.store.delete(key)
+        if origin is not None:
+            found = self.store.get(quota.queued_key(origin.record_key))
+            if found is not None and found[0].get("entry") == key:
+                self.store.delete(quota.queued_key(origin.record_key), token=found[1])
 
     # -- reconciler backoff ------------------------------------------------------------------------
     def backoff(self) -> tuple[int, dt.datetime | None]:

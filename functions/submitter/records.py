@@ -158,6 +158,8 @@ class StatusDocument:
         origin: the origin fields (e.g. {"drop": {...}}).
         reason / message / violations / warnings / notes / job_dir / resource_name: as in the events.
         missing: what a WAITING drop waits for.
+        (A WAITING input queued for the training API's create quota has reason RATE_LIMITED, its place in the
+        message, and `waiting_since` the time it was queued: quota.py.)
         waiting_since / reject_after: a WAITING drop's first sighting, and when the scheduled sweep rejects it
             (INCOMPLETE_DROP) if it is still incomplete then.
     """

@@ -20,7 +20,8 @@ _SYSTEM = SystemClock()
 
 
 def call_with_retries(fn: Callable[[], T], *, clock: Clock = _SYSTEM, deadline_s: float = 30.0,
-                      initial_s: float = 0.5, maximum_s: float = 8.0) -> T:
+                      initial_s: float = 0.5, maximum_s: float = 8.0,
+                      retry_if: Callable[[BaseException], bool] | None = None) -> T:
     """Call `fn`, retrying TransientErrors with exponential backoff and full jitter.
 
     Args:
@@ -28,8 +29,10 @@ def call_with_retries(fn: Callable[[], T], *, clock: Clock = _SYSTEM, deadline_s
         clock: where time is read and slept (a FakeClock in tests).
         deadline_s: seconds of retrying after which the last error is raised.
         initial_s / maximum_s: the backoff's first and largest delay ceiling (seconds).
+        retry_if: narrows which TransientErrors are retried (False: raised at once).
     Raises:
-        whatever `fn` raised: at once when it is not a TransientError, else once the deadline passed.
+        whatever `fn` raised: at once when it is not a TransientError (or `retry_if` refuses it), else once the
+        deadline passed.
     """
     start = clock.monotonic()
 
@@ -37,7 +40,8 @@ def call_with_retries(fn: Callable[[], T], *, clock: Clock = _SYSTEM, deadline_s
         return clock.monotonic() - start >= deadline_s
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientError),
+        retry=tenacity.retry_if_exception(
+            lambda exc: isinstance(exc, TransientError) and (retry_if is None or retry_if(exc))),
         stop=out_of_time,
         wait=tenacity.wait_random_exponential(multiplier=initial_s, max=maximum_s),
         sleep=clock.sleep,

@@ -19,11 +19,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import logs, vertex_spec
-from .backends import TrainingBackend
-from .clock import Clock
+from . import logs, quota, vertex_spec
+from .backends import TrainingBackend, quota_region
+from .clock import Clock, iso
 from .envelope import JobEvent, capped_violations, encode
-from .errors import BackendRefused, ClaimBusy, ObjectGone, TransientError
+from .errors import BackendRefused, BackendUnavailable, ClaimBusy, ObjectGone, TransientError
 from .leases import Lease, LeaseLost, Leases
 from .ledger import Ledger, claim_key
 from .model import DropStatus, JobHandle, JobRequest, JobStatus, Origin, Verdict
@@ -52,7 +52,7 @@ class Action(enum.StrEnum):
     ADOPTED = "adopted"
     REJECTED = "rejected"
     SUBMIT_FAILED = "submit_failed"
-    QUEUED = "queued"  # a data batch waits for its rule's previous job (overlap: queue)
+    QUEUED = "queued"  # waits: a data batch for its rule's previous job (overlap: queue), an input for the quota
     LATE = "late"  # a data object that arrived after its batch closed: reported on the batch, never started
 
 
@@ -94,16 +94,22 @@ class Submitter:
         return call_with_retries(fn, clock=self.clock)
 
     # -- the path ---------------------------------------------------------------------------------
-    def submit(self, spec: SpecInput, origin: Origin, key: str) -> Outcome:
-        """Decide one input exactly once: REJECTED, SUBMIT_FAILED, or a job and its SUBMITTED message.
+    def submit(self, spec: SpecInput, origin: Origin, key: str, *, resume: dict[str, Any] | None = None,
+               queued: str | None = None) -> Outcome:
+        """Decide one input exactly once: REJECTED, SUBMIT_FAILED, or a job and its SUBMITTED message; or, while
+        the training API's create quota is exhausted, queue it for the reconcile tick (quota.py).
 
         Args:
             spec: the spec and what came with it.
             origin: where it came from (claims, verdicts and events use it).
             key: the input's own job key; refusals are always published under it, while a submitted job uses
                 the spec's explicit jobId when it names one (so a spec cannot speak for another input's job).
+            resume: what the origin's handler needs to decide the input again if it is queued (kept in its entry).
+            queued: the quota-queue entry the tick is serving (the input's turn has come: create it even while its
+                region is gated).
         Returns:
-            The Outcome (DUPLICATE when a concurrent invocation decided the input meanwhile).
+            The Outcome (DUPLICATE when a concurrent invocation decided the input meanwhile; QUEUED when it waits
+            for the create quota: nothing is published, its status says so, the event is acknowledged).
         Raises:
             ClaimBusy: another live invocation holds the claim and did not finish within claim_wait_s.
             TransientError, ObjectGone: after releasing the claim, so a redelivery can decide at once.
@@ -115,7 +121,7 @@ class Submitter:
             return Outcome(Action.DUPLICATE, f"{origin.name}: decided by a concurrent invocation", key)
         claim = _Claim(self.leases, lease, self.settings.claim_lease_s, claiming)
         try:
-            return self._decide(spec, origin, key, claim)
+            return self._decide(spec, origin, key, claim, resume, queued)
         except (TransientError, ObjectGone, LeaseLost):
             claim.release()
             raise
@@ -140,7 +146,8 @@ class Submitter:
                 raise ClaimBusy(f"{origin.name}: being decided by another invocation")
             self.clock.sleep(CLAIM_POLL_S)
 
-    def _decide(self, spec: SpecInput, origin: Origin, key: str, claim: _Claim) -> Outcome:
+    def _decide(self, spec: SpecInput, origin: Origin, key: str, claim: _Claim, resume: dict[str, Any] | None,
+                queued: str | None) -> Outcome:
         if self.ledger.verdict(origin) is not None:  # decided before we claimed (the claim outlived a verdict)
             return Outcome(Action.DUPLICATE, f"{origin.name}: already decided", key)
         if spec.errors or spec.parsed is None or spec.defaults is None:
@@ -152,6 +159,16 @@ class Submitter:
         ti = job.get("trainingInput")
         for warning in warnings:
             log.warning(warning, extra={"ctx": {"jobId": job_id, "origin": origin.name}})
+        region = quota_region(self.backend, job)
+        gated = queued is None and self.ledger.gated(self.backend.name, region)
+        held = self.ledger.queued_entry(origin) if gated else None
+        route = quota.route(draining=queued is not None, gate=gated, queued=held is not None)
+        if route is quota.Route.ALREADY_QUEUED:  # a redelivery: the input keeps its place
+            claim.release()
+            return Outcome(Action.QUEUED, f"{origin.name}: already queued for the create quota in {region}; it keeps "
+                           "its place", job_id)
+        if route is quota.Route.QUEUE:
+            return self._queue(origin, key, job_id, region, resume, claim, why=quota.BEHIND_WHY)
         claim.renew()  # the slow part starts: keep the claim while creating the job
         job = self._stage(job, plan.packages)
         claim.renew()
@@ -161,15 +178,28 @@ class Submitter:
         # Written before the job exists, so a job whose invocation dies right after creating it is still found
         # and followed by the reconciler, even if the event never comes back.
         staged = tuple(_package_uris(job)) if plan.packages else ()
+        intended_at = self.clock.now()
         record = self.ledger.intend(JobRecord(
             handle=JobHandle(self.backend.name, "", job_id), state=Verdict.SUBMITTED, origin=origin, labels=labels,
-            job_dir=job_dir, announced=False, since=self.clock.now(), warnings=tuple(warnings), staged=staged))
+            job_dir=job_dir, announced=False, since=intended_at, warnings=tuple(warnings), staged=staged))
         try:
-            submission = self.retry(lambda: self.backend.submit(JobRequest(job_id, job, origin.name)))
+            submission = call_with_retries(lambda: self.backend.submit(JobRequest(job_id, job, origin.name)),
+                                           clock=self.clock, retry_if=quota.retried_in_invocation)
         except BackendRefused as exc:
             self.ledger.withdraw(record)  # no job of ours exists under this key: nothing to follow
             return self.refuse(origin, key, Verdict.SUBMIT_FAILED, [], reason=exc.reason,
                                message=f"the training API refused the job: {exc.code} {exc.status}: {exc.message}")
+        except BackendUnavailable as exc:
+            if not quota.is_rate_limited(exc):
+                raise  # the event comes back (the intent record lets the reconciler find a job created meanwhile)
+            if record.since == intended_at:  # ours: the create was refused, no job exists under this key (an
+                self.ledger.withdraw(record)  # earlier attempt's record stays for the reconciler to finish)
+            self.ledger.close_gate(self.backend.name, region, self.clock.now())
+            if queued is not None:  # the tick's turn for this input: it stays first in its queue
+                claim.release()
+                return Outcome(Action.QUEUED, f"{origin.name}: still rate limited in {region} (429 RATE_LIMITED); "
+                               "it stays first in the queue", job_id)
+            return self._queue(origin, key, job_id, region, resume, claim, why=quota.RATE_LIMITED_WHY)
         claim.renew()
         if not record.announced:
             self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, used)
@@ -177,6 +207,25 @@ class Submitter:
             self.record_submitted(origin, job_id, submission.status, record, used)
         action = Action.ADOPTED if submission.adopted else Action.SUBMITTED
         return Outcome(action, f"job {job_id} {action.value}", job_id)
+
+    def _queue(self, origin: Origin, key: str, job_id: str, region: str, resume: dict[str, Any] | None,
+               claim: _Claim, *, why: str) -> Outcome:
+        """Queue an input for the create quota: its entry (ordered by now), its status (WAITING, reason
+        RATE_LIMITED, with its place), then the claim is released so the tick can decide it. Publishes nothing."""
+        now = self.clock.now()
+        backend = self.backend.name
+        entry = quota.entry_key(backend, region, now, origin.record_key)
+        self.ledger.enqueue(entry, {"origin": origin.as_dict(), "key": key, "jobId": job_id, "queuedAt": iso(now),
+                                    "backend": backend, "region": region, "resume": dict(resume or {})}, origin)
+        place = quota.position(self.ledger.queue_of(backend, region), entry)
+        message = quota.queued_message(origin.name, region, now, place, why=why)
+        self.ledger.write_status(origin, StatusDocument(
+            state=DropStatus.WAITING, key=job_id, time=now, origin=origin.fields, reason=Reason.RATE_LIMITED.value,
+            message=message, waiting_since=now))
+        log.info(message, extra={"ctx": {"jobId": job_id, "origin": origin.name, "reason": Reason.RATE_LIMITED,
+                                         "queue": entry}})
+        claim.release()
+        return Outcome(Action.QUEUED, message, job_id)
 
     def _stage(self, job: dict[str, Any], packages: dict[str, PackageSource]) -> dict[str, Any]:
         """The job with each package replaced by an immutable copy of exactly the bytes inspected.

@@ -29,6 +29,7 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from . import logs
 from .clock import Clock, iso
@@ -430,15 +431,30 @@ class TriggerHandler:
                                      [Violation(f"gs://{batch.bucket}/{batch.where}", message, reason)],
                                      reason=reason, message=message)
 
-    def _submit(self, rule: Rule, batch: Batch) -> Outcome:
-        """The one submission path, with the rule's template instantiated for the batch."""
+    def _submit(self, rule: Rule, batch: Batch, queued: str | None = None) -> Outcome:
+        """The one submission path, with the rule's template instantiated for the batch (`queued`: the quota-queue
+        entry the tick is serving)."""
         errors: tuple[Violation, ...] = ()
         try:
             parsed = instantiate(rule, batch)
         except TemplateError as exc:
             parsed, errors = None, (Violation(f"{rule.source}.job", str(exc), Reason.SPEC_INVALID),)
         spec = SpecInput(parsed=parsed, errors=errors, defaults=batch_defaults(self.settings, rule, batch))
-        return self.submitter.submit(spec, batch.origin(), batch.batch_id)
+        return self.submitter.submit(spec, batch.origin(), batch.batch_id,
+                                     resume={"kind": "trigger", "batch": batch.to_doc()}, queued=queued)
+
+    def serve_queued(self, origin: Origin, entry: str, resume: dict[str, Any]) -> Outcome:
+        """Decide a batch whose turn in the quota queue has come, through the same path (its rule as loaded now; a
+        rule removed or broken since drops the batch, logged)."""
+        batch = Batch.from_doc(resume["batch"])
+        rule = next((r for r in self.rules if r.name == batch.rule), None)
+        if rule is None:
+            log.warning(f"{origin.name}: rule {batch.rule} no longer fires; batch {batch.batch_id} is dropped from the "
+                        "quota queue", extra={"ctx": {"jobId": batch.batch_id, "rule": batch.rule}})
+            return Outcome(Action.IGNORED, f"rule {batch.rule} no longer fires", batch.batch_id)
+        if self.ledger.verdict(batch.origin()) is not None:
+            return Outcome(Action.DUPLICATE, f"{origin.name}: already decided", batch.batch_id)
+        return self._submit(rule, batch, queued=entry)
 
     # -- the scheduled sweep ----------------------------------------------------------------------
     def sweep(self) -> list[Outcome]:
@@ -531,6 +547,8 @@ class TriggerHandler:
                                             functools.partial(self._submit, rule, active))
                     if outcome is not None:
                         out.append(outcome)
+                        if outcome.action is Action.QUEUED:
+                            return out  # waits in the quota queue: the tick serves it in turn
                         continue
                 return out  # being decided by a live invocation (or retried on the next tick)
             if rule.overlap is not Overlap.PARALLEL and self._running(state):

@@ -85,6 +85,22 @@ def backend_check(backend: Any, job: dict[str, Any]) -> tuple[list[Violation], l
     return list(violations), list(warnings)
 
 
+def quota_region(backend: Any, job: dict[str, Any]) -> str:
+    """The region whose create quota a job's `jobs.create` counts against (the quota queue's key, quota.py).
+
+    An adapter may offer `region_of(job)` (Vertex: the location `submit` creates in); otherwise the job's
+    trainingInput.region, or "global" when it names none.
+    """
+    region_of = getattr(backend, "region_of", None)
+    if callable(region_of):
+        return str(region_of(job))
+    from ..naming import REGION_RE
+
+    ti = job.get("trainingInput")
+    region = ti.get("region") if isinstance(ti, dict) else None
+    return region if isinstance(region, str) and REGION_RE.fullmatch(region) else "global"
+
+
 def build_backend(settings: Settings, transport: Any = None) -> TrainingBackend:
     """The backend named by `settings.backend` (built lazily by the caller, never at import).
 

@@ -57,6 +57,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import vertex_spec
 from ..errors import BackendRefused, JobConflict
 from ..model import JobHandle, JobRequest, JobState, JobStatus, Submission
 from ..naming import REGION_RE, key_label_value
@@ -263,6 +264,13 @@ class VertexBackend:
         """
         key = job.get("jobId") if isinstance(job.get("jobId"), str) else ""
         return vt.check(job, key=key or "job", display_name=key or "job", options=self.options)
+
+    def region_of(self, job: dict[str, Any]) -> str:
+        """The location `submit` creates the job in (pure): the spec's region, else the deployment's default; a
+        Vertex-shaped spec always runs in the default region (as `vt.translate` decides)."""
+        ti = job.get("trainingInput") if not vertex_spec.is_vertex(job) else None
+        region = ti.get("region") if isinstance(ti, dict) else None
+        return region if isinstance(region, str) and REGION_RE.fullmatch(region) else self.options.default_region
 
     def translate(self, request: JobRequest) -> vt.Translation:
         """The CustomJob (or, for a tuning spec, the HyperparameterTuningJob) for a request (pure)."""
