@@ -521,3 +521,20 @@ def test_a_claim_is_renewed_once_a_quarter_of_its_lease_passed_and_a_takeover_is
     assert leases.acquire("claims/x", "other", lease_s) is not None
     with pytest.raises(LeaseLost):
         claim.renew()
+
+
+def test_a_finished_job_adopted_again_under_its_explicit_key_is_never_followed_again():
+    # Two drops name the same jobId: the second meets the finished job (409, same TrainingInput: adopted). The
+    # intent is created without reading done/ first; the adoption is what makes the submitter look there.
+    w = World()
+    spec = BASELINE_YAML + b"jobId: shared_job\n"
+    first = w.drop("incoming/run-040", spec=spec)
+    w.api.set_state(first.job_id, "SUCCEEDED")
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "SUCCEEDED"]
+    again = w.drop("incoming/run-041", spec=spec)
+    assert again.action == "adopted" and again.job_id == "shared_job" and w.api.count("create") == 2
+    assert not any(k.startswith("jobs/") for k in w.store.all_keys())
+    w.clock.advance(w.settings.claim_lease_s + 601)
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "SUCCEEDED"]

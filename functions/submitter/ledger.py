@@ -157,21 +157,43 @@ class Ledger:
     def intend(self, record: JobRecord) -> JobRecord:
         """Note, before creating it, the job an input is about to become (an unannounced record).
 
+        The intent is created first: on the happy path nothing else is read. Only when `jobs/<key>` exists
+        already, or vanished in between (it was finished or withdrawn), is the stored record returned instead.
+        A job whose key is in `done/` but not in `jobs/` (finished, then its key reused) gets a fresh intent
+        here; `settle_adopted` drops it once the backend says the job already existed, so a finished job is
+        never followed again.
+
         Returns:
             The record as stored: an earlier attempt's record for the same key is kept (it may be announced
             already, or done).
         """
         if record.announced:
             raise ValueError("intend() takes an unannounced record")
-        found = self.store.get(f"done/{record.key}.json")
-        if found is not None:
-            return JobRecord.from_doc(found[0])
         key = f"jobs/{record.key}.json"
         token = self.store.create(key, record.to_doc())
         if token is not None:
             return dataclasses.replace(record, token=token)
         found = self.store.get(key)
-        return record if found is None else JobRecord.from_doc(found[0], token=found[1])
+        if found is not None:
+            return JobRecord.from_doc(found[0], token=found[1])
+        return self.finished(record.key) or record
+
+    def finished(self, key: str) -> JobRecord | None:
+        """The record of job `key` if its terminal state was published (`done/`), else None."""
+        found = self.store.get(f"done/{key}.json")
+        return JobRecord.from_doc(found[0]) if found is not None else None
+
+    def settle_adopted(self, record: JobRecord) -> JobRecord:
+        """After the backend adopted an existing job for our fresh intent: if that job was already finished and
+        published, withdraw the intent and return the `done/` record (a finished job is never followed again);
+        otherwise `record` unchanged."""
+        if record.announced or not record.token:
+            return record
+        done = self.finished(record.key)
+        if done is None:
+            return record
+        self.withdraw(record)
+        return done
 
     def announce(self, record: JobRecord) -> bool:
         """Mark an intended job announced (SUBMITTED published), with the handle the backend gave it.

@@ -171,6 +171,8 @@ class Submitter:
             return self.refuse(origin, key, Verdict.SUBMIT_FAILED, [], reason=exc.reason,
                                message=f"the training API refused the job: {exc.code} {exc.status}: {exc.message}")
         claim.renew()
+        if submission.adopted:  # the job existed already: it may be one whose end was published (done/)
+            record = self.ledger.settle_adopted(record)
         if not record.announced:
             self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, used)
         else:
