@@ -226,8 +226,7 @@ def test_F9c_adopted_job_that_already_failed_publishes_failed_without_resubmitti
     first = w.drop("incoming/run-015")
     w.api.set_state(first.job_id, "FAILED", errorMessage="The replica master 0 exited with a non-zero status of 1.")
     # The verdict was lost (e.g. the state bucket was wiped): the redelivery meets a 409 and a FAILED job.
-    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("drops/")))
-    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("claims/")))
+    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("drops/")))  # the claim went with it
     again = w.deliver("incoming/run-015/job.yaml", event_id="evt-late")
     assert again.action == "adopted" and w.api.count("create") == 2 and len(w.api.jobs) == 1
     w.reconciler.tick()
@@ -538,3 +537,76 @@ def test_a_finished_job_adopted_again_under_its_explicit_key_is_never_followed_a
     w.clock.advance(w.settings.claim_lease_s + 601)
     w.reconciler.tick()
     assert w.publisher.states() == ["SUBMITTED", "SUCCEEDED"]
+
+
+# -- one document per input: the claim, then the verdict at the same key ---------------------------------------
+def test_the_claim_lives_at_the_verdict_key_and_only_its_current_holder_records_the_verdict():
+    from submitter.clock import FakeClock
+    from submitter.leases import Leases
+    from submitter.ledger import Ledger, claim_key, is_verdict
+    from submitter.model import Origin, Verdict
+    from submitter.records import VerdictRecord
+    from submitter.state_store import InMemoryStateStore
+
+    clock = FakeClock(NOW)
+    store = InMemoryStateStore()
+    ledger, leases = Ledger(store), Leases(store, clock)
+    origin = Origin(record_key="drops/b/incoming/x/7", fields={}, status_key=None, name="x", bucket="b")
+    first, found = leases.take(claim_key(origin), "a", 60, final=is_verdict)
+    assert first is not None and found is None and store.requests == {"create": 1}  # one request, nothing read
+    assert ledger.verdict(origin) is None  # a claim is not a verdict
+    assert leases.take(claim_key(origin), "b", 60, final=is_verdict)[0] is None  # live: not taken
+    clock.advance(61)
+    second, _ = leases.take(claim_key(origin), "b", 60, final=is_verdict)  # expired: taken over
+    assert second is not None
+    assert not ledger.record_verdict(origin, VerdictRecord(Verdict.REJECTED, "k"), first)  # lost: cannot record
+    assert ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, "k"), second)
+    clock.advance(10 * 86400)
+    late, doc = leases.take(claim_key(origin), "c", 60, final=is_verdict)  # a verdict is never taken over
+    assert late is None and doc["state"] == "SUBMITTED" and ledger.verdict(origin).state is Verdict.SUBMITTED
+    assert not ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMIT_FAILED, "k"))  # nor overwritten
+
+
+def test_a_claim_taken_over_mid_decision_leaves_one_job_one_verdict_and_the_first_invocation_records_nothing():
+    from submitter.leases import LeaseLost
+
+    w = World()
+    w.put("incoming/run-050/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-050/job.yaml", BASELINE_YAML)
+    real_plan = w.app.submitter.planner.plan
+    taker = []
+
+    def stalled(*args, **kwargs):  # the first invocation stalls past its lease; a redelivery takes the claim over
+        w.app.submitter.planner.plan = real_plan
+        w.clock.advance(w.settings.claim_lease_s + 1)
+        taker.append(w.deliver("incoming/run-050/job.yaml", event_id="evt-2"))
+        return real_plan(*args, **kwargs)
+
+    w.app.submitter.planner.plan = stalled
+    with pytest.raises(LeaseLost):
+        w.deliver("incoming/run-050/job.yaml")
+    assert taker[0].action == "submitted"
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    [doc] = [k for k in w.store.all_keys() if k.startswith("drops/")]
+    assert w.store.get(doc)[0]["jobId"] == taker[0].job_id
+    assert w.deliver("incoming/run-050/job.yaml", event_id="evt-3").action == "duplicate"
+
+
+def test_a_bug_while_holding_the_claim_is_reported_once_and_recorded_over_the_claim():
+    w = World()
+    w.put("incoming/run-051/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-051/job.yaml", BASELINE_YAML)
+    real_plan = w.app.submitter.planner.plan
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    w.app.submitter.planner.plan = broken
+    with pytest.raises(RuntimeError):
+        w.deliver("incoming/run-051/job.yaml")
+    w.app.submitter.planner.plan = real_plan
+    info = w.storage.info("drop-bucket", "incoming/run-051/job.yaml")
+    event = __import__("conftest").storage_event("incoming/run-051/job.yaml", info.generation, info.size)
+    assert w.handler.report_bug(event, RuntimeError("a bug")).action == "submit_failed"
+    assert w.deliver("incoming/run-051/job.yaml", event_id="evt-2").action == "duplicate"
+    assert w.publisher.states() == ["SUBMIT_FAILED"] and w.api.count("create") == 0

@@ -19,7 +19,7 @@ from .clock import Clock, iso
 from .drops import AlreadyDecided, DropObject, DropRef, Evaluate, Identical, Ignored, Snapshot, Wait
 from .errors import ObjectGone, SpecRejected
 from .events import StorageObjectEvent, event_age_seconds
-from .ledger import Ledger, claim_key, pending_age
+from .ledger import Ledger, pending_age
 from .model import DropStatus, Verdict
 from .objects import ObjectInfo, ObjectStore
 from .planning import SpecInput, spec_defaults
@@ -69,19 +69,23 @@ class DropHandler:
         except ObjectGone as exc:
             return Outcome(Action.IGNORED, f"stale event: {exc}")
 
-    def _snapshot(self, bucket: str, folder: str) -> Snapshot:
+    def _snapshot(self, bucket: str, folder: str, read_verdict: bool = True) -> Snapshot:
+        """The folder listing and the submitter's records on it. Without `read_verdict` (a job.yaml event) the
+        verdict is not read: the claim, created at the verdict's key, finds a decided generation instead."""
         listing = self.submitter.retry(lambda: self.storage.list_folder(bucket, folder))
         by_name = {o.filename: o for o in listing}
         spec = by_name.get(drops.JOB_SPEC_NAME)
         verdict = last = None
         if spec is not None and spec.size > 0:
-            verdict = self.ledger.verdict(drops.drop_ref(bucket, folder, spec).origin())
+            if read_verdict:
+                verdict = self.ledger.verdict(drops.drop_ref(bucket, folder, spec).origin())
             if verdict is None:
                 last = self.ledger.last_spec(bucket, folder)
         return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=self.clock.now())
 
     def _decide(self, bucket: str, where: DropObject, generation: int) -> Outcome:
-        snapshot = self._snapshot(bucket, where.folder)
+        # A package event needs the verdict (a late or replaced package is noted on it); a job.yaml event does not.
+        snapshot = self._snapshot(bucket, where.folder, read_verdict=where.role is not drops.ObjectRole.JOB_SPEC)
         decision = drops.decide(bucket, where, generation, snapshot, self.rules)
         if isinstance(decision, Ignored):
             return Outcome(Action.IGNORED, decision.why)
@@ -137,7 +141,9 @@ class DropHandler:
                 f"{previous.key} {decision.age_s:.0f}s ago; not resubmitted. To rerun on purpose, change anything in "
                 "job.yaml (for example a label).")
         origin = drop.origin()
-        if self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, previous.key)):
+        lease = self.submitter.claim_once(origin)
+        if lease is not None and self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, previous.key),
+                                                            lease):
             self.ledger.write_status(origin, StatusDocument(state=DropStatus.DUPLICATE, key=previous.key,
                                                             time=self.clock.now(), origin=origin.fields, message=note))
         return Outcome(Action.DUPLICATE, note, previous.key)
@@ -150,6 +156,9 @@ class DropHandler:
             present = [o.filename for o in decision.packages]
             missing = drops.missing_packages(parsed.job, drop.bucket, drop.folder, present)
             if missing:
+                if self.ledger.verdict(drop.origin()) is not None:  # a late copy of a decided job.yaml's event
+                    return Outcome(Action.DUPLICATE, f"{drop.object}#{drop.generation} was already handled",
+                                   decision.key)
                 return self._wait(drop, decision.key, tuple(missing), seen_at)
         named = parsed.job.get("jobId") if parsed is not None else None
         job_id = named if naming.is_valid_job_id(named) else decision.key
@@ -215,12 +224,12 @@ class DropHandler:
                 return self._evaluate(evaluate, snapshot.now)  # complete but never decided: decide it now
         message = (f"drop {folder}/ is still incomplete after {age:.0f}s: missing {', '.join(missing)}. Upload the "
                    "missing files, then job.yaml again (a new generation) to submit.")
-        lease = self.submitter.leases.acquire(claim_key(origin), "sweep", self.settings.claim_lease_s)
+        lease = self.submitter.claim_once(origin, "sweep")
         if lease is None:
             return None
         return self.submitter.refuse(origin, key, Verdict.REJECTED,
                                      [Violation(f"{folder}/", message, Reason.INCOMPLETE_DROP)],
-                                     reason=Reason.INCOMPLETE_DROP, message=message)
+                                     reason=Reason.INCOMPLETE_DROP, message=message, lease=lease)
 
     # -- bugs -------------------------------------------------------------------------------------
     def report_bug(self, event: StorageObjectEvent, exc: BaseException) -> Outcome:

@@ -1,8 +1,10 @@
 """What the submitter has decided and published, on top of a StateStore (typed records in records.py).
 
 Keys:
-  <record key>.json                 the verdict on one input, e.g. drops/<bucket>/<folder>/<generation>.json
-  claims/<record key>.json          the lease of the invocation deciding that input now
+  <record key>.json                 one input's decision, e.g. drops/<bucket>/<folder>/<generation>.json: first
+                                    the claim of the invocation deciding it ({owner, time, expires}: a lease,
+                                    created only if absent), then its verdict ({state, jobId, ...}), written by
+                                    replacing that claim's generation, so only the holder can record it
   status/<bucket>/<folder>.json     the latest word on a drop, for the uploader (StatusDocument)
   jobs/<key>.json                   a job being followed: last published state, handle, origin (JobRecord)
   done/<key>.json                   a job whose terminal state was published
@@ -10,7 +12,7 @@ Keys:
   pending/<bucket>/<folder>.json    an incomplete drop (PendingDrop); swept after a while
   due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
   specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
-  triggers/batches/<rule>/<batch>.json   the verdict on one data batch (its claim: claims/triggers/batches/...)
+  triggers/batches/<rule>/<batch>.json   the claim, then the verdict, on one data batch (as for drops)
   status/triggers/<rule>/<batch>.json    the latest word on a data batch (StatusDocument)
   triggers/folders/<rule>/<hash>.json    what a rule batched in one folder: open window, closing, recent batches
   triggers/overlap/<rule>.json           a skip/queue rule's active batch and queued batches
@@ -28,9 +30,10 @@ import dataclasses
 import datetime as dt
 
 from .clock import iso, parse_iso
+from .leases import Lease
 from .model import DropStatus, Origin, PublishedState
 from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
-from .state_store import StateStore
+from .state_store import Document, StateStore
 
 TICK_LOCK_KEY = "locks/reconciler.json"
 BACKOFF_KEY = "locks/reconciler-backoff.json"
@@ -38,8 +41,13 @@ DUE_PREFIX = "due/"
 
 
 def claim_key(origin: Origin) -> str:
-    """The lease key of the invocation deciding `origin`."""
-    return f"claims/{origin.record_key}.json"
+    """The lease key of the invocation deciding `origin`: its verdict's own key (one document per input)."""
+    return f"{origin.record_key}.json"
+
+
+def is_verdict(doc: Document) -> bool:
+    """True when an input's document holds its verdict (not, or no longer, a claim)."""
+    return "state" in doc
 
 
 class Ledger:
@@ -52,13 +60,33 @@ class Ledger:
 
     # -- verdicts ---------------------------------------------------------------------------------
     def verdict(self, origin: Origin) -> VerdictRecord | None:
-        """The recorded verdict on this input, or None if it was never decided."""
-        found = self.store.get(f"{origin.record_key}.json")
-        return VerdictRecord.from_doc(found[0]) if found else None
+        """The recorded verdict on this input, or None if it was never decided (no document, or a claim)."""
+        found = self.store.get(claim_key(origin))
+        return VerdictRecord.from_doc(found[0]) if found and is_verdict(found[0]) else None
 
-    def record_verdict(self, origin: Origin, verdict: VerdictRecord) -> bool:
-        """Record the verdict once; False if one was already recorded."""
-        return self.store.create(f"{origin.record_key}.json", verdict.to_doc()) is not None
+    def record_verdict(self, origin: Origin, verdict: VerdictRecord, lease: Lease | None = None) -> bool:
+        """Record the verdict once; False if one was already recorded (or, with `lease`, the claim was lost).
+
+        Args:
+            lease: the claim this writer holds on the input; the verdict replaces exactly that generation of
+                the document, so an invocation whose claim was taken over cannot record it. Without one (the
+                reconciler finishing a dead invocation's job, a bug report), an undecided document (whatever
+                claim it holds) is replaced, a decided one is kept.
+        """
+        key, doc = claim_key(origin), verdict.to_doc()
+        if lease is not None:
+            return self.store.replace(key, doc, lease.token) is not None
+        for _ in range(3):  # the document can move between the two requests: a claim renewed, taken over
+            if self.store.create(key, doc) is not None:
+                return True
+            found = self.store.get(key)
+            if found is None:
+                continue
+            if is_verdict(found[0]):
+                return False
+            if self.store.replace(key, doc, found[1]) is not None:
+                return True
+        return False
 
     # -- status documents -------------------------------------------------------------------------
     def write_status(self, origin: Origin, status: StatusDocument) -> None:
