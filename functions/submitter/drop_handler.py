@@ -105,18 +105,20 @@ class DropHandler:
         return self._evaluate(decision, snapshot.now)
 
     def _wait(self, drop: DropRef, key: str | None, missing: tuple[str, ...], seen_at: dt.datetime) -> Outcome:
-        """Note what an incomplete drop lacks; when that changed, say so on its status (WAITING: what is missing,
-        since when, and when the sweep rejects it), so the uploader is not left guessing. Publishes nothing."""
-        pending, changed = self.ledger.note_pending(PendingDrop(drop.bucket, drop.folder, missing, self.clock.now()))
-        deadline = pending.since + dt.timedelta(seconds=self.settings.incomplete_drop_s)
-        message = (f"drop {drop.folder}/ is waiting for {', '.join(missing)} (incomplete since "
-                   f"{iso(pending.since)}); it is rejected as INCOMPLETE_DROP if still incomplete at {iso(deadline)}")
-        if changed:
-            origin = drop.origin()
-            self.ledger.write_waiting(origin, StatusDocument(
-                state=DropStatus.WAITING, key=key, time=self.clock.now(), origin=origin.fields, message=message,
-                missing=missing, waiting_since=pending.since, reject_after=deadline), seen_at)
-        return Outcome(Action.WAITING, message, key)
+        """Note what an incomplete drop lacks on its status (WAITING: what is missing, since when, and when the
+        sweep rejects it), so the uploader is not left guessing; that document is also what the sweep reads.
+        Written only when what is missing changed. Publishes nothing."""
+        origin, now = drop.origin(), self.clock.now()
+
+        def describe(since: dt.datetime) -> StatusDocument:
+            deadline = since + dt.timedelta(seconds=self.settings.incomplete_drop_s)
+            message = (f"drop {drop.folder}/ is waiting for {', '.join(missing)} (incomplete since {iso(since)}); "
+                       f"it is rejected as INCOMPLETE_DROP if still incomplete at {iso(deadline)}")
+            return StatusDocument(state=DropStatus.WAITING, key=key, time=now, origin=origin.fields, message=message,
+                                  missing=missing, waiting_since=since, reject_after=deadline)
+
+        status, _ = self.ledger.note_waiting(origin, drop.bucket, drop.folder, missing, describe, now, seen_at)
+        return Outcome(Action.WAITING, status.message or "", key)
 
     def _note_late_package(self, decision: AlreadyDecided) -> None:
         """A package that arrives after its drop was submitted is not part of the job: say so on the status."""
@@ -165,8 +167,7 @@ class DropHandler:
         defaults = spec_defaults(self.settings, drop.folder, str(job_id), tuple(o.uri for o in decision.packages))
         spec = SpecInput(parsed=parsed, errors=errors, defaults=defaults,
                          packages={o.uri: o for o in decision.packages})
-        outcome = self.submitter.submit(spec, drop.origin(), decision.key)
-        self.ledger.clear_pending(drop.bucket, drop.folder)
+        outcome = self.submitter.submit(spec, drop.origin(), decision.key)  # its status replaces any WAITING one
         if outcome.action in (Action.SUBMITTED, Action.ADOPTED) and outcome.key:
             self.ledger.remember_spec(drop.bucket, drop.folder, SubmittedSpec(
                 spec_obj.generation, spec_obj.crc32c, spec_obj.size, outcome.key, self.clock.now()))

@@ -5,11 +5,12 @@ Keys:
                                     the claim of the invocation deciding it ({owner, time, expires}: a lease,
                                     created only if absent), then its verdict ({state, jobId, ...}), written by
                                     replacing that claim's generation, so only the holder can record it
-  status/<bucket>/<folder>.json     the latest word on a drop, for the uploader (StatusDocument)
+  status/<bucket>/<folder>.json     the latest word on a drop, for the uploader (StatusDocument); while it is
+                                    WAITING it is also the incomplete-drop record the sweep reads (what is
+                                    missing, since when), and a verdict's status replaces it
   jobs/<key>.json                   a job being followed: last published state, handle, origin (JobRecord)
   done/<key>.json                   a job whose terminal state was published
   lost/<key>.json                   a followed job the API stopped knowing (permanent errors)
-  pending/<bucket>/<folder>.json    an incomplete drop (PendingDrop); swept after a while
   due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
   specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
   triggers/batches/<rule>/<batch>.json   the claim, then the verdict, on one data batch (as for drops)
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 from .clock import iso, parse_iso
+from .drops import status_key
 from .leases import Lease
 from .model import DropStatus, Origin, PublishedState
 from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
@@ -108,29 +111,52 @@ class Ledger:
             self.write_status(origin, dataclasses.replace(current, notes=current.notes + (note,)))
 
     # -- incomplete drops ---------------------------------------------------------------------------
-    def note_pending(self, pending: PendingDrop) -> tuple[PendingDrop, bool]:
-        """Remember an incomplete drop and what it lacks now; the first sighting's time is kept.
+    def note_waiting(self, origin: Origin, bucket: str, folder: str, missing: tuple[str, ...],
+                     describe: Callable[[dt.datetime], StatusDocument], now: dt.datetime,
+                     seen_at: dt.datetime) -> tuple[StatusDocument, bool]:
+        """Remember an incomplete drop in its WAITING status document: what it lacks, since its first sighting.
 
-        The first sighting also writes an index entry `due/<since, epoch seconds>/<bucket>/<folder>`, so the
-        sweep lists which drops are due without reading any record that is not.
+        One document serves the uploader and the sweep. A first sighting creates it (one request) and an index
+        entry `due/<since, epoch seconds>/<bucket>/<folder>`, so the sweep lists which drops are due without
+        reading any record that is not. A drop already WAITING keeps its `since`, and its document is rewritten
+        (generation-match) only when what is missing changed. A verdict's status written after `seen_at` (the
+        listing that found the drop incomplete) means a concurrent event completed the drop: its word stands.
 
+        Args:
+            origin: the drop (its status key).
+            describe: the WAITING status for a given first-sighting time.
+            now: this sighting's time.
         Returns:
-            (the record as stored, with the original `since`; True when it is new or what is missing changed).
+            (the WAITING status as stored or as it would read, True when this call wrote it).
         """
-        key = f"pending/{pending.bucket}/{pending.folder}.json"
-        if self.store.create(key, pending.to_doc()) is not None:
-            self.store.create(f"{DUE_PREFIX}{int(pending.since.timestamp()):012d}/{pending.bucket}/{pending.folder}",
-                              {})
-            return pending, True
+        key = origin.status_key
+        if not key:
+            return describe(now), False
+        fresh = describe(now)
+        if self.store.create(key, fresh.to_doc()) is not None:
+            self._index_due(now, bucket, folder)
+            return fresh, True
         found = self.store.get(key)
-        if found is None:
-            return pending, False
-        stored = PendingDrop.from_doc(found[0])
-        if stored.missing == pending.missing:
-            return stored, False
-        stored = dataclasses.replace(pending, since=stored.since)
-        self.store.replace(key, stored.to_doc(), found[1])
-        return stored, True
+        if found is None:  # removed in between (aged out): a first sighting again
+            written = self.store.create(key, fresh.to_doc()) is not None
+            if written:
+                self._index_due(now, bucket, folder)
+            return fresh, written
+        current = StatusDocument.from_doc(found[0])
+        if current.state is DropStatus.WAITING and current.waiting_since is not None:
+            if current.missing == missing:
+                return current, False
+            updated = describe(current.waiting_since)
+            return updated, self.store.replace(key, updated.to_doc(), found[1]) is not None
+        if current.time > seen_at:
+            return fresh, False
+        if self.store.replace(key, fresh.to_doc(), found[1]) is None:
+            return fresh, False
+        self._index_due(now, bucket, folder)
+        return fresh, True
+
+    def _index_due(self, since: dt.datetime, bucket: str, folder: str) -> None:
+        self.store.create(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}", {})
 
     def write_waiting(self, origin: Origin, status: StatusDocument, seen_at: dt.datetime) -> bool:
         """Write a WAITING status unless a verdict written after `seen_at` (the listing that found the drop
@@ -151,25 +177,25 @@ class Ledger:
 
     def pending_due(self, now: dt.datetime, age_s: float) -> list[PendingDrop]:
         """Incomplete drops first seen at least `age_s` seconds before `now`: one listing of the index, and a
-        read only of the records that are due. Index entries of drops that completed meanwhile are removed."""
+        read only of the status documents that are due. Index entries of drops that completed meanwhile (their
+        status is no longer WAITING, or WAITING since another first sighting) are removed."""
         out = []
         for key in sorted(self.store.versions(DUE_PREFIX)):
             stamp, _, rest = key[len(DUE_PREFIX):].partition("/")
             if not stamp.isdigit() or int(stamp) + age_s > now.timestamp():
                 continue
             bucket, _, folder = rest.partition("/")
-            found = self.store.get(f"pending/{bucket}/{folder}.json")
-            if found is None:
-                self.store.delete(key)  # the drop completed: its record went, the index entry goes now
+            status = self.status(status_key(bucket, folder))
+            since = status.waiting_since if status is not None and status.state is DropStatus.WAITING else None
+            if since is None or int(since.timestamp()) != int(stamp):
+                self.store.delete(key)  # the drop completed (or waits since a later sighting, indexed apart)
                 continue
-            out.append(PendingDrop.from_doc(found[0]))
+            out.append(PendingDrop(bucket, folder, status.missing if status else (), since))
         return out
 
-    def clear_pending(self, bucket: str, folder: str, since: dt.datetime | None = None) -> None:
-        """Forget an incomplete drop (it completed or was swept); with `since`, its index entry too."""
-        self.store.delete(f"pending/{bucket}/{folder}.json")
-        if since is not None:
-            self.store.delete(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}")
+    def clear_pending(self, bucket: str, folder: str, since: dt.datetime) -> None:
+        """Forget an incomplete drop's index entry (it was swept); its status now holds the verdict's word."""
+        self.store.delete(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}")
 
     # -- byte-identical re-uploads ----------------------------------------------------------------
     def last_spec(self, bucket: str, folder: str) -> SubmittedSpec | None:

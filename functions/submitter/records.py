@@ -111,20 +111,13 @@ class JobRecord:
 
 @dataclasses.dataclass(frozen=True)
 class PendingDrop:
-    """An incomplete drop: what it lacks and since when (swept after `incomplete_drop_s`)."""
+    """An incomplete drop: what it lacks and since when (swept after `incomplete_drop_s`). Stored as the drop's
+    WAITING StatusDocument (missing, waitingSince)."""
 
     bucket: str
     folder: str
     missing: tuple[str, ...]
     since: dt.datetime
-
-    def to_doc(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "folder": self.folder, "missing": list(self.missing), "since": iso(self.since)}
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> PendingDrop:
-        return cls(bucket=str(doc["bucket"]), folder=str(doc["folder"]), missing=tuple(doc.get("missing") or ()),
-                   since=parse_iso(doc["since"]))
 
 
 @dataclasses.dataclass(frozen=True)
