@@ -610,3 +610,37 @@ def test_a_bug_while_holding_the_claim_is_reported_once_and_recorded_over_the_cl
     assert w.handler.report_bug(event, RuntimeError("a bug")).action == "submit_failed"
     assert w.deliver("incoming/run-051/job.yaml", event_id="evt-2").action == "duplicate"
     assert w.publisher.states() == ["SUBMIT_FAILED"] and w.api.count("create") == 0
+
+
+# -- the folder's last submitted job.yaml lives in its status document ------------------------------------------
+def test_the_last_submitted_job_yaml_outlives_a_rejection_a_wait_and_an_identical_re_upload():
+    w, clock = world_with_clock()
+    first = w.drop("incoming/run-060", spec_generation=6001)
+    assert first.action == "submitted"
+    clock.advance(10)
+    w.put("incoming/run-060/job.yaml", b"trainingInput: [not, a, mapping]\n", generation=6002)
+    assert w.deliver("incoming/run-060/job.yaml").action == "rejected"
+    clock.advance(10)
+    named = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/run-060/x.tar.gz]\n  args:")
+    w.put("incoming/run-060/job.yaml", named, generation=6003)
+    assert w.deliver("incoming/run-060/job.yaml").action == "waiting"
+    for generation in (6004, 6005):  # identical to the submitted one, twice: recognised both times
+        clock.advance(10)
+        w.put("incoming/run-060/job.yaml", BASELINE_YAML, generation=generation)
+        again = w.deliver("incoming/run-060/job.yaml")
+        assert again.action == "duplicate" and again.job_id == first.job_id and "byte-identical" in again.detail
+    assert w.api.count("create") == 1 and not any(k.startswith("specs/") for k in w.store.all_keys())
+
+
+def test_a_job_announced_by_the_reconciler_is_the_last_submitted_job_yaml_of_its_folder():
+    w = World()
+    w.publisher = w.app.submitter.publisher = w.reconciler.publisher = DyingPublisher()
+    w.put("incoming/run-061/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-061/job.yaml", BASELINE_YAML, generation=6101)
+    with pytest.raises(Killed):
+        w.deliver("incoming/run-061/job.yaml")
+    w.clock.advance(w.settings.claim_lease_s + 1)
+    [(job_id, _)] = w.reconciler.tick().published
+    w.put("incoming/run-061/job.yaml", BASELINE_YAML, generation=6102)
+    again = w.deliver("incoming/run-061/job.yaml")
+    assert again.action == "duplicate" and again.job_id == job_id and w.api.count("create") == 1

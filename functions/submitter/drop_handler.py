@@ -79,8 +79,9 @@ class DropHandler:
         if spec is not None and spec.size > 0:
             if read_verdict:
                 verdict = self.ledger.verdict(drops.drop_ref(bucket, folder, spec).origin())
-            if verdict is None:
-                last = self.ledger.last_spec(bucket, folder)
+            if verdict is None:  # the folder's status carries its last submitted job.yaml
+                status = self.ledger.status(drops.status_key(bucket, folder))
+                last = status.submitted_spec() if status is not None else None
         return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=self.clock.now())
 
     def _decide(self, bucket: str, where: DropObject, generation: int) -> Outcome:
@@ -102,7 +103,7 @@ class DropHandler:
                            decision.key)
         if isinstance(decision, Identical):
             return self._identical(decision)
-        return self._evaluate(decision, snapshot.now)
+        return self._evaluate(decision, snapshot.now, snapshot.last_spec)
 
     def _wait(self, drop: DropRef, key: str | None, missing: tuple[str, ...], seen_at: dt.datetime) -> Outcome:
         """Note what an incomplete drop lacks on its status (WAITING: what is missing, since when, and when the
@@ -142,7 +143,7 @@ class DropHandler:
         note = (f"generation {drop.generation} is byte-identical to generation {previous.generation}, submitted as "
                 f"{previous.key} {decision.age_s:.0f}s ago; not resubmitted. To rerun on purpose, change anything in "
                 "job.yaml (for example a label).")
-        origin = drop.origin()
+        origin = drop.origin(drops.status_extra(None, previous))  # the submitted one stays the folder's last
         lease = self.submitter.claim_once(origin)
         if lease is not None and self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, previous.key),
                                                             lease):
@@ -150,8 +151,9 @@ class DropHandler:
                                                             time=self.clock.now(), origin=origin.fields, message=note))
         return Outcome(Action.DUPLICATE, note, previous.key)
 
-    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime) -> Outcome:
-        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit."""
+    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime, last: SubmittedSpec | None) -> Outcome:
+        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit.
+        `last` (the folder's last submitted job.yaml) is carried on the status documents written."""
         drop, spec_obj = decision.drop, decision.spec
         parsed, errors = self._read_spec(decision)
         if parsed is not None:
@@ -167,11 +169,8 @@ class DropHandler:
         defaults = spec_defaults(self.settings, drop.folder, str(job_id), tuple(o.uri for o in decision.packages))
         spec = SpecInput(parsed=parsed, errors=errors, defaults=defaults,
                          packages={o.uri: o for o in decision.packages})
-        outcome = self.submitter.submit(spec, drop.origin(), decision.key)  # its status replaces any WAITING one
-        if outcome.action in (Action.SUBMITTED, Action.ADOPTED) and outcome.key:
-            self.ledger.remember_spec(drop.bucket, drop.folder, SubmittedSpec(
-                spec_obj.generation, spec_obj.crc32c, spec_obj.size, outcome.key, self.clock.now()))
-        return outcome
+        # Its status replaces any WAITING one, and carries what recognises the next byte-identical re-upload.
+        return self.submitter.submit(spec, drop.origin(drops.status_extra(spec_obj, last)), decision.key)
 
     def _read_spec(self, decision: Evaluate) -> tuple[ParsedSpec | None, tuple[Violation, ...]]:
         drop, spec_obj = decision.drop, decision.spec
@@ -207,7 +206,7 @@ class DropHandler:
         bucket, folder = pending.bucket, pending.folder
         snapshot = self._snapshot(bucket, folder)
         drop = drops.drop_ref(bucket, folder, snapshot.spec)
-        origin = drop.origin()
+        origin = drop.origin(drops.status_extra(snapshot.spec, snapshot.last_spec))
         if snapshot.verdict is not None:
             return None
         key = naming.derive_job_id(folder[len(self.settings.drop_prefix):], drop.generation)
@@ -222,7 +221,7 @@ class DropHandler:
             present = [o.filename for o in snapshot.packages]
             missing = tuple(drops.missing_packages(parsed.job, bucket, folder, present)) if parsed else ()
             if not missing:
-                return self._evaluate(evaluate, snapshot.now)  # complete but never decided: decide it now
+                return self._evaluate(evaluate, snapshot.now, snapshot.last_spec)  # complete, never decided
         message = (f"drop {folder}/ is still incomplete after {age:.0f}s: missing {', '.join(missing)}. Upload the "
                    "missing files, then job.yaml again (a new generation) to submit.")
         lease = self.submitter.claim_once(origin, "sweep")

@@ -12,7 +12,6 @@ Keys:
   done/<key>.json                   a job whose terminal state was published
   lost/<key>.json                   a followed job the API stopped knowing (permanent errors)
   due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
-  specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
   triggers/batches/<rule>/<batch>.json   the claim, then the verdict, on one data batch (as for drops)
   status/triggers/<rule>/<batch>.json    the latest word on a data batch (StatusDocument)
   triggers/folders/<rule>/<hash>.json    what a rule batched in one folder: open window, closing, recent batches
@@ -35,7 +34,7 @@ from .clock import iso, parse_iso
 from .drops import status_key
 from .leases import Lease
 from .model import DropStatus, Origin, PublishedState
-from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
+from .records import JobRecord, PendingDrop, StatusDocument, VerdictRecord
 from .state_store import Document, StateStore
 
 TICK_LOCK_KEY = "locks/reconciler.json"
@@ -93,9 +92,10 @@ class Ledger:
 
     # -- status documents -------------------------------------------------------------------------
     def write_status(self, origin: Origin, status: StatusDocument) -> None:
-        """Record the latest word on an input where the uploader can read it (outside the drop folders)."""
+        """Record the latest word on an input where the uploader can read it (outside the drop folders), with
+        the input's `status_extra` (a drop's job.yaml checksum and its folder's last submitted job.yaml)."""
         if origin.status_key:
-            self.store.put(origin.status_key, status.to_doc())
+            self.store.put(origin.status_key, {**status.to_doc(), **origin.status_extra})
 
     def status(self, status_key: str) -> StatusDocument | None:
         """The status document at `status_key`, or None."""
@@ -143,13 +143,15 @@ class Ledger:
                 self._index_due(now, bucket, folder)
             return fresh, written
         current = StatusDocument.from_doc(found[0])
+        carried = current.submitted_spec()  # the folder's last submitted job.yaml outlives the wait
         if current.state is DropStatus.WAITING and current.waiting_since is not None:
             if current.missing == missing:
                 return current, False
-            updated = describe(current.waiting_since)
+            updated = dataclasses.replace(describe(current.waiting_since), last_submitted=carried)
             return updated, self.store.replace(key, updated.to_doc(), found[1]) is not None
         if current.time > seen_at:
             return fresh, False
+        fresh = dataclasses.replace(fresh, last_submitted=carried)
         if self.store.replace(key, fresh.to_doc(), found[1]) is None:
             return fresh, False
         self._index_due(now, bucket, folder)
@@ -196,16 +198,6 @@ class Ledger:
     def clear_pending(self, bucket: str, folder: str, since: dt.datetime) -> None:
         """Forget an incomplete drop's index entry (it was swept); its status now holds the verdict's word."""
         self.store.delete(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}")
-
-    # -- byte-identical re-uploads ----------------------------------------------------------------
-    def last_spec(self, bucket: str, folder: str) -> SubmittedSpec | None:
-        """The last submitted job.yaml of a folder, or None."""
-        found = self.store.get(f"specs/{bucket}/{folder}.json")
-        return SubmittedSpec.from_doc(found[0]) if found else None
-
-    def remember_spec(self, bucket: str, folder: str, spec: SubmittedSpec) -> None:
-        """Record the submitted job.yaml's checksum so an identical re-upload is recognised."""
-        self.store.put(f"specs/{bucket}/{folder}.json", spec.to_doc())
 
     # -- followed jobs ----------------------------------------------------------------------------
     def intend(self, record: JobRecord) -> JobRecord:

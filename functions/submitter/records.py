@@ -122,7 +122,8 @@ class PendingDrop:
 
 @dataclasses.dataclass(frozen=True)
 class SubmittedSpec:
-    """The last submitted job.yaml of a folder, to recognise a byte-identical re-upload."""
+    """The last submitted job.yaml of a folder, to recognise a byte-identical re-upload (kept in the folder's
+    status document: see StatusDocument.submitted_spec)."""
 
     generation: int
     crc32c: str
@@ -153,6 +154,8 @@ class StatusDocument:
         missing: what a WAITING drop waits for.
         waiting_since / reject_after: a WAITING drop's first sighting, and when the scheduled sweep rejects it
             (INCOMPLETE_DROP) if it is still incomplete then.
+        job_yaml: the drop's job.yaml as listed, {"crc32c": str, "size": int} (stored as `jobYaml`).
+        last_submitted: the folder's last submitted job.yaml before this drop (stored as `lastSubmitted`).
     """
 
     state: DropStatus
@@ -169,6 +172,20 @@ class StatusDocument:
     missing: tuple[str, ...] = ()
     waiting_since: dt.datetime | None = None
     reject_after: dt.datetime | None = None
+    job_yaml: dict[str, Any] | None = None
+    last_submitted: SubmittedSpec | None = None
+
+    def submitted_spec(self) -> SubmittedSpec | None:
+        """The folder's last submitted job.yaml as this document knows it: the drop's own job.yaml when it was
+        submitted (SUBMITTED, with its checksum), else the one carried from before."""
+        drop = self.origin.get("drop")
+        if self.state is DropStatus.SUBMITTED and self.job_yaml and self.key and isinstance(drop, dict):
+            try:
+                return SubmittedSpec(int(drop["generation"]), str(self.job_yaml["crc32c"]),
+                                     int(self.job_yaml["size"]), self.key, self.time)
+            except (KeyError, TypeError, ValueError):
+                pass
+        return self.last_submitted
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"state": self.state.value, "jobId": self.key, "time": iso(self.time), **self.origin,
@@ -182,6 +199,10 @@ class StatusDocument:
             doc["waitingSince"] = iso(self.waiting_since)
         if self.reject_after is not None:
             doc["rejectAfter"] = iso(self.reject_after)
+        if self.job_yaml is not None:
+            doc["jobYaml"] = self.job_yaml
+        if self.last_submitted is not None:
+            doc["lastSubmitted"] = self.last_submitted.to_doc()
         return doc
 
     @classmethod
@@ -193,7 +214,10 @@ class StatusDocument:
                    notes=tuple(doc.get("notes") or ()), job_dir=doc.get("jobDir"),
                    resource_name=doc.get("resourceName"), missing=tuple(doc.get("missing") or ()),
                    waiting_since=parse_iso(doc["waitingSince"]) if doc.get("waitingSince") else None,
-                   reject_after=parse_iso(doc["rejectAfter"]) if doc.get("rejectAfter") else None)
+                   reject_after=parse_iso(doc["rejectAfter"]) if doc.get("rejectAfter") else None,
+                   job_yaml=dict(doc["jobYaml"]) if isinstance(doc.get("jobYaml"), dict) else None,
+                   last_submitted=(SubmittedSpec.from_doc(doc["lastSubmitted"])
+                                   if isinstance(doc.get("lastSubmitted"), dict) else None))
 
 
 __all__ = ["VerdictRecord", "JobRecord", "PendingDrop", "SubmittedSpec", "StatusDocument", "JobState"]
