@@ -28,10 +28,6 @@ MAX_UNPACKED_BYTES = 2 * 1024 ** 3
 # 4096 bytes on Linux; a PAX record set for one member has no business being larger.
 MAX_EXTENDED_HEADER_BYTES = 64 * 1024
 MAX_LINK_HOPS = 40  # like the kernel's symlink limit
-# The stream reader's block: tarfile skips member data by reading and decompressing it block by block, so the
-# default 10 KiB block meant ~500 Python-level reads (and hash updates) per 5 MB package; 256 KiB keeps memory
-# bounded and makes that ~20.
-READ_BLOCK_BYTES = 256 * 1024
 
 
 class _HeaderTooLarge(Exception):
@@ -149,8 +145,7 @@ def inspect_package(stream: BinaryIO, filename: str, *, max_members: int = MAX_M
     total = 0
     count = 0
     try:
-        with tarfile.open(fileobj=cast(BinaryIO, hashed), mode="r|gz", tarinfo=_CappedTarInfo,
-                          bufsize=READ_BLOCK_BYTES) as archive:
+        with tarfile.open(fileobj=cast(BinaryIO, hashed), mode="r|gz", tarinfo=_CappedTarInfo) as archive:
             for member in archive:
                 count += 1
                 if count > max_members:
