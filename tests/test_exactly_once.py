@@ -644,3 +644,21 @@ def test_a_job_announced_by_the_reconciler_is_the_last_submitted_job_yaml_of_its
     w.put("incoming/run-061/job.yaml", BASELINE_YAML, generation=6102)
     again = w.deliver("incoming/run-061/job.yaml")
     assert again.action == "duplicate" and again.job_id == job_id and w.api.count("create") == 1
+
+
+def test_an_identical_re_upload_delivered_twice_at_once_is_recorded_once():
+    w, clock = world_with_clock()
+    first = w.drop("incoming/run-062", spec_generation=6201)
+    clock.advance(10)
+    w.put("incoming/run-062/job.yaml", BASELINE_YAML, generation=6202)
+    barrier = threading.Barrier(2)
+
+    def deliver(event_id):
+        barrier.wait()
+        return w.deliver("incoming/run-062/job.yaml", event_id=event_id)
+
+    a, b = concurrently(lambda: deliver("evt-A"), lambda: deliver("evt-B"))
+    assert a.action == b.action == "duplicate" and a.job_id == b.job_id == first.job_id
+    verdict = w.store.get("drops/drop-bucket/incoming/run-062/6202.json")[0]
+    assert verdict["state"] == "SUBMITTED" and verdict["jobId"] == first.job_id
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]

@@ -7,7 +7,9 @@ Keys:
                                     replacing that claim's generation, so only the holder can record it
   status/<bucket>/<folder>.json     the latest word on a drop, for the uploader (StatusDocument); while it is
                                     WAITING it is also the incomplete-drop record the sweep reads (what is
-                                    missing, since when), and a verdict's status replaces it
+                                    missing, since when), and a verdict's status replaces it; every one carries
+                                    the folder's last submitted job.yaml (jobYaml, lastSubmitted), so the same
+                                    read recognises a byte-identical re-upload
   jobs/<key>.json                   a job being followed: last published state, handle, origin (JobRecord)
   done/<key>.json                   a job whose terminal state was published
   lost/<key>.json                   a followed job the API stopped knowing (permanent errors)
@@ -20,8 +22,9 @@ Keys:
   locks/reconciler.json             the lease of the one reconcile tick running now
   locks/reconciler-backoff.json     after failed ticks: how many in a row, and no tick before `until`
 
-A job gets a `jobs/` record only after its SUBMITTED message is published, so the reconciler can never
-publish a state before SUBMITTED.
+A job's `jobs/` record is written just before jobs.create, unannounced, and marked announced once its SUBMITTED
+message is published; for an unannounced record the reconciler publishes only SUBMITTED (after the claim lease,
+when the job exists), so it never publishes a state before SUBMITTED.
 """
 
 from __future__ import annotations
