@@ -104,9 +104,12 @@ resource "google_storage_bucket" "state" {
     }
   }
 
-  # A claim only matters while events for its job.yaml generation can still arrive (24 h, see
-  # local.max_event_age_seconds); a week leaves a wide margin. Verdicts (drops/), followed jobs (jobs/, done/,
-  # lost/), pending drops and the tick lock are never aged out: the reconciler and redeliveries rely on them.
+  # Claims now live at their input's verdict key (drops/..., triggers/batches/...) and become the verdict; this
+  # rule only ages out claims/ documents left by earlier versions. A claim only mattered while events for its
+  # job.yaml generation could still arrive (24 h, see local.max_event_age_seconds); a week leaves a wide margin.
+  # Verdicts (drops/), followed jobs (jobs/, done/, lost/), the due index and the tick lock are never aged out:
+  # the reconciler and redeliveries rely on them. (An incomplete drop's record is its WAITING status document,
+  # which the sweep decides long before the status rule above could age it out: days vs. incomplete_drop_s.)
   lifecycle_rule {
     condition {
       age            = 7

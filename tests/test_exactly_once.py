@@ -226,8 +226,7 @@ def test_F9c_adopted_job_that_already_failed_publishes_failed_without_resubmitti
     first = w.drop("incoming/run-015")
     w.api.set_state(first.job_id, "FAILED", errorMessage="The replica master 0 exited with a non-zero status of 1.")
     # The verdict was lost (e.g. the state bucket was wiped): the redelivery meets a 409 and a FAILED job.
-    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("drops/")))
-    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("claims/")))
+    w.store.delete(next(k for k in w.store.all_keys() if k.startswith("drops/")))  # the claim went with it
     again = w.deliver("incoming/run-015/job.yaml", event_id="evt-late")
     assert again.action == "adopted" and w.api.count("create") == 2 and len(w.api.jobs) == 1
     w.reconciler.tick()
@@ -527,3 +526,145 @@ def test_a_claim_is_renewed_once_a_quarter_of_its_lease_passed_and_a_takeover_is
     assert leases.acquire("claims/x", "other", lease_s) is not None
     with pytest.raises(LeaseLost):
         claim.renew()
+
+
+def test_a_finished_job_adopted_again_under_its_explicit_key_is_never_followed_again():
+    # Two drops name the same jobId: the second meets the finished job (409, same TrainingInput: adopted). The
+    # intent is created without reading done/ first; the adoption is what makes the submitter look there.
+    w = World()
+    spec = BASELINE_YAML + b"jobId: shared_job\n"
+    first = w.drop("incoming/run-040", spec=spec)
+    w.api.set_state(first.job_id, "SUCCEEDED")
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "SUCCEEDED"]
+    again = w.drop("incoming/run-041", spec=spec)
+    assert again.action == "adopted" and again.job_id == "shared_job" and w.api.count("create") == 2
+    assert not any(k.startswith("jobs/") for k in w.store.all_keys())
+    w.clock.advance(w.settings.claim_lease_s + 601)
+    w.reconciler.tick()
+    assert w.publisher.states() == ["SUBMITTED", "SUCCEEDED"]
+
+
+# -- one document per input: the claim, then the verdict at the same key ---------------------------------------
+def test_the_claim_lives_at_the_verdict_key_and_only_its_current_holder_records_the_verdict():
+    from submitter.clock import FakeClock
+    from submitter.leases import Leases
+    from submitter.ledger import Ledger, claim_key, is_verdict
+    from submitter.model import Origin, Verdict
+    from submitter.records import VerdictRecord
+    from submitter.state_store import InMemoryStateStore
+
+    clock = FakeClock(NOW)
+    store = InMemoryStateStore()
+    ledger, leases = Ledger(store), Leases(store, clock)
+    origin = Origin(record_key="drops/b/incoming/x/7", fields={}, status_key=None, name="x", bucket="b")
+    first, found = leases.take(claim_key(origin), "a", 60, final=is_verdict)
+    assert first is not None and found is None and store.requests == {"create": 1}  # one request, nothing read
+    assert ledger.verdict(origin) is None  # a claim is not a verdict
+    assert leases.take(claim_key(origin), "b", 60, final=is_verdict)[0] is None  # live: not taken
+    clock.advance(61)
+    second, _ = leases.take(claim_key(origin), "b", 60, final=is_verdict)  # expired: taken over
+    assert second is not None
+    assert not ledger.record_verdict(origin, VerdictRecord(Verdict.REJECTED, "k"), first)  # lost: cannot record
+    assert ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, "k"), second)
+    clock.advance(10 * 86400)
+    late, doc = leases.take(claim_key(origin), "c", 60, final=is_verdict)  # a verdict is never taken over
+    assert late is None and doc["state"] == "SUBMITTED" and ledger.verdict(origin).state is Verdict.SUBMITTED
+    assert not ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMIT_FAILED, "k"))  # nor overwritten
+
+
+def test_a_claim_taken_over_mid_decision_leaves_one_job_one_verdict_and_the_first_invocation_records_nothing():
+    from submitter.leases import LeaseLost
+
+    w = World()
+    w.put("incoming/run-050/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-050/job.yaml", BASELINE_YAML)
+    real_plan = w.app.submitter.planner.plan
+    taker = []
+
+    def stalled(*args, **kwargs):  # the first invocation stalls past its lease; a redelivery takes the claim over
+        w.app.submitter.planner.plan = real_plan
+        w.clock.advance(w.settings.claim_lease_s + 1)
+        taker.append(w.deliver("incoming/run-050/job.yaml", event_id="evt-2"))
+        return real_plan(*args, **kwargs)
+
+    w.app.submitter.planner.plan = stalled
+    with pytest.raises(LeaseLost):
+        w.deliver("incoming/run-050/job.yaml")
+    assert taker[0].action == "submitted"
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+    [doc] = [k for k in w.store.all_keys() if k.startswith("drops/")]
+    assert w.store.get(doc)[0]["jobId"] == taker[0].job_id
+    assert w.deliver("incoming/run-050/job.yaml", event_id="evt-3").action == "duplicate"
+
+
+def test_a_bug_while_holding_the_claim_is_reported_once_and_recorded_over_the_claim():
+    w = World()
+    w.put("incoming/run-051/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-051/job.yaml", BASELINE_YAML)
+    real_plan = w.app.submitter.planner.plan
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    w.app.submitter.planner.plan = broken
+    with pytest.raises(RuntimeError):
+        w.deliver("incoming/run-051/job.yaml")
+    w.app.submitter.planner.plan = real_plan
+    info = w.storage.info("drop-bucket", "incoming/run-051/job.yaml")
+    event = __import__("conftest").storage_event("incoming/run-051/job.yaml", info.generation, info.size)
+    assert w.handler.report_bug(event, RuntimeError("a bug")).action == "submit_failed"
+    assert w.deliver("incoming/run-051/job.yaml", event_id="evt-2").action == "duplicate"
+    assert w.publisher.states() == ["SUBMIT_FAILED"] and w.api.count("create") == 0
+
+
+# -- the folder's last submitted job.yaml lives in its status document ------------------------------------------
+def test_the_last_submitted_job_yaml_outlives_a_rejection_a_wait_and_an_identical_re_upload():
+    w, clock = world_with_clock()
+    first = w.drop("incoming/run-060", spec_generation=6001)
+    assert first.action == "submitted"
+    clock.advance(10)
+    w.put("incoming/run-060/job.yaml", b"trainingInput: [not, a, mapping]\n", generation=6002)
+    assert w.deliver("incoming/run-060/job.yaml").action == "rejected"
+    clock.advance(10)
+    named = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/run-060/x.tar.gz]\n  args:")
+    w.put("incoming/run-060/job.yaml", named, generation=6003)
+    assert w.deliver("incoming/run-060/job.yaml").action == "waiting"
+    for generation in (6004, 6005):  # identical to the submitted one, twice: recognised both times
+        clock.advance(10)
+        w.put("incoming/run-060/job.yaml", BASELINE_YAML, generation=generation)
+        again = w.deliver("incoming/run-060/job.yaml")
+        assert again.action == "duplicate" and again.job_id == first.job_id and "byte-identical" in again.detail
+    assert w.api.count("create") == 1 and not any(k.startswith("specs/") for k in w.store.all_keys())
+
+
+def test_a_job_announced_by_the_reconciler_is_the_last_submitted_job_yaml_of_its_folder():
+    w = World()
+    w.publisher = w.app.submitter.publisher = w.reconciler.publisher = DyingPublisher()
+    w.put("incoming/run-061/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-061/job.yaml", BASELINE_YAML, generation=6101)
+    with pytest.raises(Killed):
+        w.deliver("incoming/run-061/job.yaml")
+    w.clock.advance(w.settings.claim_lease_s + 1)
+    [(job_id, _)] = w.reconciler.tick().published
+    w.put("incoming/run-061/job.yaml", BASELINE_YAML, generation=6102)
+    again = w.deliver("incoming/run-061/job.yaml")
+    assert again.action == "duplicate" and again.job_id == job_id and w.api.count("create") == 1
+
+
+def test_an_identical_re_upload_delivered_twice_at_once_is_recorded_once():
+    w, clock = world_with_clock()
+    first = w.drop("incoming/run-062", spec_generation=6201)
+    clock.advance(10)
+    w.put("incoming/run-062/job.yaml", BASELINE_YAML, generation=6202)
+    barrier = threading.Barrier(2)
+
+    def deliver(event_id):
+        barrier.wait()
+        return w.deliver("incoming/run-062/job.yaml", event_id=event_id)
+
+    a, b = concurrently(lambda: deliver("evt-A"), lambda: deliver("evt-B"))
+    assert a.action == b.action == "duplicate" and a.job_id == b.job_id == first.job_id
+    verdict = w.store.get("drops/drop-bucket/incoming/run-062/6202.json")[0]
+    assert verdict["state"] == "SUBMITTED" and verdict["jobId"] == first.job_id
+    assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]

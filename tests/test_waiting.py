@@ -132,3 +132,53 @@ def test_drop_status_shows_waiting_and_exits_3(cli_on):
     assert "incomplete since 2024-06-10T12:00:05" in res.output and "rejected as INCOMPLETE_DROP" in res.output
     hinted = CliRunner().invoke(cli, ["drop-status", "w-5"])
     assert hinted.exit_code == 3 and "try incoming/w-5" in hinted.output
+
+
+# -- the WAITING status is the incomplete-drop record the sweep reads -----------------------------------------
+def due_keys(w: World) -> list[str]:
+    return [k for k in w.store.all_keys() if k.startswith("due/")]
+
+
+def test_the_waiting_status_is_the_only_record_of_an_incomplete_drop_and_a_verdict_replaces_it():
+    w = World(incomplete_drop_s=600)
+    w.put("incoming/w-5/trainer-0.1.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/w-5/trainer-0.1.tar.gz")
+    assert status_of(w, "incoming/w-5").state is DropStatus.WAITING and len(due_keys(w)) == 1
+    assert [k for k in w.store.all_keys() if k.startswith("status/")] == ["status/drop-bucket/incoming/w-5.json"]
+    w.put("incoming/w-5/job.yaml", BASELINE_YAML)
+    assert w.deliver("incoming/w-5/job.yaml").action == "submitted"
+    w.clock.advance(601)
+    assert w.handler.sweep() == [] and due_keys(w) == []  # completed: its index entry goes, nothing is rejected
+    assert status_of(w, "incoming/w-5").state is DropStatus.SUBMITTED and w.publisher.states() == ["SUBMITTED"]
+
+
+def test_a_verdict_newer_than_the_listing_stands_and_no_index_entry_is_written():
+    w = World()
+    drop = DropRef("drop-bucket", "incoming/w-6", "incoming/w-6/job.yaml", 0)
+    origin = drop.origin()
+    w.ledger.write_status(origin, StatusDocument(state=DropStatus.SUBMITTED, key="w_6_9", origin=origin.fields,
+                                                 time=NOW + dt.timedelta(seconds=1)))
+
+    def describe(since):
+        return StatusDocument(state=DropStatus.WAITING, key=None, time=NOW, origin=origin.fields,
+                              missing=("job.yaml",), waiting_since=since)
+
+    _, written = w.ledger.note_waiting(origin, "drop-bucket", "incoming/w-6", ("job.yaml",), describe, NOW, NOW)
+    assert not written and status_of(w, "incoming/w-6").state is DropStatus.SUBMITTED and due_keys(w) == []
+
+
+def test_an_index_entry_of_an_earlier_wait_never_sweeps_a_later_one_early():
+    w = World(incomplete_drop_s=600)
+    w.put("incoming/w-7/trainer-0.1.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/w-7/trainer-0.1.tar.gz")  # waits since NOW
+    w.put("incoming/w-7/job.yaml", BASELINE_YAML)
+    assert w.deliver("incoming/w-7/job.yaml").action == "submitted"
+    w.clock.advance(300)
+    named = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/w-7/late.tar.gz]\n  args:")
+    w.put("incoming/w-7/job.yaml", named)
+    assert w.deliver("incoming/w-7/job.yaml").action == "waiting"  # a new generation waits since NOW + 300 s
+    w.clock.advance(301)  # the first wait's entry is due, the second's is not
+    assert w.handler.sweep() == [] and len(due_keys(w)) == 1
+    w.clock.advance(300)
+    [swept] = w.handler.sweep()
+    assert swept.action == "rejected" and due_keys(w) == []

@@ -19,7 +19,7 @@ from .clock import Clock, iso
 from .drops import AlreadyDecided, DropObject, DropRef, Evaluate, Identical, Ignored, Snapshot, Wait
 from .errors import ObjectGone, SpecRejected
 from .events import StorageObjectEvent, event_age_seconds
-from .ledger import Ledger, claim_key, pending_age
+from .ledger import Ledger, pending_age
 from .model import DropStatus, Origin, Verdict
 from .objects import ObjectInfo, ObjectStore
 from .planning import SpecInput, spec_defaults
@@ -69,19 +69,24 @@ class DropHandler:
         except ObjectGone as exc:
             return Outcome(Action.IGNORED, f"stale event: {exc}")
 
-    def _snapshot(self, bucket: str, folder: str) -> Snapshot:
+    def _snapshot(self, bucket: str, folder: str, read_verdict: bool = True) -> Snapshot:
+        """The folder listing and the submitter's records on it. Without `read_verdict` (a job.yaml event) the
+        verdict is not read: the claim, created at the verdict's key, finds a decided generation instead."""
         listing = self.submitter.retry(lambda: self.storage.list_folder(bucket, folder))
         by_name = {o.filename: o for o in listing}
         spec = by_name.get(drops.JOB_SPEC_NAME)
         verdict = last = None
         if spec is not None and spec.size > 0:
-            verdict = self.ledger.verdict(drops.drop_ref(bucket, folder, spec).origin())
-            if verdict is None:
-                last = self.ledger.last_spec(bucket, folder)
+            if read_verdict:
+                verdict = self.ledger.verdict(drops.drop_ref(bucket, folder, spec).origin())
+            if verdict is None:  # the folder's status carries its last submitted job.yaml
+                status = self.ledger.status(drops.status_key(bucket, folder))
+                last = status.submitted_spec() if status is not None else None
         return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=self.clock.now())
 
     def _decide(self, bucket: str, where: DropObject, generation: int, queued: str | None = None) -> Outcome:
-        snapshot = self._snapshot(bucket, where.folder)
+        # A package event needs the verdict (a late or replaced package is noted on it); a job.yaml event does not.
+        snapshot = self._snapshot(bucket, where.folder, read_verdict=where.role is not drops.ObjectRole.JOB_SPEC)
         decision = drops.decide(bucket, where, generation, snapshot, self.rules)
         if isinstance(decision, Ignored):
             return Outcome(Action.IGNORED, decision.why)
@@ -98,21 +103,23 @@ class DropHandler:
                            decision.key)
         if isinstance(decision, Identical):
             return self._identical(decision)
-        return self._evaluate(decision, snapshot.now, queued)
+        return self._evaluate(decision, snapshot.now, snapshot.last_spec, queued)
 
     def _wait(self, drop: DropRef, key: str | None, missing: tuple[str, ...], seen_at: dt.datetime) -> Outcome:
-        """Note what an incomplete drop lacks; when that changed, say so on its status (WAITING: what is missing,
-        since when, and when the sweep rejects it), so the uploader is not left guessing. Publishes nothing."""
-        pending, changed = self.ledger.note_pending(PendingDrop(drop.bucket, drop.folder, missing, self.clock.now()))
-        deadline = pending.since + dt.timedelta(seconds=self.settings.incomplete_drop_s)
-        message = (f"drop {drop.folder}/ is waiting for {', '.join(missing)} (incomplete since "
-                   f"{iso(pending.since)}); it is rejected as INCOMPLETE_DROP if still incomplete at {iso(deadline)}")
-        if changed:
-            origin = drop.origin()
-            self.ledger.write_waiting(origin, StatusDocument(
-                state=DropStatus.WAITING, key=key, time=self.clock.now(), origin=origin.fields, message=message,
-                missing=missing, waiting_since=pending.since, reject_after=deadline), seen_at)
-        return Outcome(Action.WAITING, message, key)
+        """Note what an incomplete drop lacks on its status (WAITING: what is missing, since when, and when the
+        sweep rejects it), so the uploader is not left guessing; that document is also what the sweep reads.
+        Written only when what is missing changed. Publishes nothing."""
+        origin, now = drop.origin(), self.clock.now()
+
+        def describe(since: dt.datetime) -> StatusDocument:
+            deadline = since + dt.timedelta(seconds=self.settings.incomplete_drop_s)
+            message = (f"drop {drop.folder}/ is waiting for {', '.join(missing)} (incomplete since {iso(since)}); "
+                       f"it is rejected as INCOMPLETE_DROP if still incomplete at {iso(deadline)}")
+            return StatusDocument(state=DropStatus.WAITING, key=key, time=now, origin=origin.fields, message=message,
+                                  missing=missing, waiting_since=since, reject_after=deadline)
+
+        status, _ = self.ledger.note_waiting(origin, drop.bucket, drop.folder, missing, describe, now, seen_at)
+        return Outcome(Action.WAITING, status.message or "", key)
 
     def _note_late_package(self, decision: AlreadyDecided) -> None:
         """A package that arrives after its drop was submitted is not part of the job: say so on the status."""
@@ -136,33 +143,37 @@ class DropHandler:
         note = (f"generation {drop.generation} is byte-identical to generation {previous.generation}, submitted as "
                 f"{previous.key} {decision.age_s:.0f}s ago; not resubmitted. To rerun on purpose, change anything in "
                 "job.yaml (for example a label).")
-        origin = drop.origin()
-        if self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, previous.key)):
+        origin = drop.origin(drops.status_extra(None, previous))  # the submitted one stays the folder's last
+        lease = self.submitter.claim_once(origin)
+        if lease is not None and self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, previous.key),
+                                                            lease):
             self.ledger.write_status(origin, StatusDocument(state=DropStatus.DUPLICATE, key=previous.key,
                                                             time=self.clock.now(), origin=origin.fields, message=note))
         return Outcome(Action.DUPLICATE, note, previous.key)
 
-    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime, queued: str | None = None) -> Outcome:
-        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit
-        (`queued`: the quota-queue entry the tick is serving)."""
+    def _evaluate(self, decision: Evaluate, seen_at: dt.datetime, last: SubmittedSpec | None,
+                  queued: str | None = None) -> Outcome:
+        """Read job.yaml; wait for packages it names that the listing (taken at `seen_at`) lacks, else submit.
+        `last` (the folder's last submitted job.yaml) is carried on the status documents written; `queued`: the
+        quota-queue entry the tick is serving."""
         drop, spec_obj = decision.drop, decision.spec
         parsed, errors = self._read_spec(decision)
         if parsed is not None:
             present = [o.filename for o in decision.packages]
             missing = drops.missing_packages(parsed.job, drop.bucket, drop.folder, present)
             if missing:
+                if self.ledger.verdict(drop.origin()) is not None:  # a late copy of a decided job.yaml's event
+                    return Outcome(Action.DUPLICATE, f"{drop.object}#{drop.generation} was already handled",
+                                   decision.key)
                 return self._wait(drop, decision.key, tuple(missing), seen_at)
         named = parsed.job.get("jobId") if parsed is not None else None
         job_id = named if naming.is_valid_job_id(named) else decision.key
         defaults = spec_defaults(self.settings, drop.folder, str(job_id), tuple(o.uri for o in decision.packages))
         spec = SpecInput(parsed=parsed, errors=errors, defaults=defaults,
                          packages={o.uri: o for o in decision.packages})
-        outcome = self.submitter.submit(spec, drop.origin(), decision.key, resume={"kind": "drop"}, queued=queued)
-        self.ledger.clear_pending(drop.bucket, drop.folder)
-        if outcome.action in (Action.SUBMITTED, Action.ADOPTED) and outcome.key:
-            self.ledger.remember_spec(drop.bucket, drop.folder, SubmittedSpec(
-                spec_obj.generation, spec_obj.crc32c, spec_obj.size, outcome.key, self.clock.now()))
-        return outcome
+        # Its status replaces any WAITING one, and carries what recognises the next byte-identical re-upload.
+        return self.submitter.submit(spec, drop.origin(drops.status_extra(spec_obj, last)), decision.key,
+                                     resume={"kind": "drop"}, queued=queued)
 
     def _read_spec(self, decision: Evaluate) -> tuple[ParsedSpec | None, tuple[Violation, ...]]:
         drop, spec_obj = decision.drop, decision.spec
@@ -198,7 +209,7 @@ class DropHandler:
         bucket, folder = pending.bucket, pending.folder
         snapshot = self._snapshot(bucket, folder)
         drop = drops.drop_ref(bucket, folder, snapshot.spec)
-        origin = drop.origin()
+        origin = drop.origin(drops.status_extra(snapshot.spec, snapshot.last_spec))
         if snapshot.verdict is not None:
             return None
         key = naming.derive_job_id(folder[len(self.settings.drop_prefix):], drop.generation)
@@ -213,15 +224,15 @@ class DropHandler:
             present = [o.filename for o in snapshot.packages]
             missing = tuple(drops.missing_packages(parsed.job, bucket, folder, present)) if parsed else ()
             if not missing:
-                return self._evaluate(evaluate, snapshot.now)  # complete but never decided: decide it now
+                return self._evaluate(evaluate, snapshot.now, snapshot.last_spec)  # complete, never decided
         message = (f"drop {folder}/ is still incomplete after {age:.0f}s: missing {', '.join(missing)}. Upload the "
                    "missing files, then job.yaml again (a new generation) to submit.")
-        lease = self.submitter.leases.acquire(claim_key(origin), "sweep", self.settings.claim_lease_s)
+        lease = self.submitter.claim_once(origin, "sweep")
         if lease is None:
             return None
         return self.submitter.refuse(origin, key, Verdict.REJECTED,
                                      [Violation(f"{folder}/", message, Reason.INCOMPLETE_DROP)],
-                                     reason=Reason.INCOMPLETE_DROP, message=message)
+                                     reason=Reason.INCOMPLETE_DROP, message=message, lease=lease)
 
     # -- the create-quota queue ----------------------------------------------------------------------
     def serve_queued(self, origin: Origin, entry: str) -> Outcome:

@@ -78,11 +78,24 @@ class DropRef:
         return cls(bucket=str(d["bucket"]), folder=str(d["folder"]), object=str(d["object"]),
                    generation=int(d["generation"]))
 
-    def origin(self) -> Origin:
-        """The drop as the submission core sees it."""
+    def origin(self, status_extra: Mapping[str, Any] | None = None) -> Origin:
+        """The drop as the submission core sees it; `status_extra` (see `status_extra()`) goes into every status
+        document written for it."""
         return Origin(record_key=f"drops/{self.bucket}/{self.folder}/{self.generation}",
                       fields={"drop": self.as_dict()}, status_key=status_key(self.bucket, self.folder),
-                      name=self.folder, bucket=self.bucket)
+                      name=self.folder, bucket=self.bucket, status_extra=dict(status_extra or {}))
+
+
+def status_extra(spec: ObjectInfo | None, last: SubmittedSpec | None) -> dict[str, Any]:
+    """What a drop's status documents carry for the next drop of the folder: its job.yaml's checksum (the next
+    byte-identical re-upload is recognised if this one is submitted) and the folder's last submitted job.yaml
+    (kept when this one is not). Never published."""
+    out: dict[str, Any] = {}
+    if spec is not None and spec.size > 0:
+        out["jobYaml"] = {"crc32c": spec.crc32c, "size": spec.size}
+    if last is not None:
+        out["lastSubmitted"] = last.to_doc()
+    return out
 
 
 def status_key(bucket: str, folder: str) -> str:

@@ -4,15 +4,20 @@ A lease is a create-only document `{owner, time, expires}`. The holder renews it
 past `expires` belongs to a holder that died (killed, timed out) and is taken over with a
 generation-match write, so of two racing takers exactly one wins. Leases are short (shorter than
 Eventarc's redelivery backoff grows), so a killed invocation never strands an input for long.
+
+A lease may share its key with the final document it guards (a claim lives at its input's verdict key, and
+the verdict is written by replacing the claim's generation): `take(..., final=...)` never takes such a
+document over and hands it to the caller instead, so one create proves that no final document existed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 from .clock import Clock, iso, parse_iso
-from .state_store import StateStore
+from .state_store import Document, StateStore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,21 +53,37 @@ class Leases:
 
         A holder's own lease is returned as is; an expired one is taken over (one racer wins).
         """
+        return self.take(key, owner, lease_s)[0]
+
+    def take(self, key: str, owner: str, lease_s: float, *,
+             final: Callable[[Document], bool] | None = None) -> tuple[Lease | None, Document | None]:
+        """Take the lease on `key`, or say what holds the key instead.
+
+        Args:
+            final: recognises a document that settles the key for good (e.g. a verdict): it is never taken
+                over, whatever its age.
+        Returns:
+            (the lease, None) when taken (created: one request; an expired lease is taken over with a
+            generation-match write); (None, the document found) when a live lease or a final document holds
+            the key; (None, None) when another racer took an expired lease over first.
+        """
         doc = self._doc(owner, lease_s)
         token = self.store.create(key, doc)
         if token is not None:
-            return Lease(key, owner, token)
+            return Lease(key, owner, token), None
         found = self.store.get(key)
         if found is None:
             token = self.store.create(key, doc)
-            return Lease(key, owner, token) if token is not None else None
+            return (Lease(key, owner, token), None) if token is not None else (None, None)
         held, current = found
+        if final is not None and final(held):
+            return None, held
         if held.get("owner") == owner:
-            return Lease(key, owner, current)
+            return Lease(key, owner, current), None
         if not _expired(held, self.clock.now()):
-            return None
+            return None, held
         token = self.store.replace(key, doc, current)
-        return Lease(key, owner, token) if token is not None else None
+        return (Lease(key, owner, token), None) if token is not None else (None, None)
 
     def renew(self, lease: Lease, lease_s: float) -> Lease:
         """Extend a held lease by `lease_s` from now.

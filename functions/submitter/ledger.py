@@ -1,16 +1,20 @@
 """What the submitter has decided and published, on top of a StateStore (typed records in records.py).
 
 Keys:
-  <record key>.json                 the verdict on one input, e.g. drops/<bucket>/<folder>/<generation>.json
-  claims/<record key>.json          the lease of the invocation deciding that input now
-  status/<bucket>/<folder>.json     the latest word on a drop, for the uploader (StatusDocument)
+  <record key>.json                 one input's decision, e.g. drops/<bucket>/<folder>/<generation>.json: first
+                                    the claim of the invocation deciding it ({owner, time, expires}: a lease,
+                                    created only if absent), then its verdict ({state, jobId, ...}), written by
+                                    replacing that claim's generation, so only the holder can record it
+  status/<bucket>/<folder>.json     the latest word on a drop, for the uploader (StatusDocument); while it is
+                                    WAITING it is also the incomplete-drop record the sweep reads (what is
+                                    missing, since when), and a verdict's status replaces it; every one carries
+                                    the folder's last submitted job.yaml (jobYaml, lastSubmitted), so the same
+                                    read recognises a byte-identical re-upload
   jobs/<key>.json                   a job being followed: last published state, handle, origin (JobRecord)
   done/<key>.json                   a job whose terminal state was published
   lost/<key>.json                   a followed job the API stopped knowing (permanent errors)
-  pending/<bucket>/<folder>.json    an incomplete drop (PendingDrop); swept after a while
   due/<epoch s>/<bucket>/<folder>   index of incomplete drops by first sighting, so a sweep reads only what is due
-  specs/<bucket>/<folder>.json      the last submitted job.yaml of a folder (SubmittedSpec)
-  triggers/batches/<rule>/<batch>.json   the verdict on one data batch (its claim: claims/triggers/batches/...)
+  triggers/batches/<rule>/<batch>.json   the claim, then the verdict, on one data batch (as for drops)
   status/triggers/<rule>/<batch>.json    the latest word on a data batch (StatusDocument)
   triggers/folders/<rule>/<hash>.json    what a rule batched in one folder: open window, closing, recent batches
   triggers/overlap/<rule>.json           a skip/queue rule's active batch and queued batches
@@ -22,21 +26,25 @@ Keys:
   locks/reconciler.json             the lease of the one reconcile tick running now
   locks/reconciler-backoff.json     after failed ticks: how many in a row, and no tick before `until`
 
-A job gets a `jobs/` record only after its SUBMITTED message is published, so the reconciler can never
-publish a state before SUBMITTED.
+A job's `jobs/` record is written just before jobs.create, unannounced, and marked announced once its SUBMITTED
+message is published; for an unannounced record the reconciler publishes only SUBMITTED (after the claim lease,
+when the job exists), so it never publishes a state before SUBMITTED.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from . import quota
 from .clock import iso, parse_iso
+from .drops import status_key
+from .leases import Lease
 from .model import DropStatus, Origin, PublishedState
-from .records import JobRecord, PendingDrop, StatusDocument, SubmittedSpec, VerdictRecord
-from .state_store import StateStore
+from .records import JobRecord, PendingDrop, StatusDocument, VerdictRecord
+from .state_store import Document, StateStore
 
 TICK_LOCK_KEY = "locks/reconciler.json"
 BACKOFF_KEY = "locks/reconciler-backoff.json"
@@ -44,8 +52,13 @@ DUE_PREFIX = "due/"
 
 
 def claim_key(origin: Origin) -> str:
-    """The lease key of the invocation deciding `origin`."""
-    return f"claims/{origin.record_key}.json"
+    """The lease key of the invocation deciding `origin`: its verdict's own key (one document per input)."""
+    return f"{origin.record_key}.json"
+
+
+def is_verdict(doc: Document) -> bool:
+    """True when an input's document holds its verdict (not, or no longer, a claim)."""
+    return "state" in doc
 
 
 class Ledger:
@@ -58,19 +71,40 @@ class Ledger:
 
     # -- verdicts ---------------------------------------------------------------------------------
     def verdict(self, origin: Origin) -> VerdictRecord | None:
-        """The recorded verdict on this input, or None if it was never decided."""
-        found = self.store.get(f"{origin.record_key}.json")
-        return VerdictRecord.from_doc(found[0]) if found else None
+        """The recorded verdict on this input, or None if it was never decided (no document, or a claim)."""
+        found = self.store.get(claim_key(origin))
+        return VerdictRecord.from_doc(found[0]) if found and is_verdict(found[0]) else None
 
-    def record_verdict(self, origin: Origin, verdict: VerdictRecord) -> bool:
-        """Record the verdict once; False if one was already recorded."""
-        return self.store.create(f"{origin.record_key}.json", verdict.to_doc()) is not None
+    def record_verdict(self, origin: Origin, verdict: VerdictRecord, lease: Lease | None = None) -> bool:
+        """Record the verdict once; False if one was already recorded (or, with `lease`, the claim was lost).
+
+        Args:
+            lease: the claim this writer holds on the input; the verdict replaces exactly that generation of
+                the document, so an invocation whose claim was taken over cannot record it. Without one (the
+                reconciler finishing a dead invocation's job, a bug report), an undecided document (whatever
+                claim it holds) is replaced, a decided one is kept.
+        """
+        key, doc = claim_key(origin), verdict.to_doc()
+        if lease is not None:
+            return self.store.replace(key, doc, lease.token) is not None
+        for _ in range(3):  # the document can move between the two requests: a claim renewed, taken over
+            if self.store.create(key, doc) is not None:
+                return True
+            found = self.store.get(key)
+            if found is None:
+                continue
+            if is_verdict(found[0]):
+                return False
+            if self.store.replace(key, doc, found[1]) is not None:
+                return True
+        return False
 
     # -- status documents -------------------------------------------------------------------------
     def write_status(self, origin: Origin, status: StatusDocument) -> None:
-        """Record the latest word on an input where the uploader can read it (outside the drop folders)."""
+        """Record the latest word on an input where the uploader can read it (outside the drop folders), with
+        the input's `status_extra` (a drop's job.yaml checksum and its folder's last submitted job.yaml)."""
         if origin.status_key:
-            self.store.put(origin.status_key, status.to_doc())
+            self.store.put(origin.status_key, {**status.to_doc(), **origin.status_extra})
 
     def status(self, status_key: str) -> StatusDocument | None:
         """The status document at `status_key`, or None."""
@@ -86,29 +120,54 @@ class Ledger:
             self.write_status(origin, dataclasses.replace(current, notes=current.notes + (note,)))
 
     # -- incomplete drops ---------------------------------------------------------------------------
-    def note_pending(self, pending: PendingDrop) -> tuple[PendingDrop, bool]:
-        """Remember an incomplete drop and what it lacks now; the first sighting's time is kept.
+    def note_waiting(self, origin: Origin, bucket: str, folder: str, missing: tuple[str, ...],
+                     describe: Callable[[dt.datetime], StatusDocument], now: dt.datetime,
+                     seen_at: dt.datetime) -> tuple[StatusDocument, bool]:
+        """Remember an incomplete drop in its WAITING status document: what it lacks, since its first sighting.
 
-        The first sighting also writes an index entry `due/<since, epoch seconds>/<bucket>/<folder>`, so the
-        sweep lists which drops are due without reading any record that is not.
+        One document serves the uploader and the sweep. A first sighting creates it (one request) and an index
+        entry `due/<since, epoch seconds>/<bucket>/<folder>`, so the sweep lists which drops are due without
+        reading any record that is not. A drop already WAITING keeps its `since`, and its document is rewritten
+        (generation-match) only when what is missing changed. A verdict's status written after `seen_at` (the
+        listing that found the drop incomplete) means a concurrent event completed the drop: its word stands.
 
+        Args:
+            origin: the drop (its status key).
+            describe: the WAITING status for a given first-sighting time.
+            now: this sighting's time.
         Returns:
-            (the record as stored, with the original `since`; True when it is new or what is missing changed).
+            (the WAITING status as stored or as it would read, True when this call wrote it).
         """
-        key = f"pending/{pending.bucket}/{pending.folder}.json"
-        if self.store.create(key, pending.to_doc()) is not None:
-            self.store.create(f"{DUE_PREFIX}{int(pending.since.timestamp()):012d}/{pending.bucket}/{pending.folder}",
-                              {})
-            return pending, True
+        key = origin.status_key
+        if not key:
+            return describe(now), False
+        fresh = describe(now)
+        if self.store.create(key, fresh.to_doc()) is not None:
+            self._index_due(now, bucket, folder)
+            return fresh, True
         found = self.store.get(key)
-        if found is None:
-            return pending, False
-        stored = PendingDrop.from_doc(found[0])
-        if stored.missing == pending.missing:
-            return stored, False
-        stored = dataclasses.replace(pending, since=stored.since)
-        self.store.replace(key, stored.to_doc(), found[1])
-        return stored, True
+        if found is None:  # removed in between (aged out): a first sighting again
+            written = self.store.create(key, fresh.to_doc()) is not None
+            if written:
+                self._index_due(now, bucket, folder)
+            return fresh, written
+        current = StatusDocument.from_doc(found[0])
+        carried = current.submitted_spec()  # the folder's last submitted job.yaml outlives the wait
+        if current.state is DropStatus.WAITING and current.waiting_since is not None:
+            if current.missing == missing:
+                return current, False
+            updated = dataclasses.replace(describe(current.waiting_since), last_submitted=carried)
+            return updated, self.store.replace(key, updated.to_doc(), found[1]) is not None
+        if current.time > seen_at:
+            return fresh, False
+        fresh = dataclasses.replace(fresh, last_submitted=carried)
+        if self.store.replace(key, fresh.to_doc(), found[1]) is None:
+            return fresh, False
+        self._index_due(now, bucket, folder)
+        return fresh, True
+
+    def _index_due(self, since: dt.datetime, bucket: str, folder: str) -> None:
+        self.store.create(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}", {})
 
     def write_waiting(self, origin: Origin, status: StatusDocument, seen_at: dt.datetime) -> bool:
         """Write a WAITING status unless a verdict written after `seen_at` (the listing that found the drop
@@ -129,39 +188,35 @@ class Ledger:
 
     def pending_due(self, now: dt.datetime, age_s: float) -> list[PendingDrop]:
         """Incomplete drops first seen at least `age_s` seconds before `now`: one listing of the index, and a
-        read only of the records that are due. Index entries of drops that completed meanwhile are removed."""
+        read only of the status documents that are due. Index entries of drops that completed meanwhile (their
+        status is no longer WAITING, or WAITING since another first sighting) are removed."""
         out = []
         for key in sorted(self.store.versions(DUE_PREFIX)):
             stamp, _, rest = key[len(DUE_PREFIX):].partition("/")
             if not stamp.isdigit() or int(stamp) + age_s > now.timestamp():
                 continue
             bucket, _, folder = rest.partition("/")
-            found = self.store.get(f"pending/{bucket}/{folder}.json")
-            if found is None:
-                self.store.delete(key)  # the drop completed: its record went, the index entry goes now
+            status = self.status(status_key(bucket, folder))
+            since = status.waiting_since if status is not None and status.state is DropStatus.WAITING else None
+            if since is None or int(since.timestamp()) != int(stamp):
+                self.store.delete(key)  # the drop completed (or waits since a later sighting, indexed apart)
                 continue
-            out.append(PendingDrop.from_doc(found[0]))
+            out.append(PendingDrop(bucket, folder, status.missing if status else (), since))
         return out
 
-    def clear_pending(self, bucket: str, folder: str, since: dt.datetime | None = None) -> None:
-        """Forget an incomplete drop (it completed or was swept); with `since`, its index entry too."""
-        self.store.delete(f"pending/{bucket}/{folder}.json")
-        if since is not None:
-            self.store.delete(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}")
-
-    # -- byte-identical re-uploads ----------------------------------------------------------------
-    def last_spec(self, bucket: str, folder: str) -> SubmittedSpec | None:
-        """The last submitted job.yaml of a folder, or None."""
-        found = self.store.get(f"specs/{bucket}/{folder}.json")
-        return SubmittedSpec.from_doc(found[0]) if found else None
-
-    def remember_spec(self, bucket: str, folder: str, spec: SubmittedSpec) -> None:
-        """Record the submitted job.yaml's checksum so an identical re-upload is recognised."""
-        self.store.put(f"specs/{bucket}/{folder}.json", spec.to_doc())
+    def clear_pending(self, bucket: str, folder: str, since: dt.datetime) -> None:
+        """Forget an incomplete drop's index entry (it was swept); its status now holds the verdict's word."""
+        self.store.delete(f"{DUE_PREFIX}{int(since.timestamp()):012d}/{bucket}/{folder}")
 
     # -- followed jobs ----------------------------------------------------------------------------
     def intend(self, record: JobRecord) -> JobRecord:
         """Note, before creating it, the job an input is about to become (an unannounced record).
+
+        The intent is created first: on the happy path nothing else is read. Only when `jobs/<key>` exists
+        already, or vanished in between (it was finished or withdrawn), is the stored record returned instead.
+        A job whose key is in `done/` but not in `jobs/` (finished, then its key reused) gets a fresh intent
+        here; `settle_adopted` drops it once the backend says the job already existed, so a finished job is
+        never followed again.
 
         Returns:
             The record as stored: an earlier attempt's record for the same key is kept (it may be announced
@@ -169,15 +224,31 @@ class Ledger:
         """
         if record.announced:
             raise ValueError("intend() takes an unannounced record")
-        found = self.store.get(f"done/{record.key}.json")
-        if found is not None:
-            return JobRecord.from_doc(found[0])
         key = f"jobs/{record.key}.json"
         token = self.store.create(key, record.to_doc())
         if token is not None:
             return dataclasses.replace(record, token=token)
         found = self.store.get(key)
-        return record if found is None else JobRecord.from_doc(found[0], token=found[1])
+        if found is not None:
+            return JobRecord.from_doc(found[0], token=found[1])
+        return self.finished(record.key) or record
+
+    def finished(self, key: str) -> JobRecord | None:
+        """The record of job `key` if its terminal state was published (`done/`), else None."""
+        found = self.store.get(f"done/{key}.json")
+        return JobRecord.from_doc(found[0]) if found is not None else None
+
+    def settle_adopted(self, record: JobRecord) -> JobRecord:
+        """After the backend adopted an existing job for our fresh intent: if that job was already finished and
+        published, withdraw the intent and return the `done/` record (a finished job is never followed again);
+        otherwise `record` unchanged."""
+        if record.announced or not record.token:
+            return record
+        done = self.finished(record.key)
+        if done is None:
+            return record
+        self.withdraw(record)
+        return done
 
     def announce(self, record: JobRecord) -> bool:
         """Mark an intended job announced (SUBMITTED published), with the handle the backend gave it.

@@ -321,6 +321,9 @@ class Origin:
         status_key: the status document the uploader reads, or None.
         name: a human name for the input (the drop folder), used as a job's display name.
         bucket: the bucket the input lives in (to advise on the job's region), if any.
+        status_extra: fields every status document of the input carries besides the core's (never published):
+            a drop's job.yaml checksum and its folder's last submitted job.yaml, so one read of the status
+            recognises a byte-identical re-upload.
     """
 
     record_key: str
@@ -328,12 +331,16 @@ class Origin:
     status_key: str | None
     name: str
     bucket: str | None = None
+    status_extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"recordKey": self.record_key, "fields": self.fields, "statusKey": self.status_key, "name": self.name,
-                "bucket": self.bucket}
+        out = {"recordKey": self.record_key, "fields": self.fields, "statusKey": self.status_key, "name": self.name,
+               "bucket": self.bucket}
+        if self.status_extra:
+            out["statusExtra"] = self.status_extra
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Origin:
         return cls(record_key=str(d["recordKey"]), fields=dict(d.get("fields") or {}), status_key=d.get("statusKey"),
-                   name=str(d.get("name", "")), bucket=d.get("bucket"))
+                   name=str(d.get("name", "")), bucket=d.get("bucket"), status_extra=dict(d.get("statusExtra") or {}))

@@ -152,6 +152,11 @@ class Reconciler:
                 log.warning("a job noted before creation was never created; forgotten",
                             extra={"ctx": {"jobId": intent.key}})
             return
+        if self.ledger.finished(intent.key) is not None:
+            # The job's end was published already (its key reused, and the invocation died after the backend
+            # adopted it): never follow a finished job again.
+            self.ledger.withdraw(intent)
+            return
         self.announce(dataclasses.replace(intent, handle=status.handle), status, None)
         report.published.append((intent.key, "SUBMITTED"))
         log.warning("announced a job whose submitting invocation died after creating it",

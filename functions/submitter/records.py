@@ -111,25 +111,19 @@ class JobRecord:
 
 @dataclasses.dataclass(frozen=True)
 class PendingDrop:
-    """An incomplete drop: what it lacks and since when (swept after `incomplete_drop_s`)."""
+    """An incomplete drop: what it lacks and since when (swept after `incomplete_drop_s`). Stored as the drop's
+    WAITING StatusDocument (missing, waitingSince)."""
 
     bucket: str
     folder: str
     missing: tuple[str, ...]
     since: dt.datetime
 
-    def to_doc(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "folder": self.folder, "missing": list(self.missing), "since": iso(self.since)}
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> PendingDrop:
-        return cls(bucket=str(doc["bucket"]), folder=str(doc["folder"]), missing=tuple(doc.get("missing") or ()),
-                   since=parse_iso(doc["since"]))
-
 
 @dataclasses.dataclass(frozen=True)
 class SubmittedSpec:
-    """The last submitted job.yaml of a folder, to recognise a byte-identical re-upload."""
+    """The last submitted job.yaml of a folder, to recognise a byte-identical re-upload (kept in the folder's
+    status document: see StatusDocument.submitted_spec)."""
 
     generation: int
     crc32c: str
@@ -162,6 +156,8 @@ class StatusDocument:
         message, and `waiting_since` the time it was queued: quota.py.)
         waiting_since / reject_after: a WAITING drop's first sighting, and when the scheduled sweep rejects it
             (INCOMPLETE_DROP) if it is still incomplete then.
+        job_yaml: the drop's job.yaml as listed, {"crc32c": str, "size": int} (stored as `jobYaml`).
+        last_submitted: the folder's last submitted job.yaml before this drop (stored as `lastSubmitted`).
     """
 
     state: DropStatus
@@ -178,6 +174,20 @@ class StatusDocument:
     missing: tuple[str, ...] = ()
     waiting_since: dt.datetime | None = None
     reject_after: dt.datetime | None = None
+    job_yaml: dict[str, Any] | None = None
+    last_submitted: SubmittedSpec | None = None
+
+    def submitted_spec(self) -> SubmittedSpec | None:
+        """The folder's last submitted job.yaml as this document knows it: the drop's own job.yaml when it was
+        submitted (SUBMITTED, with its checksum), else the one carried from before."""
+        drop = self.origin.get("drop")
+        if self.state is DropStatus.SUBMITTED and self.job_yaml and self.key and isinstance(drop, dict):
+            try:
+                return SubmittedSpec(int(drop["generation"]), str(self.job_yaml["crc32c"]),
+                                     int(self.job_yaml["size"]), self.key, self.time)
+            except (KeyError, TypeError, ValueError):
+                pass
+        return self.last_submitted
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"state": self.state.value, "jobId": self.key, "time": iso(self.time), **self.origin,
@@ -191,6 +201,10 @@ class StatusDocument:
             doc["waitingSince"] = iso(self.waiting_since)
         if self.reject_after is not None:
             doc["rejectAfter"] = iso(self.reject_after)
+        if self.job_yaml is not None:
+            doc["jobYaml"] = self.job_yaml
+        if self.last_submitted is not None:
+            doc["lastSubmitted"] = self.last_submitted.to_doc()
         return doc
 
     @classmethod
@@ -202,7 +216,10 @@ class StatusDocument:
                    notes=tuple(doc.get("notes") or ()), job_dir=doc.get("jobDir"),
                    resource_name=doc.get("resourceName"), missing=tuple(doc.get("missing") or ()),
                    waiting_since=parse_iso(doc["waitingSince"]) if doc.get("waitingSince") else None,
-                   reject_after=parse_iso(doc["rejectAfter"]) if doc.get("rejectAfter") else None)
+                   reject_after=parse_iso(doc["rejectAfter"]) if doc.get("rejectAfter") else None,
+                   job_yaml=dict(doc["jobYaml"]) if isinstance(doc.get("jobYaml"), dict) else None,
+                   last_submitted=(SubmittedSpec.from_doc(doc["lastSubmitted"])
+                                   if isinstance(doc.get("lastSubmitted"), dict) else None))
 
 
 __all__ = ["VerdictRecord", "JobRecord", "PendingDrop", "SubmittedSpec", "StatusDocument", "JobState"]

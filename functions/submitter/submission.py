@@ -25,7 +25,7 @@ from .clock import Clock, iso
 from .envelope import JobEvent, capped_violations, encode
 from .errors import BackendRefused, BackendUnavailable, ClaimBusy, ObjectGone, TransientError
 from .leases import Lease, LeaseLost, Leases
-from .ledger import Ledger, claim_key
+from .ledger import Ledger, claim_key, is_verdict
 from .model import DropStatus, JobHandle, JobRequest, JobStatus, Origin, Verdict
 from .objects import ObjectStore
 from .planning import PackageSource, Planner, SpecInput
@@ -129,7 +129,9 @@ class Submitter:
     def _claim(self, origin: Origin, owner: str) -> Lease | None:
         """Claim the decision on `origin`, or wait (bounded) for the invocation that holds it.
 
-        Returns None when the other invocation recorded its verdict meanwhile.
+        The claim is created at the input's verdict key: when the create succeeds no verdict existed, so the
+        happy path reads nothing; a document already there is read once (decided, live claim, or expired).
+        Returns None when the input is decided (before, or by the other invocation meanwhile).
         Raises:
             ClaimBusy: the holder did not finish within `claim_wait_s`; the event is redelivered and the
                 claim is taken over once its lease expires (the holder may have died).
@@ -137,24 +139,29 @@ class Submitter:
         s = self.settings
         deadline = self.clock.monotonic() + s.claim_wait_s
         while True:
-            lease = self.leases.acquire(claim_key(origin), owner, s.claim_lease_s)
+            lease, found = self.leases.take(claim_key(origin), owner, s.claim_lease_s, final=is_verdict)
             if lease is not None:
                 return lease
-            if self.ledger.verdict(origin) is not None:
+            if found is not None and is_verdict(found):
                 return None
             if self.clock.monotonic() >= deadline:
                 raise ClaimBusy(f"{origin.name}: being decided by another invocation")
             self.clock.sleep(CLAIM_POLL_S)
 
+    def claim_once(self, origin: Origin, owner: str = "") -> Lease | None:
+        """The claim on `origin` for a decision taken outside `submit` (a sweep's or a rule's refusal, an
+        identical re-upload); None, without waiting, when it is decided or a live invocation holds it."""
+        return self.leases.take(claim_key(origin), owner or uuid.uuid4().hex, self.settings.claim_lease_s,
+                                final=is_verdict)[0]
+
     def _decide(self, spec: SpecInput, origin: Origin, key: str, claim: _Claim, resume: dict[str, Any] | None,
                 queued: str | None) -> Outcome:
-        if self.ledger.verdict(origin) is not None:  # decided before we claimed (the claim outlived a verdict)
-            return Outcome(Action.DUPLICATE, f"{origin.name}: already decided", key)
+        # No verdict read here: the claim lives at the verdict's key, and a verdict is never taken over.
         if spec.errors or spec.parsed is None or spec.defaults is None:
-            return self.refuse(origin, key, Verdict.REJECTED, list(spec.errors))
+            return self.refuse(origin, key, Verdict.REJECTED, list(spec.errors), lease=claim.lease)
         plan = self.planner.plan(spec, key, origin_bucket=origin.bucket)
         if plan.violations:
-            return self.refuse(origin, key, Verdict.REJECTED, plan.violations)
+            return self.refuse(origin, key, Verdict.REJECTED, plan.violations, lease=claim.lease)
         job, job_id, warnings = plan.job, plan.job_id, plan.warnings
         ti = job.get("trainingInput")
         for warning in warnings:
@@ -188,7 +195,8 @@ class Submitter:
         except BackendRefused as exc:
             self.ledger.withdraw(record)  # no job of ours exists under this key: nothing to follow
             return self.refuse(origin, key, Verdict.SUBMIT_FAILED, [], reason=exc.reason,
-                               message=f"the training API refused the job: {exc.code} {exc.status}: {exc.message}")
+                               message=f"the training API refused the job: {exc.code} {exc.status}: {exc.message}",
+                               lease=claim.lease)
         except BackendUnavailable as exc:
             if not quota.is_rate_limited(exc):
                 raise  # the event comes back (the intent record lets the reconciler find a job created meanwhile)
@@ -201,10 +209,13 @@ class Submitter:
                                "it stays first in the queue", job_id)
             return self._queue(origin, key, job_id, region, resume, claim, why=quota.RATE_LIMITED_WHY)
         claim.renew()
+        if submission.adopted:  # the job existed already: it may be one whose end was published (done/)
+            record = self.ledger.settle_adopted(record)
         if not record.announced:
-            self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, used)
+            self.announce(dataclasses.replace(record, handle=submission.status.handle), submission.status, used,
+                          lease=claim.lease)
         else:
-            self.record_submitted(origin, job_id, submission.status, record, used)
+            self.record_submitted(origin, job_id, submission.status, record, used, lease=claim.lease)
         action = Action.ADOPTED if submission.adopted else Action.SUBMITTED
         return Outcome(action, f"job {job_id} {action.value}", job_id)
 
@@ -254,10 +265,12 @@ class Submitter:
             return vertex_spec.with_package_uris(job, dict(zip(uris, staged)))
         return {**job, "trainingInput": {**(ti if isinstance(ti, dict) else {}), "packageUris": staged}}
 
-    def announce(self, record: JobRecord, status: JobStatus, packages: dict[str, int] | None) -> None:
+    def announce(self, record: JobRecord, status: JobStatus, packages: dict[str, int] | None,
+                 lease: Lease | None = None) -> None:
         """Publish SUBMITTED for an intended job, mark it announced, record the verdict and the status.
 
-        Used by the submission path, and by the reconciler for a job whose invocation died after creating it.
+        Used by the submission path (with its claim, `lease`), and by the reconciler for a job whose invocation
+        died after creating it (no lease: the dead invocation's claim is replaced by the verdict).
         """
         event = JobEvent(key=record.key, state=Verdict.SUBMITTED, origin=record.origin.fields, time=self.clock.now(),
                          labels=record.labels, job_dir=record.job_dir, backend=record.handle.backend,
@@ -266,12 +279,13 @@ class Submitter:
         log.info("published SUBMITTED", extra={"ctx": {"jobId": record.key, "origin": record.origin.name,
                                                        "messageIds": ids}})
         self.ledger.announce(record)
-        self.record_submitted(record.origin, record.key, status, record, packages)
+        self.record_submitted(record.origin, record.key, status, record, packages, lease=lease)
 
     def record_submitted(self, origin: Origin, job_id: str, status: JobStatus, record: JobRecord,
-                         packages: dict[str, int] | None) -> None:
-        """The SUBMITTED verdict on the input and its status document."""
-        self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, job_id, packages))
+                         packages: dict[str, int] | None, lease: Lease | None = None) -> None:
+        """The SUBMITTED verdict on the input (through the claim `lease` when the caller holds it) and its status
+        document."""
+        self.ledger.record_verdict(origin, VerdictRecord(Verdict.SUBMITTED, job_id, packages), lease)
         notes = ((f"the job runs copies of its packages staged at submission ({', '.join(record.staged)}); "
                   "replacing or deleting the drop's packages does not change it",) if record.staged else ())
         self.ledger.write_status(origin, StatusDocument(
@@ -280,12 +294,14 @@ class Submitter:
 
     # -- verdicts ---------------------------------------------------------------------------------
     def refuse(self, origin: Origin, key: str, verdict: Verdict, violations: list[Violation], *,
-               reason: Reason | None = None, message: str | None = None) -> Outcome:
+               reason: Reason | None = None, message: str | None = None, lease: Lease | None = None) -> Outcome:
         """Publish REJECTED or SUBMIT_FAILED for `origin` under `key`, record it, write the status.
 
         Args:
             violations: every problem (REJECTED); the first one's reason is the event's reason.
             reason / message: for SUBMIT_FAILED (or to override the summary).
+            lease: the caller's claim on `origin` (the verdict replaces it); None for a bug report, which
+                replaces any undecided document.
         """
         reason = reason or (violations[0].reason if violations else Reason.SPEC_INVALID)
         if message is None:
@@ -297,7 +313,7 @@ class Submitter:
         ids = self.publish(JobEvent(key=key, state=verdict, origin=origin.fields, time=self.clock.now(),
                                     reason=reason, message=message, violations=as_dicts,
                                     backend=self.backend.name))
-        self.ledger.record_verdict(origin, VerdictRecord(verdict, key))
+        self.ledger.record_verdict(origin, VerdictRecord(verdict, key), lease)
         self.ledger.write_status(origin, StatusDocument(
             state=DropStatus(verdict.value), key=key, time=self.clock.now(), origin=origin.fields,
             reason=reason.value, message=message, violations=as_dicts))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,7 @@ from .clock import Clock, iso
 from .errors import ObjectGone, TransientError
 from .events import FINALIZED, WRITTEN_BY_KEY, WRITTEN_BY_VALUE, StorageObjectEvent, event_age_seconds
 from .leases import LeaseLost
-from .ledger import Ledger, claim_key
+from .ledger import Ledger
 from .model import DropStatus, Origin, Verdict
 from .objects import ObjectStore
 from .planning import Planner, SpecInput, spec_defaults
@@ -424,12 +423,12 @@ class TriggerHandler:
         """REJECTED for a batch outside the submission path (skipped, empty), under the batch's claim so that
         concurrent deliveries publish it once."""
         origin = batch.origin()
-        lease = self.submitter.leases.acquire(claim_key(origin), uuid.uuid4().hex, self.settings.claim_lease_s)
-        if lease is None or self.ledger.verdict(origin) is not None:
+        lease = self.submitter.claim_once(origin)
+        if lease is None:
             return Outcome(Action.DUPLICATE, f"{origin.name}: decided by a concurrent invocation", batch.batch_id)
         return self.submitter.refuse(origin, batch.batch_id, Verdict.REJECTED,
                                      [Violation(f"gs://{batch.bucket}/{batch.where}", message, reason)],
-                                     reason=reason, message=message)
+                                     reason=reason, message=message, lease=lease)
 
     def _submit(self, rule: Rule, batch: Batch, queued: str | None = None) -> Outcome:
         """The one submission path, with the rule's template instantiated for the batch (`queued`: the quota-queue
