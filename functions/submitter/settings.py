@@ -19,8 +19,7 @@ from .backends import KNOWN_BACKENDS
 from .errors import ConfigurationError
 from .naming import BUCKET_RE, PROJECT_ID_RE, REGION_RE
 from .policy import Policy
-from .rules import EMAIL_RE
-from .triggers import RuleSet, load_rules, restrict
+from .rule_set import RuleSet
 
 ENV_PREFIX = "SUBMITTER_"
 # Environment variables through which requests takes proxies or a CA bundle (either case).
@@ -239,6 +238,8 @@ class Settings:
             except (OSError, ValueError) as exc:
                 problems.append(f"{ENV_PREFIX}POLICY_FILE: {exc}")
         if values.get("trigger_rules_file"):
+            from .triggers import load_rules, restrict  # only a deployment with rules pays for the rules' module
+
             try:
                 rules = load_rules(Path(values["trigger_rules_file"]).read_text(), values["trigger_rules_file"])
             except (OSError, ValueError) as exc:
@@ -333,7 +334,7 @@ def _check_names(values: Mapping[str, Any]) -> list[str]:
     if region and not REGION_RE.fullmatch(region):
         problems.append(f"{ENV_PREFIX}DEFAULT_REGION={region!r} is not a region name like us-central1")
     account = values.get("training_service_account")
-    if account and not EMAIL_RE.match(account):
+    if account and not _is_email(account):
         problems.append(f"{ENV_PREFIX}TRAINING_SERVICE_ACCOUNT={account!r} is not a service account email")
     for bucket in parse_bucket_list(values.get("data_bucket_names") or ""):
         if not BUCKET_RE.fullmatch(bucket):
@@ -345,3 +346,11 @@ def _check_names(values: Mapping[str, Any]) -> list[str]:
     if backend and backend not in KNOWN_BACKENDS:
         problems.append(f"{ENV_PREFIX}BACKEND={backend!r} is not supported (known: {', '.join(KNOWN_BACKENDS)})")
     return problems
+
+
+def _is_email(text: str) -> bool:
+    """`rules.EMAIL_RE`, imported only when an account is set: `rules` brings the YAML loader and the spec module,
+    which reading settings does not otherwise need (a CLI command that reads a job's status never does)."""
+    from .rules import EMAIL_RE
+
+    return EMAIL_RE.match(text) is not None

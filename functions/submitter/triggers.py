@@ -61,6 +61,7 @@ from .clock import iso, parse_iso
 from .errors import SpecRejected
 from .model import Origin
 from .reasons import Reason, Violation
+from .rule_set import RuleSet
 from .spec import ParsedSpec, load_yaml_document, spec_from_document
 
 DEFAULT_MARKER = "_SUCCESS"
@@ -240,38 +241,6 @@ def _compiled(glob: str) -> re.Pattern[str]:
     if glob not in _GLOBS:
         _GLOBS[glob] = glob_regex(glob)
     return _GLOBS[glob]
-
-
-@dataclasses.dataclass(frozen=True)
-class RuleSet:
-    """The rules of a deployment as loaded: the well-formed ones and, by name, the problems of the others.
-
-    Attributes:
-        rules: rules whose structure is valid (their templates are checked when the function starts using them).
-        broken: rule name (or `rules[i]` when it has none) -> (digest, the violations): rules that never fire.
-        source: the file they came from ("" when there is none).
-    """
-
-    rules: tuple[Rule, ...] = ()
-    broken: Mapping[str, tuple[str, tuple[Violation, ...]]] = dataclasses.field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def buckets(self) -> tuple[str, ...]:
-        """The buckets the rules watch, sorted."""
-        return tuple(sorted({r.bucket for r in self.rules}))
-
-    def for_bucket(self, bucket: str) -> list[Rule]:
-        """The rules that watch `bucket`, in file order."""
-        return [r for r in self.rules if r.bucket == bucket]
-
-    def get(self, name: str) -> Rule | None:
-        """The well-formed rule named `name`, or None."""
-        return next((r for r in self.rules if r.name == name), None)
-
-    def names(self) -> list[str]:
-        """Every rule name, well-formed or broken, in file order."""
-        return [r.name for r in self.rules] + [n for n in self.broken if self.get(n) is None]
 
 
 def load_rules(text: str, source: str) -> RuleSet:
