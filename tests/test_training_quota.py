@@ -1,4 +1,5 @@
-"""The local training service's optional create quota (submitter_local.training.quota, `create_quota_per_minute`).
+"""The local training service's optional create quota (submitter_local.training.quota, `create_quota_per_minute`),
+and its wiring into the local stack (`StackConfig.create_quota_per_minute`; on a running stack: test_quota_stack.py).
 
 - the counting, pure, on a virtual clock: a sliding window per key, refused creates charge nothing, concurrent
   creates never admit more than the limit;
@@ -279,3 +280,26 @@ def test_without_a_quota_nothing_is_limited(tmp_path):
     finally:
         svc.stop()
 
+
+# -- the local stack's wiring ----------------------------------------------------------------------------------------
+
+def test_the_stack_records_its_create_quota_and_restarts_a_stack_that_runs_another(tmp_path):
+    from submitter_local.stack import Stack, StackConfig
+
+    plain = Stack(StackConfig(root=tmp_path))
+    limited = Stack(StackConfig(root=tmp_path, create_quota_per_minute=3, create_quota_window_s=5.0))
+    assert plain.training_settings() == {}
+    assert limited.training_settings() == {"TRAINING_CREATE_QUOTA_PER_MINUTE": "3",
+                                           "TRAINING_CREATE_QUOTA_WINDOW_SECONDS": "5"}
+    running_plain = {"SUBMITTER_BACKEND": "ml_v1"}
+    running_limited = {**running_plain, **limited.training_settings()}
+    assert plain.serves_config(running_plain) and not plain.serves_config(running_limited)
+    assert limited.serves_config(running_limited) and not limited.serves_config(running_plain)
+
+
+def test_the_stack_cli_refuses_a_quota_below_one(tmp_path, capsys):
+    from submitter_local.stack import main as stack_main
+
+    with pytest.raises(SystemExit) as exc:  # refused while parsing: nothing is started
+        stack_main(["up", "--root", str(tmp_path), "--create-quota-per-minute", "0"])
+    assert exc.value.code == 2 and "at least 1" in capsys.readouterr().err
