@@ -5,7 +5,8 @@ queue (README "The create quota") holds the excess without loss.
 A burst of 6 drops against a quota of 3 creates per window: the first 3 are SUBMITTED at once, the other 3 wait
 (status WAITING, reason RATE_LIMITED, shown by `submitter drop-status`), nothing is REJECTED or SUBMIT_FAILED, and
 once the window frees the reconcile tick (every 0.5 s) submits the queued ones oldest first: 6 drops, 6 jobs, one
-SUBMITTED event each.
+SUBMITTED event each. Once on each backend: ml v1 jobs.create and Vertex customJobs.create (each answered by the
+local service's quota for its API).
 
 The window is 15 s instead of Google's minute (`create_quota_window_s`), long enough for the whole burst to reach
 its first verdicts inside it on a busy machine, short enough to keep the test well under a minute of waiting.
@@ -34,11 +35,12 @@ REGION = "us-central1"  # the stack's default region, which the sample job.yaml 
 TIMEOUT_S = 180
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    root = tmp_path_factory.mktemp("quota")
+@pytest.fixture(scope="module", params=["ml_v1", "vertex"])
+def stack(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"quota-{request.param}")
     with running_stack(root, create_quota_per_minute=QUOTA, create_quota_window_s=WINDOW_S, reconcile_interval_s=0.5,
-                       training_paused=True) as (s, env), pytest.MonkeyPatch.context() as mp:
+                       training_paused=True, backend=request.param) as (s, env), \
+            pytest.MonkeyPatch.context() as mp:
         mp.setenv("PUBSUB_EMULATOR_HOST", env["PUBSUB_EMULATOR_HOST"])  # clients read these when they are built
         mp.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
         yield s, env
@@ -49,6 +51,17 @@ def _ledger(env):
     from submitter_cli.common import ledger
 
     return ledger(Settings.from_env({**os.environ, **{k: v for k, v in env.items() if k.startswith("SUBMITTER_")}}))
+
+
+def _creation_order(env) -> list[str]:
+    """The job keys the training service holds for the burst, oldest first (its lists are newest first)."""
+    api = f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}"
+    if env["SUBMITTER_BACKEND"] == "ml_v1":
+        jobs = requests.get(f"{api}/jobs", params={"filter": "jobId:burst_*", "pageSize": 100}, timeout=30).json()
+        return [j["jobId"] for j in reversed(jobs["jobs"])]
+    jobs = requests.get(f"{api}/locations/{REGION}/customJobs", params={"pageSize": 100}, timeout=30).json()
+    # the Vertex adapter names the job key in the label submitter-job ("-x" for each capital X; keys here have none)
+    return [j["labels"]["submitter-job"] for j in reversed(jobs["customJobs"])]
 
 
 def _drop_status(env, folder):
@@ -107,7 +120,7 @@ def test_a_burst_beyond_the_create_quota_waits_in_the_queue_then_every_drop_is_s
         assert all(now[f].reason == "RATE_LIMITED" and now[f].waiting_since is not None for f in waiting)
         # the queue, oldest first, as the state store holds it (entries are named by the input's record key)
         by_ident = {input_id(f"drops/{env['BUCKET']}/{f}/{generations[f]}"): f for f in folders}
-        queue = [by_ident[e.ident] for e in records.queue_of("ml_v1", REGION)]
+        queue = [by_ident[e.ident] for e in records.queue_of(env["SUBMITTER_BACKEND"], REGION)]
         assert sorted(queue) == waiting, queue
         shown = _drop_status(env, waiting[0])
         assert shown.returncode == 3, shown.stdout + shown.stderr
@@ -130,9 +143,7 @@ def test_a_burst_beyond_the_create_quota_waits_in_the_queue_then_every_drop_is_s
     assert len(set(job_ids.values())) == DROPS
     final = statuses()
     assert all(st is not None and st.state is DropStatus.SUBMITTED and st.key == job_ids[f] for f, st in final.items())
-    assert records.queue_of("ml_v1", REGION) == []
-    # the training service created the queued jobs after the first ones, in queue order (jobs.list: newest first)
-    listed = requests.get(f"{env['TRAINING_API_ENDPOINT']}/v1/projects/{env['PROJECT']}/jobs",
-                          params={"filter": "jobId:burst_*", "pageSize": 100}, timeout=30).json()["jobs"]
-    created = [next(f for f, j in job_ids.items() if j == job["jobId"]) for job in reversed(listed)]
+    assert records.queue_of(env["SUBMITTER_BACKEND"], REGION) == []
+    # the training service created the queued jobs after the first ones, in queue order
+    created = [next(f for f, j in job_ids.items() if j == key) for key in _creation_order(env)]
     assert len(created) == DROPS and sorted(created[:QUOTA]) == submitted_first and created[QUOTA:] == queue, created
