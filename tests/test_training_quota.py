@@ -257,7 +257,7 @@ def test_the_window_frees_on_its_own(tmp_path):
         jobs.create(parent=parent, body=ml_job("job_0")).execute()
         with pytest.raises(HttpError) as exc:
             jobs.create(parent=parent, body=ml_job("job_1")).execute()
-        assert "local test window: 1 s instead of a minute" in error_of(exc.value)["message"]
+        assert "1 per 1 s: a local test window instead of a minute" in error_of(exc.value)["message"]
         deadline, created = time.monotonic() + 30, None
         while created is None and time.monotonic() < deadline:
             time.sleep(0.2)

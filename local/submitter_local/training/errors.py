@@ -134,9 +134,9 @@ def rate_limited(service: str, project: str, region: str, limit: int, window_s: 
     service: a key of CREATE_QUOTAS; limit: creates a window admits; window_s: the window (60 unless a test
     shortened it, which the message then says)."""
     metric, limit_name, title = CREATE_QUOTAS[service]
-    window = "" if window_s == 60 else f"; local test window: {window_s:g} s instead of a minute"
+    window = "per minute" if window_s == 60 else f"per {window_s:g} s: a local test window instead of a minute"
     message = (f"Quota exceeded for quota metric '{title}' and limit '{title} per minute per region' of service "
-               f"'{service}' for consumer 'projects/{project}' (region {region}, {limit} per minute{window}).")
+               f"'{service}' for consumer 'projects/{project}' (region {region}, {limit} {window}).")
     return ApiError(429, "RESOURCE_EXHAUSTED", message, [
         {"@type": ERROR_INFO_TYPE, "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
          "metadata": {"quota_metric": metric, "quota_limit": limit_name, "quota_limit_value": str(limit),
