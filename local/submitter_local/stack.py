@@ -5,7 +5,8 @@
   storage    gcp-storage-emulator (in memory) behind our handler (storage_emulator.py): serves requests
              concurrently, accepts gcloud's uploads, enforces ifGenerationMatch and 404s reads of overwritten
              generations
-  training   the local AI Platform Training service (`submitter_local.training`)
+  training   the local AI Platform Training service (`submitter_local.training`; `--create-quota-per-minute N`:
+             with Google's per-minute create quota, StackConfig.create_quota_per_minute)
   function   functions-framework serving `on_object_finalized` (CloudEvent)
   reconcile  functions-framework serving `reconcile` (HTTP)
   relay      the Eventarc stand-in: new object generations of the drop bucket and the data buckets ->
@@ -55,7 +56,9 @@ class StackConfig:
     SUBMITTER_BACKEND: "ml_v1" (default) or "vertex"; the local training service serves both.
     `min_state_seconds` is 0: no job state is held artificially, so a job takes as long as its work; the
     reconciler publishes the states it observes (never invented, never out of order), and a state shorter than
-    a tick may go unobserved, as in the cloud. Tests that need to see each state set their own hold."""
+    a tick may go unobserved, as in the cloud. Tests that need to see each state set their own hold.
+    `create_quota_per_minute` (None: none) gives the training service Google's per-minute create quota, so the
+    submitter's quota queue can be seen at work; `create_quota_window_s` shortens its window for tests."""
 
     root: Path = DEFAULT_ROOT
     project: str = "demo-project"
@@ -76,6 +79,8 @@ class StackConfig:
     training_paused: bool = False
     runtime_python: Path = REPO / ".local" / "runtime" / "bin" / "python"
     backend: str = "ml_v1"
+    create_quota_per_minute: int | None = None  # the training service's --create-quota-per-minute
+    create_quota_window_s: float = 60.0  # and its --create-quota-window-seconds
 
 
 def free_port() -> int:
@@ -182,6 +187,7 @@ class Stack:
             "CLOUDSDK_CORE_PROJECT": c.project,
         }
         env.update(self.function_settings(env))
+        env.update(self.training_settings())
         self._processes: list[dict] = []
         try:
             self._spawn("pubsub", pubsub_emulator_command(ports["pubsub"]), {})
@@ -196,6 +202,9 @@ class Stack:
                         "--mask-path", str(self.root)]  # trainers never see stack.env, logs or the stack's state
             if c.training_paused:
                 training.append("--paused")
+            if c.create_quota_per_minute is not None:
+                training += ["--create-quota-per-minute", str(c.create_quota_per_minute),
+                             "--create-quota-window-seconds", str(c.create_quota_window_s)]
             self._spawn("training", training, env)
             ff = str(Path(sys.executable).with_name("functions-framework"))
             source = str(REPO / "functions" / "main.py")
@@ -225,10 +234,21 @@ class Stack:
         return env
 
     def serves_config(self, env: dict[str, str]) -> bool:
-        """Whether a running stack (its saved `env`) runs this config's backend and reconcile schedule."""
+        """Whether a running stack (its saved `env`) runs this config's backend, reconcile schedule and create
+        quota."""
         window = env.get("SUBMITTER_RECONCILE_WINDOW_SECONDS")
+        quota = {k: v for k, v in env.items() if k.startswith("TRAINING_CREATE_QUOTA_")}
         return (env.get("SUBMITTER_BACKEND", "ml_v1") == self.config.backend
-                and (float(window) if window else 0.0) == self.config.reconcile_window_s)
+                and (float(window) if window else 0.0) == self.config.reconcile_window_s
+                and quota == self.training_settings())
+
+    def training_settings(self) -> dict[str, str]:
+        """The training service's create quota as stack.env records it (nothing without one)."""
+        c = self.config
+        if c.create_quota_per_minute is None:
+            return {}
+        return {"TRAINING_CREATE_QUOTA_PER_MINUTE": str(c.create_quota_per_minute),
+                "TRAINING_CREATE_QUOTA_WINDOW_SECONDS": f"{c.create_quota_window_s:g}"}
 
     def function_settings(self, env: dict[str, str]) -> dict[str, str]:
         """The function's SUBMITTER_* settings for this stack."""
@@ -369,8 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cloud-schedule", action="store_true",
                         help="reconcile as deployed: the scheduler calls once a minute and each call ticks every "
                              "5 s for 55 s (Terraform's defaults), instead of one tick every second")
+    parser.add_argument("--create-quota-per-minute", type=int, default=None, metavar="N",
+                        help="the training service answers creates beyond N a minute per region 429 "
+                             "RESOURCE_EXHAUSTED, as Google's quota does: watch the submitter queue them "
+                             "(default: no quota)")
     args = parser.parse_args(argv)
-    config = StackConfig(root=args.root, backend=args.backend)
+    if args.create_quota_per_minute is not None and args.create_quota_per_minute < 1:
+        parser.error("--create-quota-per-minute must be at least 1")
+    config = StackConfig(root=args.root, backend=args.backend, create_quota_per_minute=args.create_quota_per_minute)
     if args.cloud_schedule:
         config = dataclasses.replace(config, reconcile_interval_s=60.0, reconcile_window_s=55.0, reconcile_tick_s=5.0,
                                      reconcile_on_changes=False)
@@ -379,8 +405,10 @@ def main(argv: list[str] | None = None) -> int:
         already = stack.running()
         if already and not stack.serves_config(already["env"]):
             print(f"restarting the local stack: it runs backend {already['env'].get('SUBMITTER_BACKEND')} with "
-                  f"reconcile window {already['env'].get('SUBMITTER_RECONCILE_WINDOW_SECONDS', '0')} s; backend "
-                  f"{args.backend} with window {config.reconcile_window_s:g} s was asked for")
+                  f"reconcile window {already['env'].get('SUBMITTER_RECONCILE_WINDOW_SECONDS', '0')} s and create "
+                  f"quota {already['env'].get('TRAINING_CREATE_QUOTA_PER_MINUTE', 'none')}; backend "
+                  f"{args.backend} with window {config.reconcile_window_s:g} s and create quota "
+                  f"{config.create_quota_per_minute or 'none'} was asked for")
             already = None
         try:
             env = stack.start()

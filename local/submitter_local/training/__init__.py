@@ -9,13 +9,19 @@ environment cached by their dependency set on top of the runtime venv (`envs.py`
 (`replica_env.py`, `sandbox.py`, `gcs_access.py`). A job with `hyperparameters` (or a Vertex
 HyperparameterTuningJob) runs its tuning trials the same way (`trials.py`; the study's rules, pure, in `study.py`).
 
+Optionally, creates are rate limited as Google limits them (`ServiceConfig.create_quota_per_minute`, off by
+default): beyond N creates per project and region in a sliding minute (`create_quota_window_s`), ml v1 jobs.create
+and Vertex customJobs / hyperparameterTuningJobs create answer 429 RESOURCE_EXHAUSTED with Google's
+RATE_LIMIT_EXCEEDED ErrorInfo (the counting, pure, in `quota.py`; the error in `errors.rate_limited`).
+
     from submitter_local.training import ServiceConfig, TrainingService
     svc = TrainingService(ServiceConfig(data_dir=Path(...), runtime_python=Path(...)))
     svc.start(host="127.0.0.1", port=0)
     ...  # discovery.build("ml", "v1", client_options={"api_endpoint": svc.url}, ...)
     svc.stop()
 
-CLI: `python -m submitter_local.training --port 8090 --data-dir DIR --runtime-python PATH`.
+CLI: `python -m submitter_local.training --port 8090 --data-dir DIR --runtime-python PATH
+[--create-quota-per-minute N]` (every flag: `__main__.py`).
 """
 
 from .config import ServiceConfig

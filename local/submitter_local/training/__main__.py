@@ -5,9 +5,10 @@
         [--max-replicas-per-type N] [--time-scale X] [--no-storage-check] [--kill-grace-seconds S]
         [--pip-arg ARG]... [--envs-dir DIR] [--envs-max-gb G] [--poll-interval S] [--log-level LEVEL]
         [--runtime-tensorflow] [--isolation auto|off] [--trainer-user NAME] [--share-path DIR]... [--mask-path DIR]...
+        [--create-quota-per-minute N [--create-quota-window-seconds S]]
 
 Every flag sets the `ServiceConfig` field of the same name (see config.py and
-docs/local-training.md).
+docs/local-training.md); `--create-quota-window-seconds` sets `create_quota_window_s`.
 
 Prints one line `local training service listening on http://HOST:PORT` on stdout once it
 accepts requests (useful with --port 0). Exit status 0 after a signal, 1 if it cannot start.
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-state-seconds", type=float, default=0.0,
                    help="hold each non-terminal state at least this long (default 0)")
     p.add_argument("--paused", action="store_true", help="keep every job QUEUED")
+    p.add_argument("--create-quota-per-minute", type=int, default=None, metavar="N",
+                   help="answer creates beyond N per project and region in a minute 429 RESOURCE_EXHAUSTED, as "
+                        "Google's rate quota does (ml v1 and Vertex each; default: no quota)")
+    p.add_argument("--create-quota-window-seconds", type=float, default=60.0, metavar="S",
+                   help="the create quota's sliding window (default 60; tests shorten it)")
     p.add_argument("--kill-grace-seconds", type=float, default=5.0, help="SIGTERM -> SIGKILL delay (default 5)")
     p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
                    help="extra pip install argument (repeatable), e.g. --pip-arg=--no-index")
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ServiceConfig(data_dir=args.data_dir, runtime_python=args.runtime_python,
                             max_running=args.max_running, min_state_seconds=args.min_state_seconds,
                             paused=args.paused, kill_grace_seconds=args.kill_grace_seconds,
+                            create_quota_per_minute=args.create_quota_per_minute,
+                            create_quota_window_s=args.create_quota_window_seconds,
                             pip_args=tuple(args.pip_arg), max_replicas_per_type=args.max_replicas_per_type,
                             time_scale=args.time_scale, check_storage=args.check_storage,
                             envs_dir=args.envs_dir, poll_interval=args.poll_interval,

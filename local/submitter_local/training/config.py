@@ -54,6 +54,12 @@ class ServiceConfig:
         environment (default false: TensorFlow is ~2 GB; trainers may declare it themselves).
     extra_secrets: name -> value of further strings never to publish in an errorMessage (the
         service adds its own URL when it starts).
+    create_quota_per_minute: None (default) = no create quota; N = at most N creates admitted per project and
+        region in any window of `create_quota_window_s`, per API (ml v1 jobs.create by trainingInput.region;
+        Vertex customJobs.create and hyperparameterTuningJobs.create together, by the location in the path);
+        beyond it 429 RESOURCE_EXHAUSTED with Google's RATE_LIMIT_EXCEEDED ErrorInfo (`quota.py`).
+    create_quota_window_s: the quota's sliding window in seconds (default 60, as Google's per-minute quotas;
+        tests shorten it so the window frees within seconds).
     """
 
     data_dir: Path
@@ -76,6 +82,8 @@ class ServiceConfig:
     envs_max_bytes: int | None = 20 * 1024 ** 3
     runtime_tensorflow: bool = False
     extra_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    create_quota_per_minute: int | None = None
+    create_quota_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         # absolute (not resolved: a venv's python is a symlink that must keep its venv path), so
@@ -96,6 +104,10 @@ class ServiceConfig:
         self.mask_paths = tuple(Path(p).absolute() for p in self.mask_paths)
         if self.envs_max_bytes is not None and self.envs_max_bytes <= 0:
             raise ValueError("envs_max_bytes must be positive")
+        if self.create_quota_per_minute is not None and self.create_quota_per_minute < 1:
+            raise ValueError("create_quota_per_minute must be at least 1 (None: no quota)")
+        if not self.create_quota_window_s > 0:
+            raise ValueError("create_quota_window_s must be positive")
 
     @property
     def effective_max_running(self) -> int:

@@ -14,6 +14,7 @@ BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 RESOURCE_INFO_TYPE = "type.googleapis.com/google.rpc.ResourceInfo"
 PRECONDITION_FAILURE_TYPE = "type.googleapis.com/google.rpc.PreconditionFailure"
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+HELP_TYPE = "type.googleapis.com/google.rpc.Help"
 
 JOB_RESOURCE_TYPE = "ml.googleapis.com/Job"
 
@@ -111,6 +112,39 @@ def aborted_etag(name: str) -> ApiError:
         msg,
         [{"@type": ERROR_INFO_TYPE, "reason": "ETAG_MISMATCH", "domain": "ml.googleapis.com"}],
     )
+
+
+#: What a per-minute create quota is called, per service: (quota_metric, quota_limit, the metric's display name).
+#: ml v1: the figures of bench/simulation.py's `quota_error`; Vertex AI: its "Job or LRO submission requests per
+#: minute per region" quota, which customJobs.create and hyperparameterTuningJobs.create share.
+CREATE_QUOTAS = {
+    "ml.googleapis.com": ("ml.googleapis.com/job_create_requests", "CreateRequestsPerMinutePerRegion",
+                          "Create requests"),
+    "aiplatform.googleapis.com": ("aiplatform.googleapis.com/job_or_lro_submission_requests",
+                                  "JobOrLroSubmissionRequestsPerMinutePerProjectPerRegion",
+                                  "Job or LRO submission requests"),
+}
+
+
+def rate_limited(service: str, project: str, region: str, limit: int, window_s: float = 60.0) -> ApiError:
+    """429 RESOURCE_EXHAUSTED for a create beyond a per-minute rate quota, in Google's shape: an ErrorInfo with
+    reason RATE_LIMIT_EXCEEDED, domain googleapis.com and the quota in its metadata, a Help link, and no
+    QuotaFailure (Google sends one only for an allocation quota; clients read a 429 without it as "wait").
+
+    service: a key of CREATE_QUOTAS; limit: creates a window admits; window_s: the window (60 unless a test
+    shortened it, which the message then says)."""
+    metric, limit_name, title = CREATE_QUOTAS[service]
+    window = "per minute" if window_s == 60 else f"per {window_s:g} s: a local test window instead of a minute"
+    message = (f"Quota exceeded for quota metric '{title}' and limit '{title} per minute per region' of service "
+               f"'{service}' for consumer 'projects/{project}' (region {region}, {limit} {window}).")
+    return ApiError(429, "RESOURCE_EXHAUSTED", message, [
+        {"@type": ERROR_INFO_TYPE, "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
+         "metadata": {"quota_metric": metric, "quota_limit": limit_name, "quota_limit_value": str(limit),
+                      "quota_location": region, "quota_unit": "1/min/{project}/{region}", "service": service,
+                      "consumer": f"projects/{project}"}},
+        {"@type": HELP_TYPE, "links": [{"description": "Request a higher quota limit.",
+                                        "url": "https://cloud.google.com/docs/quotas/help/request_increase"}]},
+    ])
 
 
 def unimplemented(message: str) -> ApiError:

@@ -1,7 +1,7 @@
 """`TrainingService`: the local stand-in for AI Platform Training's `projects.jobs` API.
 
-It owns the job store, the environment cache, the scheduler and the HTTP server, and
-implements each API method once (the Flask layer in `api.py` only translates HTTP).
+It owns the job store, the environment cache, the scheduler, the optional create quota (`quota.py`) and the
+HTTP server, and implements each API method once (the Flask layer in `api.py` only translates HTTP).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .envs import EnvCache
 from .errors import ApiError
 from .messages import Scrubber
 from .model import QUEUED, job_name
+from .quota import CreateQuota
 from .runner import default_storage_client, job_dir, replica_log_path
 from .sandbox import HostIsolation
 from .scheduler import Scheduler
@@ -75,6 +76,8 @@ class TrainingService:
         self._calls: collections.Counter[str] = collections.Counter()
         self._calls_lock = threading.Lock()
         self._preflight_clients: dict[str, Any] = {}  # project -> storage client of jobs.create's checks
+        self._create_quota = (CreateQuota(config.create_quota_per_minute, config.create_quota_window_s)
+                              if config.create_quota_per_minute else None)
         from .api import create_app  # late import: api imports this module's types
 
         self.app = create_app(self)
@@ -191,7 +194,8 @@ class TrainingService:
         """Counters for tests and the stack: {"api_calls": {"jobs.create": n, ...},
         "env_builds": n, "env_reuses": n, "env_evictions": n, "env_cache_bytes": n,
         "isolation": {"namespaces": bool, "user": name | None, "notes": [...]},
-        "active_runs": n, "paused": bool}."""
+        "active_runs": n, "paused": bool, "create_quota": None | {"per_minute": n, "window_s": s,
+        "refused": n (creates answered 429 so far)}}."""
         with self._calls_lock:
             calls = dict(self._calls)
         return {
@@ -205,6 +209,9 @@ class TrainingService:
                           "notes": list(self.isolation.notes) if self.isolation else []},
             "active_runs": self._scheduler.running_count() if self._scheduler else 0,
             "paused": self.config.paused,
+            "create_quota": None if self._create_quota is None else {
+                "per_minute": self._create_quota.limit, "window_s": self._create_quota.window_s,
+                "refused": self._create_quota.refused},
         }
 
     # -- API methods (called by api.py; each raises ApiError) ------------------------------------
@@ -215,6 +222,23 @@ class TrainingService:
     def count(self, method: str) -> None:
         """Count one call of an API method (`stats()["api_calls"]`), e.g. "customJobs.create"."""
         self._count(method)
+
+    def charge_create(self, service: str, project: str, region: str) -> None:
+        """Charge one create to the create quota of (service, project, region), when the service has one
+        (`ServiceConfig.create_quota_per_minute`). Called first thing in a create, before the body is checked: Google
+        charges a rate quota at its front end, so a create then answered 400 or 409 counts, one answered 429 not.
+
+        service: "ml.googleapis.com" or "aiplatform.googleapis.com" (`errors.CREATE_QUOTAS`).
+        Raises ApiError 429 RESOURCE_EXHAUSTED (`errors.rate_limited`) when the window is full."""
+        if self._create_quota is None:
+            return
+        decision = self._create_quota.admit((service, project, region))
+        if not decision.admitted:
+            log.info("%s create in %s/%s refused: create quota of %d per %g s used (a slot frees in %.1f s)",
+                     service, project, region, self._create_quota.limit, self._create_quota.window_s,
+                     decision.retry_after_s)
+            raise errors.rate_limited(service, project, region, self._create_quota.limit,
+                                      self._create_quota.window_s)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -230,12 +254,14 @@ class TrainingService:
         return self._store
 
     def create_job(self, project: str, body: Any) -> dict[str, Any]:
-        """jobs.create: validate, check Cloud Storage, store as QUEUED, return the Job.
+        """jobs.create: charge the create quota, validate, check Cloud Storage, store as QUEUED, return the Job.
 
+        429 RESOURCE_EXHAUSTED beyond the create quota of trainingInput.region (when configured);
         400 INVALID_ARGUMENT for a bad body or (with `check_storage`) a missing jobDir bucket /
         unreadable packageUri; 409 ALREADY_EXISTS; 503 UNAVAILABLE when Cloud Storage cannot
         be reached for the check."""
         self._count("jobs.create")
+        self.charge_create("ml.googleapis.com", project, _region_of(body))
         req = jobspec.validate_create(body)
         if self.store.get(project, req.job_id) is not None:  # 409 before any storage traffic
             raise errors.already_exists(job_name(project, req.job_id))
@@ -423,6 +449,13 @@ class TrainingService:
         except FileNotFoundError:
             return b"", max(0, offset)
         return data, max(0, offset) + len(data)
+
+
+def _region_of(body: Any) -> str:
+    """trainingInput.region of a create body not yet validated ("" when it has none: validation then refuses it)."""
+    ti = body.get("trainingInput") if isinstance(body, dict) else None
+    region = ti.get("region") if isinstance(ti, dict) else None
+    return region if isinstance(region, str) else ""
 
 
 def _same_etag(a: str, b: str) -> bool:

@@ -34,6 +34,10 @@ pools; the first non-empty with replicaCount 1 (or unset); every non-empty pool 
 replicaCount of at least 1 (pools 1-3) and exactly one of pythonPackageSpec (executorImageUri, pythonModule, 1-100
 gs:// packageUris) or containerSpec (imageUri)), `baseOutputDirectory.outputUriPrefix` a gs:// URI, env names,
 and Vertex's label rules. A containerSpec job is accepted and fails in JOB_STATE_PENDING (`containers.py`).
+
+With a create quota (`ServiceConfig.create_quota_per_minute`), a create beyond it in its location is answered 429
+RESOURCE_EXHAUSTED before any check (`TrainingService.charge_create`); customJobs and hyperparameterTuningJobs share
+the quota, as they share Vertex's "job or LRO submission requests" quota.
 """
 
 from __future__ import annotations
@@ -294,8 +298,11 @@ class VertexJobs:
         return rec
 
     def create(self, project: str, location: str, body: Any) -> dict[str, Any]:
-        """create: check, store JOB_STATE_QUEUED with a new numeric id, return the resource."""
+        """create: charge the location's create quota (429 beyond it, when configured: customJobs and
+        hyperparameterTuningJobs share it), check, store JOB_STATE_QUEUED with a new numeric id, return the
+        resource."""
         self.svc.count(f"{self.COLLECTION}.create")
+        self.svc.charge_create("aiplatform.googleapis.com", project, location)
         job = self.validate(body)
         key = store_project(project, location)
         spec, extra = self.split(job)
