@@ -43,6 +43,7 @@ from .clock import iso, parse_iso
 from .drops import status_key
 from .leases import Lease
 from .model import DropStatus, Origin, PublishedState
+from .reasons import Reason
 from .records import JobRecord, PendingDrop, StatusDocument, VerdictRecord
 from .state_store import Document, StateStore
 
@@ -153,7 +154,10 @@ class Ledger:
             return fresh, written
         current = StatusDocument.from_doc(found[0])
         carried = current.submitted_spec()  # the folder's last submitted job.yaml outlives the wait
-        if current.state is DropStatus.WAITING and current.waiting_since is not None:
+        # A WAITING status of the quota queue (reason RATE_LIMITED: a complete drop) is no incomplete-drop record:
+        # this is a first sighting, indexed below, so the sweep rejects the drop if it stays incomplete.
+        queued = current.reason == Reason.RATE_LIMITED.value
+        if current.state is DropStatus.WAITING and current.waiting_since is not None and not queued:
             if current.missing == missing:
                 return current, False
             updated = dataclasses.replace(describe(current.waiting_since), last_submitted=carried)
