@@ -182,3 +182,25 @@ def test_an_index_entry_of_an_earlier_wait_never_sweeps_a_later_one_early():
     w.clock.advance(300)
     [swept] = w.handler.sweep()
     assert swept.action == "rejected" and due_keys(w) == []
+
+
+def test_a_verdict_written_while_the_package_events_listing_was_read_is_not_overwritten_by_waiting():
+    """The package event lists the folder (no job.yaml yet); before it reads the status, the job.yaml event submits the
+    drop. Its `seen_at` is the listing's time, so the verdict is newer and stands (not WAITING for job.yaml forever)."""
+    w = World()
+    w.put("incoming/w-9/package.tar.gz", BASELINE_TARBALL)
+    listed = w.storage.list_folder
+    raced = []
+
+    def list_then_race(bucket, folder):
+        out = listed(bucket, folder)
+        if not raced:
+            raced.append(True)
+            w.clock.advance(1)
+            w.put("incoming/w-9/job.yaml", BASELINE_YAML)
+            assert w.deliver("incoming/w-9/job.yaml").action == "submitted"
+        return out
+
+    w.storage.list_folder = list_then_race
+    w.deliver("incoming/w-9/package.tar.gz")
+    assert status_of(w, "incoming/w-9").state is DropStatus.SUBMITTED and due_keys(w) == []
