@@ -113,12 +113,23 @@ class Ledger:
         return StatusDocument.from_doc(found[0]) if found else None
 
     def add_status_note(self, origin: Origin, note: str) -> None:
-        """Append a note to an input's status document (e.g. a package that arrived after submission)."""
+        """Append a note to an input's status document (e.g. a package that arrived after submission).
+
+        Written with generation-match, so a newer status written meanwhile (the folder's next job.yaml decided, which
+        also carries its last submitted job.yaml) is never replaced by this older one; a status that now speaks for
+        another input (another job.yaml generation) gets no note."""
         if not origin.status_key:
             return
-        current = self.status(origin.status_key)
-        if current is not None and note not in current.notes:
-            self.write_status(origin, dataclasses.replace(current, notes=current.notes + (note,)))
+        for _ in range(3):
+            found = self.store.get(origin.status_key)
+            if found is None:
+                return
+            current = StatusDocument.from_doc(found[0])
+            if note in current.notes or (origin.fields and current.origin != origin.fields):
+                return
+            noted = dataclasses.replace(current, notes=current.notes + (note,))
+            if self.store.replace(origin.status_key, {**noted.to_doc(), **origin.status_extra}, found[1]) is not None:
+                return
 
     # -- incomplete drops ---------------------------------------------------------------------------
     def note_waiting(self, origin: Origin, bucket: str, folder: str, missing: tuple[str, ...],
