@@ -169,6 +169,9 @@ class Ledger:
         # this is a first sighting, indexed below, so the sweep rejects the drop if it stays incomplete.
         queued = current.reason == Reason.RATE_LIMITED.value
         if current.state is DropStatus.WAITING and current.waiting_since is not None and not queued:
+            # its index entry again (create-only, same key): an invocation killed between the status and the index
+            # left none, and its redelivery lands here; without it the sweep would never reject the drop
+            self._index_due(current.waiting_since, bucket, folder)
             if current.missing == missing:
                 return current, False
             updated = dataclasses.replace(describe(current.waiting_since), last_submitted=carried)
