@@ -668,3 +668,32 @@ def test_an_identical_re_upload_delivered_twice_at_once_is_recorded_once():
     verdict = w.store.get("drops/drop-bucket/incoming/run-062/6202.json")[0]
     assert verdict["state"] == "SUBMITTED" and verdict["jobId"] == first.job_id
     assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
+
+
+def test_a_late_package_note_never_replaces_the_status_of_the_next_job_yaml_submitted_meanwhile():
+    """The note is read-modify-write: the folder's next job.yaml, submitted between its read and its write, keeps its
+    status (and with it the folder's last submitted job.yaml), so its byte-identical re-upload is still a duplicate."""
+    w = World()
+    named = BASELINE_YAML.replace(b"  args:", b"  packageUris: [gs://drop-bucket/incoming/n-1/package.tar.gz]\n  args:")
+    assert w.drop("incoming/n-1").action == "submitted"
+    w.clock.advance(10)
+    w.put("incoming/n-1/late.tar.gz", BASELINE_TARBALL)
+    key, get, raced = status_key("drop-bucket", "incoming/n-1"), w.store.get, []
+
+    def get_then_race(k):
+        found = get(k)
+        if k == key and not raced:  # the note read the status; the next job.yaml is submitted before the note's write
+            raced.append(True)
+            w.clock.advance(1)
+            w.put("incoming/n-1/job.yaml", named)
+            assert w.deliver("incoming/n-1/job.yaml").action == "submitted"
+        return found
+
+    w.store.get = get_then_race
+    w.deliver("incoming/n-1/late.tar.gz")
+    w.store.get = get
+    live = w.storage.info("drop-bucket", "incoming/n-1/job.yaml").generation
+    assert raced and w.ledger.status(key).origin["drop"]["generation"] == str(live)
+    w.clock.advance(10)
+    w.put("incoming/n-1/job.yaml", named)  # byte-identical to the last submitted one
+    assert w.deliver("incoming/n-1/job.yaml").action == "duplicate" and len(w.api.jobs) == 2

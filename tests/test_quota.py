@@ -365,3 +365,46 @@ def test_vertex_a_crash_after_create_then_a_429_on_the_redelivery_still_gives_on
     assert api.count("create") == 1 and len(api.jobs) == 1 and w.publisher.states().count("SUBMITTED") == 1
     assert entries(w) == []
 
+
+
+OTHER_PACKAGE = BASELINE_YAML.replace(b"  args:",
+                                      b"  packageUris: [gs://drop-bucket/incoming/q-1/other.tar.gz]\n  args:")
+
+
+def _incomplete_drop_is_rejected_by_the_sweep(w: World) -> None:
+    w.clock.advance(w.settings.incomplete_drop_s + 60)
+    w.tick()
+    status = w.ledger.status(status_key("drop-bucket", "incoming/q-1"))
+    assert status.state is DropStatus.REJECTED and status.reason == "INCOMPLETE_DROP"
+    assert [m["reason"] for m in w.messages() if m["state"] == "REJECTED"] == ["INCOMPLETE_DROP"]
+
+
+def test_a_new_job_yaml_that_waits_for_a_package_while_the_last_one_is_queued_is_still_swept():
+    w = World()
+    limit_creates(w)["left"] = 0
+    w.put("incoming/q-1/package.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/q-1/package.tar.gz")
+    w.clock.advance(10)
+    w.put("incoming/q-1/job.yaml", BASELINE_YAML)
+    assert w.deliver("incoming/q-1/job.yaml").action == "queued"
+    w.clock.advance(5)
+    w.put("incoming/q-1/job.yaml", OTHER_PACKAGE)  # names a package that never comes
+    assert w.deliver("incoming/q-1/job.yaml").action == "waiting"
+    _incomplete_drop_is_rejected_by_the_sweep(w)  # not WAITING forever past the time its status promised
+
+
+def test_a_queued_drop_whose_package_was_deleted_waits_and_is_then_swept():
+    w = World()
+    left = limit_creates(w)
+    left["left"] = 0
+    w.put("incoming/q-1/other.tar.gz", BASELINE_TARBALL)
+    w.deliver("incoming/q-1/other.tar.gz")
+    w.clock.advance(10)
+    w.put("incoming/q-1/job.yaml", OTHER_PACKAGE)
+    assert w.deliver("incoming/q-1/job.yaml").action == "queued"
+    w.storage.delete("drop-bucket", "incoming/q-1/other.tar.gz")
+    left["left"] = None
+    w.clock.advance(5)
+    w.tick()  # its turn: it lacks its package now, and leaves the queue
+    assert entries(w) == [] and w.ledger.status(status_key("drop-bucket", "incoming/q-1")).state is DropStatus.WAITING
+    _incomplete_drop_is_rejected_by_the_sweep(w)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,32 @@ def test_cancel_ends_a_child_in_its_own_session(make_service, gcs, isolation):
     jobs.cancel(name=f"{PARENT}/jobs/{job_id}", body={}).execute()
     assert wait_for(jobs, job_id, TERMINAL, timeout=30)[0]["state"] == "CANCELLED"
     wait_gone(pids)
+
+
+def test_an_exposed_path_reached_through_a_symlink_in_a_masked_directory_stays_visible(tmp_path):
+    """A runtime linked into the stack's directory (`.local/runtime -> /shared/runtime`, as worktrees share one) is
+    still reachable at the linked path when that directory is masked: the job environments name it that way."""
+    from submitter_local.training import sandbox
+
+    shared, stack = tmp_path / "shared-runtime", tmp_path / "stack"
+    (shared / "lib").mkdir(parents=True)
+    (shared / "lib" / "marker.txt").write_text("runtime library\n")
+    stack.mkdir()
+    (stack / "runtime").symlink_to(shared)
+    work, tmp, home = stack / "work", tmp_path / "tmp", tmp_path / "home"
+    for d in (tmp_path, shared, shared / "lib", stack):
+        os.chmod(d, 0o755)
+    os.chmod(shared / "lib" / "marker.txt", 0o644)
+    iso = sandbox.HostIsolation.detect(RUNTIME_PYTHON, "drop-trainer", [])
+    if not iso.namespaces:
+        pytest.skip("no mount namespaces here: nothing is masked")
+    sandbox.prepare_dirs(iso, work, tmp, home)
+    linked = str(stack / "runtime" / "lib" / "marker.txt")
+    spec = sandbox.ReplicaSpec(argv=[str(RUNTIME_PYTHON), "-c", f"print(open({linked!r}).read(), end='')"],
+                               env={"PATH": "/usr/bin:/bin"}, cwd=str(work), tmp=str(tmp),
+                               exposes=[str(stack / "runtime"), str(work)], masks=[str(stack)],
+                               run_dir=tmp_path / "run", name="probe")
+    proc = sandbox.launch(iso, spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=60)
+    assert sandbox.read_status(spec.status_file, proc.returncode) == 0, err.decode()
+    assert out.decode() == "runtime library\n"

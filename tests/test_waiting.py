@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from submitter.drops import DropRef, status_key
+from submitter.errors import TransientError
 from submitter.model import DropStatus
 from submitter.records import StatusDocument
 from submitter_cli import main as cli
@@ -182,3 +183,47 @@ def test_an_index_entry_of_an_earlier_wait_never_sweeps_a_later_one_early():
     w.clock.advance(300)
     [swept] = w.handler.sweep()
     assert swept.action == "rejected" and due_keys(w) == []
+
+
+def test_a_verdict_written_while_the_package_events_listing_was_read_is_not_overwritten_by_waiting():
+    """The package event lists the folder (no job.yaml yet); before it reads the status, the job.yaml event submits the
+    drop. Its `seen_at` is the listing's time, so the verdict is newer and stands (not WAITING for job.yaml forever)."""
+    w = World()
+    w.put("incoming/w-9/package.tar.gz", BASELINE_TARBALL)
+    listed = w.storage.list_folder
+    raced = []
+
+    def list_then_race(bucket, folder):
+        out = listed(bucket, folder)
+        if not raced:
+            raced.append(True)
+            w.clock.advance(1)
+            w.put("incoming/w-9/job.yaml", BASELINE_YAML)
+            assert w.deliver("incoming/w-9/job.yaml").action == "submitted"
+        return out
+
+    w.storage.list_folder = list_then_race
+    w.deliver("incoming/w-9/package.tar.gz")
+    assert status_of(w, "incoming/w-9").state is DropStatus.SUBMITTED and due_keys(w) == []
+
+
+def test_an_invocation_killed_between_the_waiting_status_and_its_index_entry_is_still_swept_after_redelivery():
+    w = World()
+    w.put("incoming/w-10/package.tar.gz", BASELINE_TARBALL)
+    create = w.store.create
+
+    def killed_at_the_index(key, doc):
+        if key.startswith("due/"):
+            raise TransientError("the instance was killed")
+        return create(key, doc)
+
+    w.store.create = killed_at_the_index
+    with pytest.raises(TransientError):
+        w.deliver("incoming/w-10/package.tar.gz")
+    w.store.create = create
+    w.clock.advance(15)
+    assert w.deliver("incoming/w-10/package.tar.gz", event_id="redelivered").action == "waiting"
+    w.clock.advance(w.settings.incomplete_drop_s + 60)
+    w.tick()
+    status = status_of(w, "incoming/w-10")
+    assert status.state is DropStatus.REJECTED and status.reason == "INCOMPLETE_DROP"

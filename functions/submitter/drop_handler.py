@@ -71,7 +71,9 @@ class DropHandler:
 
     def _snapshot(self, bucket: str, folder: str, read_verdict: bool = True) -> Snapshot:
         """The folder listing and the submitter's records on it. Without `read_verdict` (a job.yaml event) the
-        verdict is not read: the claim, created at the verdict's key, finds a decided generation instead."""
+        verdict is not read: the claim, created at the verdict's key, finds a decided generation instead.
+        Its time is taken before the listing: a verdict's status written after it is newer than what was listed."""
+        now = self.clock.now()
         listing = self.submitter.retry(lambda: self.storage.list_folder(bucket, folder))
         by_name = {o.filename: o for o in listing}
         spec = by_name.get(drops.JOB_SPEC_NAME)
@@ -82,7 +84,7 @@ class DropHandler:
             if verdict is None:  # the folder's status carries its last submitted job.yaml
                 status = self.ledger.status(drops.status_key(bucket, folder))
                 last = status.submitted_spec() if status is not None else None
-        return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=self.clock.now())
+        return Snapshot(listing=by_name, verdict=verdict, last_spec=last, now=now)
 
     def _decide(self, bucket: str, where: DropObject, generation: int, queued: str | None = None) -> Outcome:
         # A package event needs the verdict (a late or replaced package is noted on it); a job.yaml event does not.

@@ -43,6 +43,7 @@ from .clock import iso, parse_iso
 from .drops import status_key
 from .leases import Lease
 from .model import DropStatus, Origin, PublishedState
+from .reasons import Reason
 from .records import JobRecord, PendingDrop, StatusDocument, VerdictRecord
 from .state_store import Document, StateStore
 
@@ -112,12 +113,23 @@ class Ledger:
         return StatusDocument.from_doc(found[0]) if found else None
 
     def add_status_note(self, origin: Origin, note: str) -> None:
-        """Append a note to an input's status document (e.g. a package that arrived after submission)."""
+        """Append a note to an input's status document (e.g. a package that arrived after submission).
+
+        Written with generation-match, so a newer status written meanwhile (the folder's next job.yaml decided, which
+        also carries its last submitted job.yaml) is never replaced by this older one; a status that now speaks for
+        another input (another job.yaml generation) gets no note."""
         if not origin.status_key:
             return
-        current = self.status(origin.status_key)
-        if current is not None and note not in current.notes:
-            self.write_status(origin, dataclasses.replace(current, notes=current.notes + (note,)))
+        for _ in range(3):
+            found = self.store.get(origin.status_key)
+            if found is None:
+                return
+            current = StatusDocument.from_doc(found[0])
+            if note in current.notes or (origin.fields and current.origin != origin.fields):
+                return
+            noted = dataclasses.replace(current, notes=current.notes + (note,))
+            if self.store.replace(origin.status_key, {**noted.to_doc(), **origin.status_extra}, found[1]) is not None:
+                return
 
     # -- incomplete drops ---------------------------------------------------------------------------
     def note_waiting(self, origin: Origin, bucket: str, folder: str, missing: tuple[str, ...],
@@ -153,7 +165,13 @@ class Ledger:
             return fresh, written
         current = StatusDocument.from_doc(found[0])
         carried = current.submitted_spec()  # the folder's last submitted job.yaml outlives the wait
-        if current.state is DropStatus.WAITING and current.waiting_since is not None:
+        # A WAITING status of the quota queue (reason RATE_LIMITED: a complete drop) is no incomplete-drop record:
+        # this is a first sighting, indexed below, so the sweep rejects the drop if it stays incomplete.
+        queued = current.reason == Reason.RATE_LIMITED.value
+        if current.state is DropStatus.WAITING and current.waiting_since is not None and not queued:
+            # its index entry again (create-only, same key): an invocation killed between the status and the index
+            # left none, and its redelivery lands here; without it the sweep would never reject the drop
+            self._index_due(current.waiting_since, bucket, folder)
             if current.missing == missing:
                 return current, False
             updated = dataclasses.replace(describe(current.waiting_since), last_submitted=carried)

@@ -75,9 +75,13 @@ class Mounts:
         self.fds = {}
         for p in exposes:
             try:
-                self.fds[os.path.realpath(p)] = os.open(p, os.O_PATH | os.O_CLOEXEC)
+                fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
             except OSError:
-                pass  # an optional path that does not exist: nothing to expose
+                continue  # an optional path that does not exist: nothing to expose
+            self.fds[os.path.realpath(p)] = fd
+            # reached through a symlink (e.g. a shared runtime linked into a masked directory): the path as given
+            # comes back too, since a mask hides the link itself
+            self.fds.setdefault(os.path.abspath(p), fd)
         self.masked = set()
 
     def bind_from_fd(self, path, fd):
@@ -123,7 +127,7 @@ def prepare_mounts(spec):
             mount(src, dst, None, MS_BIND | MS_REC)
     if spec.get("uid") not in (None, 0):
         m.make_reachable(spec["uid"], spec["gid"])
-    for fd in m.fds.values():
+    for fd in set(m.fds.values()):
         os.close(fd)
 
 
