@@ -697,3 +697,33 @@ def test_a_late_package_note_never_replaces_the_status_of_the_next_job_yaml_subm
     w.clock.advance(10)
     w.put("incoming/n-1/job.yaml", named)  # byte-identical to the last submitted one
     assert w.deliver("incoming/n-1/job.yaml").action == "duplicate" and len(w.api.jobs) == 2
+
+
+def test_an_older_job_yaml_finishing_last_never_replaces_the_newer_ones_status():
+    """Two job.yaml generations of one folder decided at once: whichever writes its status last, the folder's status
+    speaks for the newer one and keeps its record of the last submitted job.yaml, so the newer job.yaml uploaded
+    again byte for byte is recognised (not a second job)."""
+    from submitter.drops import DropRef, status_extra, status_key
+    from submitter.model import DropStatus
+    from submitter.objects import ObjectInfo
+    from submitter.records import StatusDocument, SubmittedSpec
+
+    w = World()
+    key = status_key("drop-bucket", "incoming/race")
+
+    def decide(generation: int, crc: str) -> None:
+        spec = ObjectInfo(bucket="drop-bucket", name="incoming/race/job.yaml", generation=generation, size=10,
+                          crc32c=crc, md5_hash="", updated="")
+        last = SubmittedSpec(generation, crc, 10, f"job_{generation}", NOW)
+        origin = DropRef("drop-bucket", "incoming/race", "incoming/race/job.yaml", generation).origin(
+            status_extra(spec, last))
+        w.ledger.write_status(origin, StatusDocument(state=DropStatus.SUBMITTED, key=f"job_{generation}", time=NOW,
+                                                     origin=origin.fields))
+
+    decide(2, "newer")
+    decide(1, "older")  # the older generation's invocation finishes last
+    status = w.ledger.status(key)
+    assert status is not None and status.key == "job_2"
+    assert status.submitted_spec() is not None and status.submitted_spec().crc32c == "newer"
+    decide(3, "newest")  # a newer generation still replaces it
+    assert w.ledger.status(key).key == "job_3"

@@ -52,6 +52,19 @@ BACKOFF_KEY = "locks/reconciler-backoff.json"
 DUE_PREFIX = "due/"
 
 
+STATUS_WRITE_ATTEMPTS = 5  # generation-match rounds for a drop's status; each loss means another writer moved
+
+
+def _drop_generation(fields: Any) -> int | None:
+    """The job.yaml generation a drop's origin fields or status document speak for (`drop.generation`), or None."""
+    drop = fields.get("drop") if isinstance(fields, dict) else None
+    generation = drop.get("generation") if isinstance(drop, dict) else None
+    try:
+        return int(generation) if generation is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def claim_key(origin: Origin) -> str:
     """The lease key of the invocation deciding `origin`: its verdict's own key (one document per input)."""
     return f"{origin.record_key}.json"
@@ -103,9 +116,32 @@ class Ledger:
     # -- status documents -------------------------------------------------------------------------
     def write_status(self, origin: Origin, status: StatusDocument) -> None:
         """Record the latest word on an input where the uploader can read it (outside the drop folders), with
-        the input's `status_extra` (a drop's job.yaml checksum and its folder's last submitted job.yaml)."""
-        if origin.status_key:
-            self.store.put(origin.status_key, {**status.to_doc(), **origin.status_extra})
+        the input's `status_extra` (a drop's job.yaml checksum and its folder's last submitted job.yaml).
+
+        A drop's status is one document per folder that every job.yaml generation of the folder writes: it is
+        written with generation-match and never over the word of a newer job.yaml generation (two generations
+        decided at once: the older one finishing last would otherwise show its job, and lose the newer one's
+        record of the folder's last submitted job.yaml, so the newer one's byte-identical re-upload would start a
+        second job). Costs one read per verdict. Other inputs' statuses (one document each) are put as they are.
+        """
+        if not origin.status_key:
+            return
+        doc = {**status.to_doc(), **origin.status_extra}
+        mine = _drop_generation(origin.fields)
+        if mine is None:
+            self.store.put(origin.status_key, doc)
+            return
+        for _ in range(STATUS_WRITE_ATTEMPTS):
+            found = self.store.get(origin.status_key)
+            if found is None:
+                if self.store.create(origin.status_key, doc) is not None:
+                    return
+                continue
+            theirs = _drop_generation(found[0])  # a status document carries its origin's fields at the top
+            if theirs is not None and theirs > mine:
+                return  # a newer job.yaml of the folder has its word there: it stands
+            if self.store.replace(origin.status_key, doc, found[1]) is not None:
+                return
 
     def status(self, status_key: str) -> StatusDocument | None:
         """The status document at `status_key`, or None."""
