@@ -408,3 +408,19 @@ def test_a_queued_drop_whose_package_was_deleted_waits_and_is_then_swept():
     w.tick()  # its turn: it lacks its package now, and leaves the queue
     assert entries(w) == [] and w.ledger.status(status_key("drop-bucket", "incoming/q-1")).state is DropStatus.WAITING
     _incomplete_drop_is_rejected_by_the_sweep(w)
+
+
+def test_a_queued_drop_whose_job_yaml_was_deleted_says_it_waits_for_job_yaml_and_is_then_swept():
+    w = World()
+    left = limit_creates(w)
+    left["left"] = 0
+    assert w.drop("incoming/q-1").action == "queued"
+    w.storage.delete("drop-bucket", "incoming/q-1/job.yaml")
+    left["left"] = None
+    w.clock.advance(5)
+    w.tick()  # its turn: its job.yaml is gone, so it leaves the queue and is an incomplete drop again
+    status = w.ledger.status(status_key("drop-bucket", "incoming/q-1"))
+    assert entries(w) == [] and w.api.count("create") == 1  # the one refused create: nothing submitted
+    assert status.state is DropStatus.WAITING and status.reason != "RATE_LIMITED"
+    assert status.missing == ("job.yaml",) and "quota" not in (status.message or "")
+    _incomplete_drop_is_rejected_by_the_sweep(w)

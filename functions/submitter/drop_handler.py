@@ -241,11 +241,21 @@ class DropHandler:
         """Decide a drop whose turn in the quota queue has come exactly as an event for its job.yaml is decided, from
         the folder's current listing: submitted through the one path, or REJECTED, a byte-identical re-upload of a
         job.yaml submitted meanwhile, waiting for a package deleted meanwhile; a job.yaml generation no longer live
-        is dropped (its successor has an event of its own)."""
+        is dropped (its successor has an event of its own), and one deleted meanwhile leaves the drop WAITING for
+        job.yaml."""
         drop = DropRef.from_dict(origin.fields["drop"])
         where = DropObject(folder=drop.folder, drop_name=drop.folder[len(self.settings.drop_prefix):],
                            filename=drops.JOB_SPEC_NAME, role=drops.ObjectRole.JOB_SPEC)
-        return self._decide(drop.bucket, where, drop.generation, queued=entry)
+        outcome = self._decide(drop.bucket, where, drop.generation, queued=entry)
+        if outcome.action is Action.IGNORED:
+            # Its job.yaml was deleted (or emptied) while queued: the drop is incomplete again and its status says so
+            # (WAITING for job.yaml, swept as INCOMPLETE_DROP if it stays so), not "in the quota queue" forever.
+            listing = {o.filename: o for o in self.submitter.retry(
+                lambda: self.storage.list_folder(drop.bucket, drop.folder))}
+            absent = drops.spec_absence(listing.get(drops.JOB_SPEC_NAME))
+            if absent is not None:
+                return self._wait(drop, None, (absent or drops.JOB_SPEC_NAME,), self.clock.now())
+        return outcome
 
     # -- bugs -------------------------------------------------------------------------------------
     def report_bug(self, event: StorageObjectEvent, exc: BaseException) -> Outcome:

@@ -128,7 +128,7 @@ class Ledger:
             return
         doc = {**status.to_doc(), **origin.status_extra}
         mine = _drop_generation(origin.fields)
-        if mine is None:
+        if not mine:  # not a drop, or a word on a folder with no job.yaml (the sweep's): nothing it could be older than
             self.store.put(origin.status_key, doc)
             return
         for _ in range(STATUS_WRITE_ATTEMPTS):
