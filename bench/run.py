@@ -132,8 +132,8 @@ def render(rows: list[Row], args: argparse.Namespace, command: str, started: dt.
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; the run took {seconds / 60:.1f} min",
         f"- Command: `{command}`" + (" (smoke: 1 run each, small sizes)" if args.smoke else
                                      f" ({args.runs} interleaved runs; row 5: "
-                                     f"{min(args.runs, SLOW_ROWS[5])} runs of the 500-drop burst, about a minute "
-                                     "each here)"),
+                                     f"{min(args.runs, SLOW_ROWS[5])} runs of the 500-drop burst, 30-60 s each "
+                                     "on 2 cores)"),
         "",
         "| # | Figure | Baseline (same run) | Ratio | Target | Holds |",
         "|---|---|---|---|---|---|",
