@@ -7,8 +7,9 @@ After the emulator is thawed, a subscriber that existed before the outage sees e
 one terminal state per job, by CloudEvent id.
 
 A publish whose outcome is unknown (the request reached the frozen emulator, then the client gave up) is
-sent again after the outage under the same ce-id: that is the one duplicate the design allows, and the
-test counts and prints such copies instead of forbidding them.
+sent again after the outage under the same ce-id: that is the duplicate the design allows (consumers
+dedupe by ce-id), and the test counts and prints such copies (by Pub/Sub message id: a subscription's own
+redelivery is not a copy) instead of forbidding them; a state published after the outage has none.
 """
 
 from __future__ import annotations
@@ -65,12 +66,20 @@ def test_after_a_pubsub_outage_each_job_has_one_submitted_and_one_terminal_event
             if any(e["data"]["terminal"] for e in events):
                 break
         events += [e for e in follower.events(timeout_s=5, dedupe=False) if e["data"]["jobId"] == job_id]
-    by_id: dict[str, int] = {}
+    # Published copies are told apart by Pub/Sub message id: the subscription redelivering a message it saw acked
+    # late (a loaded machine) repeats its id, and is the subscriber's business, not a resend by the submitter.
+    by_id: dict[str, set[str]] = {}
     for e in events:
-        by_id[e["attributes"]["ce-id"]] = by_id.get(e["attributes"]["ce-id"], 0) + 1
+        by_id.setdefault(e["attributes"]["ce-id"], set()).add(e["messageId"])
     states = [e["data"]["state"] for e in sorted({e["attributes"]["ce-id"]: e for e in events}.values(),
                                                   key=lambda e: e["data"]["seq"])]
     assert_published_life(states, "SUCCEEDED")
-    copies = sum(n - 1 for n in by_id.values())
-    print(f"after a {OUTAGE_S}s outage: states {states}; {copies} same-ce-id copies")
-    assert copies <= len(by_id), by_id  # at most one resend per publish whose outcome was unknown
+    copies = sum(len(ids) - 1 for ids in by_id.values())
+    print(f"after a {OUTAGE_S}s outage: states {states}; {copies} same-ce-id copies published; "
+          f"{len(events)} deliveries")
+    # Copies come only from publishes whose outcome was unknown during the outage (the submitter's retry, and the
+    # client library's own RPC retries whose requests the frozen emulator still held): the terminal state, published
+    # after the outage, has none, and the SUBMITTED copies stay a handful (a resend loop would not).
+    submitted, terminal = (len(by_id[f"{job_id}/{state}"]) for state in ("SUBMITTED", "SUCCEEDED"))
+    assert terminal == 1, by_id
+    assert submitted <= 1 + OUTAGE_S // 5, by_id
