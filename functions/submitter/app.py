@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
@@ -189,35 +189,32 @@ class App:
         first 429), sweep drops that never completed, then the trigger rules' quiet windows and queues (which start
         batches once the previous job's terminal state is published)."""
         report = self.reconciler.tick()
-        try:  # a tick running elsewhere serves the queues (in order) itself; backing off, this one does
-            for outcome in self.serve_quota_queues() if not report.skipped or report.backing_off else ():
-                log.info(f"quota queue: {outcome.detail}",
-                         extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
-                if outcome.key and outcome.action in _PUBLISHED:
-                    report.published.append((outcome.key, _PUBLISHED[outcome.action]))
-        except TransientError as exc:
-            log.warning(f"quota queue stopped by a transient fault, resumed next tick: {exc}")
+        # A tick running elsewhere serves the queues (in order) itself; backing off, this one does.
+        serving = not report.skipped or report.backing_off
+        self._sweep(report, "quota queue", self.serve_quota_queues if serving else lambda: iter(()), _published)
         # A transient fault in a sweep (a 5xx on the sweep's own jobs.create, a storage hiccup; a 429 queues the
         # input instead) stops that sweep for this tick only: what it did not decide stays pending and is swept again
         # next tick, and the state events above are not held back by it.
-        try:
-            for outcome in self.drop_handler.sweep():
-                log.info(f"swept: {outcome.detail}",
-                         extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
-                if outcome.key and outcome.action is not Action.QUEUED:  # queued for quota: nothing published
-                    report.published.append((outcome.key, outcome.action.value.upper()))
-        except TransientError as exc:
-            log.warning(f"drop sweep stopped by a transient fault, resumed next tick: {exc}")
+        self._sweep(report, "drop sweep", self.drop_handler.sweep,
+                    lambda o: None if o.action is Action.QUEUED else o.action.value.upper())  # queued: nothing out
         if self.settings.trigger_rules.rules or self.settings.trigger_rules.broken:
-            try:
-                for outcome in self.trigger_handler.sweep():
-                    log.info(f"triggers: {outcome.detail}",
-                             extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
-                    if outcome.key and outcome.action in _PUBLISHED:
-                        report.published.append((outcome.key, _PUBLISHED[outcome.action]))
-            except TransientError as exc:
-                log.warning(f"trigger sweep stopped by a transient fault, resumed next tick: {exc}")
+            self._sweep(report, "trigger sweep", self.trigger_handler.sweep, _published)
         return report
+
+    @staticmethod
+    def _sweep(report: TickReport, what: str, sweep: Callable[[], Iterable[Outcome]],
+               published: Callable[[Outcome], str | None]) -> None:
+        """Run one of the tick's passes over undecided inputs: log each outcome and add what it published to the
+        report; a transient fault ends this pass for this tick only (it resumes next tick)."""
+        try:
+            for outcome in sweep():
+                log.info(f"{what}: {outcome.detail}",
+                         extra={"ctx": {"jobId": outcome.key, "outcome": outcome.action.value}})
+                state = published(outcome)
+                if outcome.key and state:
+                    report.published.append((outcome.key, state))
+        except TransientError as exc:
+            log.warning(f"{what} stopped by a transient fault, resumed next tick: {exc}")
 
     def serve_quota_queues(self) -> Iterator[Outcome]:
         """Decide queued inputs through the one submission path, each region's oldest first, until the region's
@@ -270,6 +267,11 @@ class App:
 
 _PUBLISHED = {Action.SUBMITTED: "SUBMITTED", Action.ADOPTED: "SUBMITTED", Action.REJECTED: "REJECTED",
               Action.SUBMIT_FAILED: "SUBMIT_FAILED"}
+
+
+def _published(outcome: Outcome) -> str | None:
+    """The state an outcome published, or None (queued, duplicate, waiting: nothing went out)."""
+    return _PUBLISHED.get(outcome.action)
 
 
 _app: App | None = None
