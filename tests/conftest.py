@@ -167,6 +167,31 @@ def world():
 
 
 # -- the real local stack (tests marked `stack`) --------------------------------------------------
+_RUNNING_STACKS: list[Path] = []  # roots of the stacks running_stack holds open now
+_STOPPED_STACKS: list[Path] = []  # roots of the stacks it stopped, in order (a test's own `with` stack is gone by
+# the time its report is made)
+_STOPPED_BEFORE = pytest.StashKey[int]()
+_LOG_SIGNS = ("WARNING", "ERROR", "Traceback", "Exception", '"severity": "WARNING"', '"severity": "ERROR"')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that ran against a local stack gets the warnings and errors of that stack's logs in its
+    report (a CI run keeps nothing else: the stack's temporary root is gone with the machine)."""
+    if call.when == "setup":
+        item.stash[_STOPPED_BEFORE] = len(_STOPPED_STACKS)
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for root in _RUNNING_STACKS + _STOPPED_STACKS[item.stash.get(_STOPPED_BEFORE, len(_STOPPED_STACKS)):]:
+        for log in sorted((root / "logs").glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            notable = [line[:400] for line in lines if any(sign in line for sign in _LOG_SIGNS)]
+            if notable:
+                report.sections.append((f"stack log {log.name} (warnings and errors, last 40 of {len(notable)})",
+                                        "\n".join(notable[-40:])))
+
 @contextlib.contextmanager
 def running_stack(root: Path, **config):
     """A local stack started in `root` on free ports; yields (Stack, env) and checks on exit that the
@@ -175,9 +200,12 @@ def running_stack(root: Path, **config):
 
     stack = Stack(StackConfig(root=root, **config))
     env = stack.start()
+    _RUNNING_STACKS.append(root)
     try:
         yield stack, env
     finally:
+        _RUNNING_STACKS.remove(root)
+        _STOPPED_STACKS.append(root)
         port = env["PUBSUB_EMULATOR_HOST"].rsplit(":", 1)[-1]
         stack.stop()
     assert _pids_matching("pubsub-emulator", f"--port={port}") == [], "the emulator's Java process survived"

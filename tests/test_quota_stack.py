@@ -137,7 +137,8 @@ def test_a_burst_beyond_the_create_quota_waits_in_the_queue_then_every_drop_is_s
         collect(follower)  # anything published right after
 
     per_folder = collections.Counter(e["data"]["drop"]["folder"] for e in events if e["data"]["state"] == "SUBMITTED")
-    assert per_folder == dict.fromkeys(folders, 1), per_folder
+    assert per_folder == dict.fromkeys(folders, 1), (per_folder, {
+        f: (st.state, st.reason, st.message) if st else None for f, st in statuses().items()})
     assert not [e for e in events if e["data"]["state"] in ("REJECTED", "SUBMIT_FAILED")]
     job_ids = {e["data"]["drop"]["folder"]: e["data"]["jobId"] for e in events if e["data"]["state"] == "SUBMITTED"}
     assert len(set(job_ids.values())) == DROPS
