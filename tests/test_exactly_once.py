@@ -638,6 +638,23 @@ def test_the_last_submitted_job_yaml_outlives_a_rejection_a_wait_and_an_identica
     assert w.api.count("create") == 1 and not any(k.startswith("specs/") for k in w.store.all_keys())
 
 
+def test_a_bug_report_keeps_the_folder_s_last_submitted_job_yaml_so_its_identical_re_upload_is_not_resubmitted():
+    w, clock = world_with_clock()
+    first = w.drop("incoming/run-063", spec_generation=6301)
+    assert first.action == "submitted"
+    clock.advance(10)
+    w.put("incoming/run-063/job.yaml", BASELINE_YAML.replace(b"epochs", b"epochz"), generation=6302)
+    info = w.storage.info("drop-bucket", "incoming/run-063/job.yaml")
+    event = __import__("conftest").storage_event("incoming/run-063/job.yaml", info.generation, info.size)
+    assert w.handler.report_bug(event, RuntimeError("a bug")).action == "submit_failed"
+    status = w.ledger.status("status/drop-bucket/incoming/run-063.json")
+    assert status.reason == "INTERNAL_ERROR" and status.submitted_spec().key == first.job_id
+    clock.advance(10)
+    w.put("incoming/run-063/job.yaml", BASELINE_YAML, generation=6303)  # the submitted one again
+    again = w.deliver("incoming/run-063/job.yaml")
+    assert again.action == "duplicate" and again.job_id == first.job_id and w.api.count("create") == 1
+
+
 def test_a_job_announced_by_the_reconciler_is_the_last_submitted_job_yaml_of_its_folder():
     w = World()
     w.publisher = w.app.submitter.publisher = w.reconciler.publisher = DyingPublisher()

@@ -271,4 +271,8 @@ class DropHandler:
             return Outcome(Action.IGNORED, f"bug on an incomplete drop: {type(exc).__name__}")
         drop: DropRef = drops.drop_ref(event.bucket, where.folder, spec)
         key = naming.derive_job_id(where.drop_name, drop.generation)
-        return self.submitter.report_bug(drop.origin(), key, exc)
+        # The report replaces the folder's status: it carries the folder's last submitted job.yaml on, so that
+        # job.yaml's byte-identical re-upload is still recognised after the bug (not submitted a second time).
+        current = self.ledger.status(drops.status_key(event.bucket, where.folder))
+        last = current.submitted_spec() if current is not None else None
+        return self.submitter.report_bug(drop.origin(drops.status_extra(spec, last)), key, exc)
