@@ -536,3 +536,22 @@ def test_plausible_specs_on_the_vertex_backend_each_get_exactly_one_verdict_and_
     for job in api.jobs.values():  # what reached the API is a valid CustomJob
         body = {k: v for k, v in job.items() if k not in ("name", "state", "createTime", "updateTime")}
         assert schema.check_custom_job(body) == [] and vt.validate(body) == []
+
+
+def test_cli_jobs_list_lines_its_columns_up_under_a_header_whatever_the_length_of_the_job_ids(cli_env):
+    from click.testing import CliRunner
+
+    from submitter_cli import main
+
+    api, w, env = cli_env
+    short = w.drop("incoming/r", spec_generation=1718000000000030).job_id
+    w.drop("incoming/" + "a-very-long-drop-folder-name-" * 3, spec_generation=1718000000000031)
+    listed = CliRunner().invoke(main, ["jobs", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    header, *lines = listed.output.splitlines()
+    assert header.split() == ["JOB_ID", "STATUS", "CREATED", "SUBMITTER"]
+    ids = [line.split()[0] for line in lines]  # the long key does not fit a label: its resource name is shown
+    assert len(ids) == 2 and short in ids and max(map(len, ids)) > 60
+    column = header.index("STATUS")
+    lined_up = [line[column:].split()[0] == "QUEUED" and line[column - 2:column] == "  " for line in lines]
+    assert all(lined_up), listed.output

@@ -58,10 +58,12 @@ def jobs() -> None:
 @click.option("--all", "show_all", is_flag=True, hidden=True, help="(the default: every job of the project)")
 def list_jobs(states: tuple[str, ...], only_ours: bool, show_all: bool) -> None:
     """List the project's jobs (all pages), newest first: job, state, created, and `submitter` for the jobs this
-    submitter created and follows (`-` for jobs submitted another way, e.g. with gcloud)."""
+    submitter created and follows (`-` for jobs submitted another way, e.g. with gcloud). Columns are as wide as
+    their longest value, under a header (gcloud's JOB_ID, STATUS, CREATED, plus SUBMITTER)."""
     settings = _settings()
     backend = _backend_for(settings)
     wanted = {s.upper() for s in states}
+    rows: list[tuple[str, str, str, str]] = []
     token = None
     while True:
         page, token = _call(lambda t=token: backend.list_jobs(page_token=t))
@@ -70,10 +72,16 @@ def list_jobs(states: tuple[str, ...], only_ours: bool, show_all: bool) -> None:
             state = job.state.value if job.state else job.api_state
             if (ours or not only_ours) and (not wanted or state in wanted):
                 # a Vertex job whose key does not fit a label shows its resource name instead
-                click.echo(f"{job.handle.key or job.handle.name:<60} {state:<12} {job.create_time or '':<26} "
-                           f"{'submitter' if ours else '-'}")
+                rows.append((job.handle.key or job.handle.name, state, job.create_time or "",
+                             "submitter" if ours else "-"))
         if not token:
-            return
+            break
+    if not rows:
+        return
+    table = [("JOB_ID", "STATUS", "CREATED", "SUBMITTER"), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
 
 
 @click.command()
