@@ -194,6 +194,31 @@ def test_a_redelivery_of_a_queued_drops_event_neither_submits_nor_moves_it():
     assert submitted_folders(w) == ["incoming/q-1", "incoming/q-2"] and len(w.api.jobs) == 2
 
 
+def test_a_tick_between_a_429_and_its_queue_entry_never_opens_the_gate_so_the_drop_is_queued_once():
+    """Found on the local stack: a tick that listed the region's gate but not yet the entry of the drop whose 429
+    wrote it saw an empty queue and removed the gate; the drop's package event then called jobs.create again and
+    queued it a second time."""
+    w = World()
+    left = limit_creates(w)
+    left["left"] = 0
+    enqueue = w.ledger.enqueue
+
+    def tick_first(*args, **kwargs):  # the tick runs while the invocation is between its 429 and its entry
+        w.tick()
+        return enqueue(*args, **kwargs)
+
+    w.ledger.enqueue = tick_first
+    assert w.drop("incoming/q-1").action == "queued"
+    w.ledger.enqueue = enqueue
+    assert "quota/ml_v1/us-central1.gate.json" in w.store.all_keys()
+    again = w.deliver("incoming/q-1/package.tar.gz", event_id="package-event")
+    assert again.action == "queued" and "keeps its place" in again.detail
+    assert len(entries(w)) == 1 and w.api.count("create") == 1
+    left["left"] = None
+    w.tick()
+    assert submitted_folders(w) == ["incoming/q-1"] and entries(w) == []
+
+
 def test_a_queued_drop_whose_job_yaml_was_replaced_is_dropped_and_the_new_generation_queues_behind():
     w = World()
     left = limit_creates(w)

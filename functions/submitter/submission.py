@@ -202,12 +202,12 @@ class Submitter:
                 raise  # the event comes back (the intent record lets the reconciler find a job created meanwhile)
             if record.since == intended_at:  # ours: the create was refused, no job exists under this key (an
                 self.ledger.withdraw(record)  # earlier attempt's record stays for the reconciler to finish)
-            self.ledger.close_gate(self.backend.name, region, self.clock.now())
             if queued is not None:  # the tick's turn for this input: it stays first in its queue
+                self.ledger.close_gate(self.backend.name, region, self.clock.now())
                 claim.release()
                 return Outcome(Action.QUEUED, f"{origin.name}: still rate limited in {region} (429 RATE_LIMITED); "
                                "it stays first in the queue", job_id)
-            return self._queue(origin, key, job_id, region, resume, claim, why=quota.RATE_LIMITED_WHY)
+            return self._queue(origin, key, job_id, region, resume, claim, why=quota.RATE_LIMITED_WHY, gate=True)
         claim.renew()
         if submission.adopted:  # the job existed already: it may be one whose end was published (done/)
             record = self.ledger.settle_adopted(record)
@@ -220,14 +220,20 @@ class Submitter:
         return Outcome(action, f"job {job_id} {action.value}", job_id)
 
     def _queue(self, origin: Origin, key: str, job_id: str, region: str, resume: dict[str, Any] | None,
-               claim: _Claim, *, why: str) -> Outcome:
-        """Queue an input for the create quota: its entry (ordered by now), its status (WAITING, reason
-        RATE_LIMITED, with its place), then the claim is released so the tick can decide it. Publishes nothing."""
+               claim: _Claim, *, why: str, gate: bool = False) -> Outcome:
+        """Queue an input for the create quota: its entry (ordered by now), the region's gate when its create was
+        just answered 429 (`gate`), its status (WAITING, reason RATE_LIMITED, with its place), then the claim is
+        released so the tick can decide it. Publishes nothing."""
         now = self.clock.now()
         backend = self.backend.name
         entry = quota.entry_key(backend, region, now, origin.record_key)
         self.ledger.enqueue(entry, {"origin": origin.as_dict(), "key": key, "jobId": job_id, "queuedAt": iso(now),
                                     "backend": backend, "region": region, "resume": dict(resume or {})}, origin)
+        if gate:
+            # After the entry: a tick that lists the gate also lists the entry, so it never opens the gate over a
+            # queue it saw empty while this input was between its 429 and its entry (the input's next event would
+            # then call jobs.create again and queue it a second time).
+            self.ledger.close_gate(backend, region, now)
         place = quota.position(self.ledger.queue_of(backend, region), entry)
         message = quota.queued_message(origin.name, region, now, place, why=why)
         self.ledger.write_status(origin, StatusDocument(
