@@ -171,6 +171,8 @@ _RUNNING_STACKS: list[Path] = []  # roots of the stacks running_stack holds open
 _STOPPED_STACKS: list[Path] = []  # roots of the stacks it stopped, in order (a test's own `with` stack is gone by
 # the time its report is made)
 _STOPPED_BEFORE = pytest.StashKey[int]()
+_LOG_NOISE = ("Resource not found", "is retired", "runs as n1-", "prebuilt image", "prebuilt images")  # normal 404s
+# of the storage emulator, and the sample job.yaml's own warnings
 _LOG_SIGNS = ("WARNING", "ERROR", "Traceback", "Exception", '"severity": "WARNING"', '"severity": "ERROR"')
 
 
@@ -187,7 +189,8 @@ def pytest_runtest_makereport(item, call):
     for root in _RUNNING_STACKS + _STOPPED_STACKS[item.stash.get(_STOPPED_BEFORE, len(_STOPPED_STACKS)):]:
         for log in sorted((root / "logs").glob("*.log")):
             lines = log.read_text(errors="replace").splitlines()
-            notable = [line[:400] for line in lines if any(sign in line for sign in _LOG_SIGNS)]
+            notable = [line[:400] for line in lines
+                       if any(sign in line for sign in _LOG_SIGNS) and not any(n in line for n in _LOG_NOISE)]
             if notable:
                 report.sections.append((f"stack log {log.name} (warnings and errors, last 40 of {len(notable)})",
                                         "\n".join(notable[-40:])))
