@@ -407,3 +407,29 @@ def test_filter_precedence_or_binds_tighter_than_and():
     for bad in ("state", "state=A AND", "labels:x", "display_name<a", 'display_name="unterminated'):
         with pytest.raises(FilterError):
             compile_filter(bad)
+
+
+def test_a_filter_knows_which_states_it_can_match_so_the_service_reads_only_those_jobs():
+    active = compile_filter('labels.submitter="drop" AND (state="JOB_STATE_QUEUED" OR state="JOB_STATE_RUNNING")')
+    assert active.states == {"JOB_STATE_QUEUED", "JOB_STATE_RUNNING"}
+    assert compile_filter('state="JOB_STATE_QUEUED" AND state="JOB_STATE_RUNNING"').states == frozenset()
+    for unrestricted in ("", 'labels.x="1"', 'state!="JOB_STATE_FAILED"', 'NOT state="JOB_STATE_FAILED"',
+                         'state="JOB_STATE_QUEUED" OR labels.x="1"'):
+        assert compile_filter(unrestricted).states is None, unrestricted
+
+
+def test_a_state_filter_lists_the_same_jobs_among_many_finished_ones(svc):
+    api = custom_jobs(svc)
+    made = [api.create(parent=PARENT, body=custom_job(f"job-{i}")).execute()["name"] for i in range(6)]
+    for name in made[:4]:
+        api.cancel(name=name, body={}).execute()
+    seen, token = [], None
+    while True:
+        answer = api.list(parent=PARENT, pageSize=1, pageToken=token,
+                          filter='state="JOB_STATE_QUEUED" OR state="JOB_STATE_PENDING"').execute()
+        seen += [j["name"] for j in answer.get("customJobs", [])]
+        token = answer.get("nextPageToken")
+        if not token:
+            break
+    assert seen == list(reversed(made[4:]))
+    assert api.list(parent=PARENT, filter='state="JOB_STATE_UNSPECIFIED"').execute() == {}

@@ -345,7 +345,8 @@ class VertexJobs:
         out: list[dict[str, Any]] = []
         last: JobRecord | None = None
         more = False
-        for rec in self.svc.store.iter_project(store_project(project, location), before=cursor):
+        for rec in self.svc.store.iter_project(store_project(project, location), states=_store_states(matches.states),
+                                               before=cursor):
             if rec.runtime.get("api") != self.API:
                 continue
             job = self.render(rec)
@@ -419,6 +420,14 @@ class VertexJobs:
         except FileNotFoundError:
             return b"", max(0, offset)
         return data, max(0, offset) + len(data)
+
+
+def _store_states(api_states: frozenset[str] | None) -> set[str] | None:
+    """The stored states whose jobs a filter on `api_states` can match (None: every job is read). A state the
+    table does not render (JOB_STATE_UNSPECIFIED) reads every job."""
+    if api_states is None or not api_states <= set(STATES.values()):
+        return None
+    return {stored for stored, shown in STATES.items() if shown in api_states}
 
 
 def _encode_token(last: JobRecord, scope: str) -> str:

@@ -9,8 +9,9 @@ comparisons. `create_time` must be in RFC 3339 format. `labels` supports general
 `NOT display_name="my_job"`, `create_time>"2021-05-18T00:00:00Z"`, `labels.keyA=valueA`, `labels.keyB:*`.
 Grammar and precedence from https://google.aip.dev/160: AND, OR, NOT, parentheses; OR binds tighter than AND.
 
-`compile_filter(text)` returns a predicate over CustomJob dicts, or raises `FilterError` for anything outside
-that subset (the HTTP layer answers 400 INVALID_ARGUMENT). An empty filter matches every job. Values are bare
+`compile_filter(text)` returns a predicate over CustomJob dicts (a `Filter`, whose `states` are the job states it
+can match, so the service reads only those jobs), or raises `FilterError` for anything outside that subset (the
+HTTP layer answers 400 INVALID_ARGUMENT). An empty filter matches every job. Values are bare
 words or double-quoted JSON strings. `display_name:"run_*"` is a wildcard match (`*` any run of characters).
 Timestamps compare as instants (fractional seconds and offsets allowed).
 
@@ -36,8 +37,19 @@ _TOKEN = re.compile(r'\s*(?:(\()|(\))|(AND|OR|NOT)\b|([A-Za-z_][\w.-]*)\s*(!=|<=
                     r'("(?:[^"\\]|\\.)*"|[^\s()]+))')
 
 
-def compile_filter(text: str | None) -> Predicate:
-    """A predicate over CustomJob dicts for a `customJobs.list` filter.
+class Filter:
+    """A compiled filter: call it on a CustomJob dict. `states` is the set of `state` values it can match
+    (e.g. {"JOB_STATE_RUNNING"} for `state="JOB_STATE_RUNNING" AND ...`), or None when any state can match."""
+
+    def __init__(self, predicate: Predicate, states: frozenset[str] | None):
+        self.predicate, self.states = predicate, states
+
+    def __call__(self, job: dict[str, Any]) -> bool:
+        return self.predicate(job)
+
+
+def compile_filter(text: str | None) -> Filter:
+    """A predicate over CustomJob dicts for a `customJobs.list` filter, with the states it can match.
 
     Raises:
         FilterError: an unknown field, an operator the field does not support, a bad timestamp, an unbalanced
@@ -53,7 +65,7 @@ def compile_filter(text: str | None) -> Predicate:
         tokens.append(m.groups())
         pos = m.end()
     if not tokens:
-        return lambda job: True
+        return Filter(lambda job: True, None)
     expr, rest = _and(tokens)
     if rest:
         raise FilterError(f"unexpected {_show(rest[0])}")
@@ -64,29 +76,32 @@ def _show(token: tuple[str | None, ...]) -> str:
     return repr("".join(t for t in token if t))
 
 
-def _and(tokens: list[tuple[str | None, ...]]) -> tuple[Predicate, list[tuple[str | None, ...]]]:
+def _and(tokens: list[tuple[str | None, ...]]) -> tuple[Filter, list[tuple[str | None, ...]]]:
     left, tokens = _or(tokens)
     while tokens and tokens[0][2] == "AND":
         right, tokens = _or(tokens[1:])
-        left = (lambda a, b: lambda job: a(job) and b(job))(left, right)
+        states = right.states if left.states is None else (
+            left.states if right.states is None else left.states & right.states)  # both must hold
+        left = Filter((lambda a, b: lambda job: a(job) and b(job))(left, right), states)
     return left, tokens
 
 
-def _or(tokens: list[tuple[str | None, ...]]) -> tuple[Predicate, list[tuple[str | None, ...]]]:
+def _or(tokens: list[tuple[str | None, ...]]) -> tuple[Filter, list[tuple[str | None, ...]]]:
     left, tokens = _unary(tokens)  # AIP-160: OR binds tighter than AND
     while tokens and tokens[0][2] == "OR":
         right, tokens = _unary(tokens[1:])
-        left = (lambda a, b: lambda job: a(job) or b(job))(left, right)
+        states = None if left.states is None or right.states is None else left.states | right.states
+        left = Filter((lambda a, b: lambda job: a(job) or b(job))(left, right), states)
     return left, tokens
 
 
-def _unary(tokens: list[tuple[str | None, ...]]) -> tuple[Predicate, list[tuple[str | None, ...]]]:
+def _unary(tokens: list[tuple[str | None, ...]]) -> tuple[Filter, list[tuple[str | None, ...]]]:
     if not tokens:
         raise FilterError("a term is missing")
     head = tokens[0]
     if head[2] == "NOT":
         inner, rest = _unary(tokens[1:])
-        return (lambda job: not inner(job)), rest
+        return Filter(lambda job: not inner(job), None), rest  # a complement: any state may match
     if head[0]:
         inner, rest = _and(tokens[1:])
         if not rest or not rest[0][1]:
@@ -114,14 +129,24 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
-def _restriction(field: str, op: str, raw: str) -> Predicate:
+def _restriction(field: str, op: str, raw: str) -> Filter:
+    if field == "state" and op == "=":
+        value = _value(raw)
+        return Filter(lambda job: job.get("state") == value, frozenset({value}))
+    return Filter(_predicate(field, op, raw), None)
+
+
+def _value(raw: str) -> str:
     if raw.startswith('"'):
         try:
-            value = str(json.loads(raw))
+            return str(json.loads(raw))
         except ValueError:
             raise FilterError(f"bad string {raw}") from None
-    else:
-        value = raw
+    return raw
+
+
+def _predicate(field: str, op: str, raw: str) -> Predicate:
+    value = _value(raw)
     if field == "state" and op in ("=", "!="):
         return lambda job: (job.get("state") == value) == (op == "=")
     if field.startswith("labels.") and len(field) > len("labels."):
@@ -143,4 +168,4 @@ def _restriction(field: str, op: str, raw: str) -> Predicate:
                       "state =, !=; create_time =, !=, <, <=, >, >=; labels.KEY=VALUE, labels.KEY:*)")
 
 
-__all__ = ["FilterError", "compile_filter"]
+__all__ = ["Filter", "FilterError", "compile_filter"]
