@@ -423,9 +423,10 @@ class VertexJobs:
 
 
 def _store_states(api_states: frozenset[str] | None) -> set[str] | None:
-    """The stored states whose jobs a filter on `api_states` can match (None: every job is read). A state the
-    table does not render (JOB_STATE_UNSPECIFIED) reads every job."""
-    if api_states is None or not api_states <= set(STATES.values()):
+    """The stored states whose jobs a filter on `api_states` can match (None: every job is read). States this
+    service never shows (JOB_STATE_PAUSED, JOB_STATE_UPDATING) select nothing; JOB_STATE_UNSPECIFIED, which a
+    stored state missing from STATES would show, reads every job."""
+    if api_states is None or "JOB_STATE_UNSPECIFIED" in api_states:
         return None
     return {stored for stored, shown in STATES.items() if shown in api_states}
 
