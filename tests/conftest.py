@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import io
 import json
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,19 @@ def baseline_files() -> dict[str, bytes]:
 
 
 BASELINE_TARBALL = make_tarball(baseline_files())
+
+
+def at_once(*calls):
+    """Run `calls` on threads of their own, released together by a barrier (two invocations racing on one input);
+    returns their results in order, re-raising the first exception."""
+    barrier = threading.Barrier(len(calls))
+
+    def released(call):
+        barrier.wait()
+        return call()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [f.result() for f in [pool.submit(released, c) for c in calls]]
 
 
 def settings(**overrides) -> Settings:

@@ -5,10 +5,8 @@ The in-memory state store enforces create-only and generation-match writes, as G
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime as dt
 import json
-import threading
 
 import pytest
 
@@ -17,7 +15,7 @@ from submitter.backends.google_errors import classify
 from submitter.drops import status_key
 from submitter.errors import BackendUnavailable, ClaimBusy
 
-from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World
+from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World, at_once
 from fakes import FakePublisher
 
 
@@ -27,23 +25,13 @@ def world_with_clock(**settings):
     return w, w.clock
 
 
-def concurrently(*calls):
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return [f.result() for f in [pool.submit(c) for c in calls]]
-
-
 # -- F1 ------------------------------------------------------------------------------------------
 def test_F1_same_event_three_times_two_at_once_gives_one_job_one_submitted():
     w, clock = world_with_clock()
     w.put("incoming/run-001/package.tar.gz", BASELINE_TARBALL)
     w.put("incoming/run-001/job.yaml", BASELINE_YAML, generation=1718000000000001)
-    barrier = threading.Barrier(2)
-
-    def deliver(event_id):
-        barrier.wait()
-        return w.deliver("incoming/run-001/job.yaml", event_id=event_id)
-
-    a, b = concurrently(lambda: deliver("evt-A"), lambda: deliver("evt-B"))
+    a, b = at_once(lambda: w.deliver("incoming/run-001/job.yaml", event_id="evt-A"),
+                   lambda: w.deliver("incoming/run-001/job.yaml", event_id="evt-B"))
     clock.advance(600)
     c = w.deliver("incoming/run-001/job.yaml", event_id="evt-C")
     assert sorted(o.action for o in (a, b, c)) == ["duplicate", "duplicate", "submitted"]
@@ -126,14 +114,8 @@ def test_F4b_both_halves_at_the_same_moment_give_one_create():
     w, _ = world_with_clock()
     w.put("incoming/run-006/package.tar.gz", BASELINE_TARBALL)
     w.put("incoming/run-006/job.yaml", BASELINE_YAML)
-    barrier = threading.Barrier(2)
-
-    def deliver(name):
-        barrier.wait()
-        return w.deliver(name)
-
-    outcomes = concurrently(lambda: deliver("incoming/run-006/job.yaml"),
-                            lambda: deliver("incoming/run-006/package.tar.gz"))
+    outcomes = at_once(lambda: w.deliver("incoming/run-006/job.yaml"),
+                       lambda: w.deliver("incoming/run-006/package.tar.gz"))
     assert sorted(o.action for o in outcomes) == ["duplicate", "submitted"]
     assert w.api.count("create") == 1 and w.publisher.states() == ["SUBMITTED"]
 
@@ -674,13 +656,8 @@ def test_an_identical_re_upload_delivered_twice_at_once_is_recorded_once():
     first = w.drop("incoming/run-062", spec_generation=6201)
     clock.advance(10)
     w.put("incoming/run-062/job.yaml", BASELINE_YAML, generation=6202)
-    barrier = threading.Barrier(2)
-
-    def deliver(event_id):
-        barrier.wait()
-        return w.deliver("incoming/run-062/job.yaml", event_id=event_id)
-
-    a, b = concurrently(lambda: deliver("evt-A"), lambda: deliver("evt-B"))
+    a, b = at_once(lambda: w.deliver("incoming/run-062/job.yaml", event_id="evt-A"),
+                   lambda: w.deliver("incoming/run-062/job.yaml", event_id="evt-B"))
     assert a.action == b.action == "duplicate" and a.job_id == b.job_id == first.job_id
     verdict = w.store.get("drops/drop-bucket/incoming/run-062/6202.json")[0]
     assert verdict["state"] == "SUBMITTED" and verdict["jobId"] == first.job_id

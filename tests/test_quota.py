@@ -23,7 +23,7 @@ from submitter.quota import Route
 from submitter.retry import call_with_retries
 from submitter_cli import main as cli
 
-from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World
+from conftest import BASELINE_TARBALL, BASELINE_YAML, NOW, World, at_once
 from fakes import error_body
 
 RATE = json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded for quota metric "
@@ -107,6 +107,14 @@ def limit_creates(w: World) -> dict:
     return quota_left
 
 
+def rate_limited_world() -> tuple[World, dict]:
+    """A World whose training API answers every create 429 RATE_LIMITED until the test sets `left["left"]`."""
+    w = World()
+    left = limit_creates(w)
+    left["left"] = 0
+    return w, left
+
+
 def entries(w: World) -> list[str]:
     return [k for k in w.store.all_keys() if quota.parse_entry(k) is not None]
 
@@ -139,9 +147,7 @@ def _origin(w: World, folder: str):
 
 
 def test_a_tick_submits_queued_drops_oldest_first_and_stops_at_the_first_429():
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     for name in ("q-a", "q-b", "q-c", "q-d"):
         assert w.drop(f"incoming/{name}").action == "queued"
         w.clock.advance(1)
@@ -173,9 +179,7 @@ def test_a_new_drop_while_the_queue_is_not_empty_queues_behind_even_when_quota_h
 
 
 def test_a_redelivery_of_a_queued_drops_event_neither_submits_nor_moves_it():
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     w.drop("incoming/q-1")
     w.clock.advance(1)
     w.drop("incoming/q-2")
@@ -198,9 +202,7 @@ def test_a_tick_between_a_429_and_its_queue_entry_never_opens_the_gate_so_the_dr
     """Found on the local stack: a tick that listed the region's gate but not yet the entry of the drop whose 429
     wrote it saw an empty queue and removed the gate; the drop's package event then called jobs.create again and
     queued it a second time."""
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     enqueue = w.ledger.enqueue
 
     def tick_first(*args, **kwargs):  # the tick runs while the invocation is between its 429 and its entry
@@ -220,9 +222,7 @@ def test_a_tick_between_a_429_and_its_queue_entry_never_opens_the_gate_so_the_dr
 
 
 def test_a_queued_drop_whose_job_yaml_was_replaced_is_dropped_and_the_new_generation_queues_behind():
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     w.drop("incoming/q-1")
     w.clock.advance(1)
     w.put("incoming/q-1/job.yaml", BASELINE_YAML + b"# v2\n")
@@ -236,9 +236,7 @@ def test_a_queued_drop_whose_job_yaml_was_replaced_is_dropped_and_the_new_genera
 
 
 def test_a_queued_drop_that_became_invalid_is_rejected_by_the_tick_and_the_next_one_is_served():
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     w.drop("incoming/q-1")
     w.clock.advance(1)
     w.drop("incoming/q-2")
@@ -344,26 +342,10 @@ def test_an_overlap_queue_rules_batch_waiting_for_quota_stays_its_rules_active_b
 # -- races -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("run", range(3))
 def test_a_tick_and_a_redelivery_racing_on_a_queued_drop_make_one_job_and_one_submitted(run):
-    import concurrent.futures
-    import threading
-
     w = World(real_sleep=True)
     w.api.fail("create", 429, "RESOURCE_EXHAUSTED", "rate")
     w.drop("incoming/q-1")
-    barrier = threading.Barrier(2)
-
-    def tick():
-        barrier.wait()
-        return w.tick()
-
-    def redeliver():
-        barrier.wait()
-        return w.deliver("incoming/q-1/job.yaml", event_id=f"again-{run}")
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(tick), pool.submit(redeliver)]
-        out = futures[1].result()
-        futures[0].result()
+    _, out = at_once(w.tick, lambda: w.deliver("incoming/q-1/job.yaml", event_id=f"again-{run}"))
     assert out.action in ("queued", "duplicate")
     w.tick()  # whichever way the race went
     assert len(w.api.jobs) == 1 and w.publisher.states().count("SUBMITTED") == 1 and entries(w) == []
@@ -419,9 +401,7 @@ def test_a_new_job_yaml_that_waits_for_a_package_while_the_last_one_is_queued_is
 
 
 def test_a_queued_drop_whose_package_was_deleted_waits_and_is_then_swept():
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     w.put("incoming/q-1/other.tar.gz", BASELINE_TARBALL)
     w.deliver("incoming/q-1/other.tar.gz")
     w.clock.advance(10)
@@ -436,9 +416,7 @@ def test_a_queued_drop_whose_package_was_deleted_waits_and_is_then_swept():
 
 
 def test_a_queued_drop_whose_job_yaml_was_deleted_says_it_waits_for_job_yaml_and_is_then_swept():
-    w = World()
-    left = limit_creates(w)
-    left["left"] = 0
+    w, left = rate_limited_world()
     assert w.drop("incoming/q-1").action == "queued"
     w.storage.delete("drop-bucket", "incoming/q-1/job.yaml")
     left["left"] = None

@@ -8,10 +8,8 @@ filters; errors; the CLI on Vertex jobs.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
-import threading
 
 import pytest
 from fake_vertex import FakeVertexApi, compile_filter
@@ -27,7 +25,7 @@ from submitter.naming import key_label_value
 from submitter.policy import Policy
 from submitter.settings import Settings
 
-from conftest import BASELINE_TARBALL, BASELINE_YAML, World, settings
+from conftest import BASELINE_TARBALL, BASELINE_YAML, World, at_once, settings
 from fakes import FakePublisher
 
 REGIONS = Policy().allowed_regions  # us-central1, us-east1, us-west1, europe-west1, europe-west4, asia-east1
@@ -65,11 +63,6 @@ TUNING = b"""  hyperparameters:
     - {parameterName: lr, type: DOUBLE, minValue: 0.01, maxValue: 0.1}
 """
 BASELINE_WITH_TUNING = BASELINE_YAML.replace(b"labels:\n", TUNING + b"labels:\n")
-
-
-def concurrently(*calls):
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return [f.result() for f in [pool.submit(c) for c in calls]]
 
 
 # -- a drop, end to end ---------------------------------------------------------------------------------------------
@@ -165,13 +158,8 @@ def test_the_same_event_twice_and_two_instances_at_once_make_one_job_and_one_sub
     api, w = vertex_world(real_sleep=True)
     w.put("incoming/run-005/package.tar.gz", BASELINE_TARBALL)
     w.put("incoming/run-005/job.yaml", BASELINE_YAML, generation=1718000000000005)
-    barrier = threading.Barrier(2)
-
-    def deliver(event_id):
-        barrier.wait()
-        return w.deliver("incoming/run-005/job.yaml", event_id=event_id)
-
-    a, b = concurrently(lambda: deliver("evt-A"), lambda: deliver("evt-B"))
+    a, b = at_once(lambda: w.deliver("incoming/run-005/job.yaml", event_id="evt-A"),
+                   lambda: w.deliver("incoming/run-005/job.yaml", event_id="evt-B"))
     w.clock.advance(600)
     c = w.deliver("incoming/run-005/job.yaml", event_id="evt-C")
     assert sorted(o.action for o in (a, b, c)) == ["duplicate", "duplicate", "submitted"]
