@@ -637,6 +637,18 @@ def test_a_bug_report_keeps_the_folder_s_last_submitted_job_yaml_so_its_identica
     assert again.action == "duplicate" and again.job_id == first.job_id and w.api.count("create") == 1
 
 
+def test_a_bug_on_a_drop_whose_status_document_is_unreadable_is_still_reported_once():
+    w = World()
+    w.put("incoming/run-064/package.tar.gz", BASELINE_TARBALL)
+    w.put("incoming/run-064/job.yaml", BASELINE_YAML)
+    w.store.put("status/drop-bucket/incoming/run-064.json", {"state": "NOT_A_STATE", "time": "yesterday"})
+    info = w.storage.info("drop-bucket", "incoming/run-064/job.yaml")
+    event = __import__("conftest").storage_event("incoming/run-064/job.yaml", info.generation, info.size)
+    assert w.handler.report_bug(event, RuntimeError("a bug")).action == "submit_failed"
+    assert w.publisher.states() == ["SUBMIT_FAILED"] and w.api.count("create") == 0
+    assert w.ledger.status("status/drop-bucket/incoming/run-064.json").reason == "INTERNAL_ERROR"
+
+
 def test_a_job_announced_by_the_reconciler_is_the_last_submitted_job_yaml_of_its_folder():
     w = World()
     w.publisher = w.app.submitter.publisher = w.reconciler.publisher = DyingPublisher()

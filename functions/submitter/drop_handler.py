@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from . import drops, logs, naming
 from .clock import Clock, iso
 from .drops import AlreadyDecided, DropObject, DropRef, Evaluate, Identical, Ignored, Snapshot, Wait
-from .errors import ObjectGone, SpecRejected
+from .errors import ObjectGone, SpecRejected, TransientError
 from .events import StorageObjectEvent, event_age_seconds
 from .ledger import Ledger, pending_age
 from .model import DropStatus, Origin, Verdict
@@ -273,6 +273,12 @@ class DropHandler:
         key = naming.derive_job_id(where.drop_name, drop.generation)
         # The report replaces the folder's status: it carries the folder's last submitted job.yaml on, so that
         # job.yaml's byte-identical re-upload is still recognised after the bug (not submitted a second time).
-        current = self.ledger.status(drops.status_key(event.bucket, where.folder))
+        try:
+            current = self.ledger.status(drops.status_key(event.bucket, where.folder))
+        except TransientError:
+            raise
+        except Exception:  # a status document we cannot read must not stop the one report the drop gets
+            log.exception(f"{where.folder}: unreadable status document; the bug report starts a fresh one")
+            current = None
         last = current.submitted_spec() if current is not None else None
         return self.submitter.report_bug(drop.origin(drops.status_extra(spec, last)), key, exc)
